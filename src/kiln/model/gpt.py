@@ -1,0 +1,261 @@
+"""`GPT`: a decoder-only transformer trained to predict the next token.
+
+Read top to bottom: embeddings (+ positions) -> n_layer blocks of attention and MLP with residual
+connections -> final norm -> LM head. Every architectural choice comes from `GPTConfig`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kiln.model.attention import Attention
+from kiln.model.config import GPTConfig
+from kiln.model.kv_cache import KVCache
+from kiln.model.masks import attention_mask
+from kiln.model.mlp import MLP, MoE
+from kiln.model.positions import alibi_slopes, rope_cos_sin, sinusoidal
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
+    return nn.LayerNorm(cfg.n_embd, eps=cfg.norm_eps, bias=cfg.bias)
+
+
+class Block(nn.Module):
+    """Attention then MLP, each wrapped in a residual connection; the norm goes before each sublayer
+    (pre-norm, GPT-2 onwards: stable without warmup tricks) or after the residual sum (post-norm, the
+    original Transformer)."""
+
+    def __init__(self, cfg: GPTConfig, layer: int) -> None:
+        super().__init__()
+        self.pre_norm = cfg.norm_position == "pre"
+        self.norm1 = make_norm(cfg)
+        self.attn = Attention(cfg, layer)
+        self.norm2 = make_norm(cfg)
+        self.mlp = MoE(cfg) if cfg.n_experts else MLP(cfg)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor, **attn_kwargs) -> Tensor:
+        if self.pre_norm:
+            x = x + self.drop(self.attn(self.norm1(x), **attn_kwargs))
+            return x + self.drop(self.mlp(self.norm2(x)))
+        x = self.norm1(x + self.drop(self.attn(x, **attn_kwargs)))
+        return self.norm2(x + self.drop(self.mlp(x)))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = cfg = config.validate()
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos_encoding == "learned" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm_f = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            # One matrix both reads tokens in and scores them out (Press & Wolf 2017): fewer parameters,
+            # and GPT-2's 124M count assumes it.
+            self.lm_head.weight = self.wte.weight
+        self.last_aux_loss: Tensor | None = None
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2 initialisation: N(0, 0.02) everywhere, and residual projections scaled by 1/sqrt(2·n_layer)
+        so the residual stream's variance does not grow with depth."""
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            scale = 1 / math.sqrt(2 * self.config.n_layer) if getattr(module, "residual", False) else 1.0
+            nn.init.normal_(module.weight, mean=0.0, std=std * scale)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        idx: Tensor,
+        targets: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        valid: Tensor | None = None,
+        prefix_len: int | Tensor | None = None,
+        all_logits: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """idx (B, T) token ids -> (logits, loss).
+
+        With `targets` (B, T) (the inputs shifted left by one, -1 = ignore), logits cover every position
+        and loss is the mean cross-entropy (plus moe_aux_loss_coef × the load-balancing term for MoE).
+        Without targets only the last position goes through the LM head (all a sampler needs) unless
+        `all_logits`. `cache` makes this an incremental step; `valid` (B, T) marks left padding as False;
+        `prefix_len` makes the first tokens of each sequence attend to each other both ways.
+        """
+        cfg = self.config
+        b, t = idx.shape
+        offset = cache.length if cache is not None else 0
+        if cache is None and t > cfg.block_size:
+            raise ValueError(f"sequence of {t} tokens is longer than block_size {cfg.block_size}")
+        if valid is not None and bool(valid.all()):
+            valid = None
+
+        # Positions: a token's index within its own sequence (padding does not count).
+        padded = valid is not None or (cache is not None and cache.padded)
+        if not padded:
+            positions = torch.arange(offset, offset + t, device=idx.device).expand(b, t)
+        else:
+            v = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid
+            base = cache.n_valid[:, None] if cache is not None else 0
+            positions = (base + v.long().cumsum(1) - 1).clamp(min=0)
+        if cache is not None:
+            cache.begin(positions, valid)
+
+        x = self.wte(idx)
+        if cfg.pos_encoding == "learned":
+            if int(positions.max()) >= cfg.block_size:
+                raise ValueError(f"position {int(positions.max())} is past block_size {cfg.block_size}")
+            x = x + self.wpe(positions)
+        elif cfg.pos_encoding == "sinusoidal":
+            x = x + sinusoidal(positions, cfg.n_embd).to(x.dtype)
+        x = self.drop(x)
+        rope = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta) if cfg.pos_encoding == "rope" else None
+
+        mask, is_causal = self._mask(positions, valid, cache, offset, t, prefix_len, x.dtype)
+        for block in self.blocks:
+            x = block(x, rope=rope, mask=mask, is_causal=is_causal, cache=cache)
+        if cache is not None:
+            cache.advance(t)
+        x = self.norm_f(x)
+
+        if targets is None:
+            return self.lm_head(x if all_logits else x[:, -1:, :]), None
+        logits = self.lm_head(x)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+        if cfg.n_experts:
+            self.last_aux_loss = torch.stack([blk.mlp.aux_loss for blk in self.blocks]).mean()
+            loss = loss + cfg.moe_aux_loss_coef * self.last_aux_loss
+        return logits, loss
+
+    def _mask(
+        self,
+        positions: Tensor,
+        valid: Tensor | None,
+        cache: KVCache | None,
+        offset: int,
+        t: int,
+        prefix_len: int | Tensor | None,
+        dtype: torch.dtype,
+    ) -> tuple[Tensor | None, bool]:
+        """The cheapest correct attention mask: none at all (SDPA's own causal flag, which lets it pick
+        the flash kernel) for plain training and single-token decoding, an explicit one otherwise."""
+        cfg = self.config
+        plain = (
+            valid is None
+            and (cache is None or not cache.padded)
+            and cfg.attention_window is None
+            and prefix_len is None
+            and cfg.pos_encoding != "alibi"
+        )
+        if plain and offset == 0:
+            return None, t > 1
+        if plain and t == 1:
+            return None, False
+        device = positions.device
+        q_slots = torch.arange(offset, offset + t, device=device)
+        k_slots = torch.arange(offset + t, device=device)
+        if cache is not None:
+            k_pos, k_valid = cache.pos[:, : offset + t], cache.valid[:, : offset + t]
+        else:
+            k_pos, k_valid = positions, valid
+        mask = attention_mask(
+            q_slots,
+            k_slots,
+            positions,
+            k_pos,
+            k_valid,
+            window=cfg.attention_window,
+            prefix_len=prefix_len,
+            alibi_slopes=alibi_slopes(cfg.n_head) if cfg.pos_encoding == "alibi" else None,
+            dtype=dtype,
+        )
+        return mask, False
+
+    # ------------------------------------------------------------------ inference helpers
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache on this model's device and dtype, for up to `max_len` (default block_size) tokens."""
+        cfg = self.config
+        p = self.lm_head.weight
+        return KVCache(
+            cfg.n_layer,
+            batch_size,
+            cfg.kv_heads,
+            max_len or cfg.block_size,
+            cfg.head_dim,
+            device=p.device,
+            dtype=p.dtype,
+        )
+
+    # ------------------------------------------------------------------ accounting
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Unique parameters (a tied matrix counts once). non_embedding drops the token and position
+        tables, as Kaplan et al.'s scaling laws count N; an untied LM head is a matmul and stays."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if self.wpe is not None:
+                n -= self.wpe.weight.numel()
+        return n
+
+    def active_matmul_params(self) -> int:
+        """Parameters a token multiplies through: everything but the lookup tables (the tied LM head
+        is a matmul and counts), and for MoE only moe_top_k of n_experts experts."""
+        cfg = self.config
+        n = self.num_params()
+        if self.wpe is not None:
+            n -= self.wpe.weight.numel()
+        if not cfg.tie_embeddings:
+            n -= self.wte.weight.numel()
+        if cfg.n_experts:
+            per_expert = sum(p.numel() for p in self.blocks[0].mlp.experts[0].parameters())
+            n -= cfg.n_layer * (cfg.n_experts - cfg.moe_top_k) * per_expert
+        return n
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token, 6N + 12·L·H·Q·T (PaLM appendix B), for MFU: 6N for the forward and
+        backward matmuls through N weights, 12·L·H·Q·T for attention scores over T keys."""
+        cfg = self.config
+        t = seq_len or cfg.block_size
+        return 6 * self.active_matmul_params() + 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * t
+
+    def memory_report(
+        self,
+        *,
+        dtype: torch.dtype = torch.bfloat16,
+        batch_size: int = 1,
+        seq_len: int | None = None,
+    ) -> dict[str, int]:
+        """Bytes needed, computable on the meta device: weights, gradients, AdamW's two fp32 moments,
+        an fp32 master copy under mixed precision, and the KV cache for `batch_size` × `seq_len` tokens.
+        Activations are left out: they depend on batch, checkpointing and kernels."""
+        cfg = self.config
+        n = self.num_params()
+        width = torch.finfo(dtype).bits // 8
+        t = seq_len or cfg.block_size
+        report = {
+            "params": n,
+            "weights": n * width,
+            "gradients": n * width,
+            "adamw_states": n * 8,
+            "fp32_master": 0 if dtype == torch.float32 else n * 4,
+            "kv_cache": 2 * cfg.n_layer * cfg.kv_heads * cfg.head_dim * t * batch_size * width,
+        }
+        report["training_total"] = (
+            report["weights"] + report["gradients"] + report["adamw_states"] + report["fp32_master"]
+        )
+        report["inference_total"] = report["weights"] + report["kv_cache"]
+        return report

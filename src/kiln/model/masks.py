@@ -1,0 +1,47 @@
+"""Which keys each query may attend to, as one (B, 1 or H, T, S) mask for scaled_dot_product_attention.
+
+Indices are in *cache coordinates* (the slot a token occupies, padding included) and positions are the
+token's position in its own sequence. Causality and window width are differences of slots, which left
+padding does not change; the prefix-LM rule and padding need positions and validity per sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def attention_mask(
+    q_slots: Tensor,
+    k_slots: Tensor,
+    q_pos: Tensor,
+    k_pos: Tensor,
+    k_valid: Tensor | None,
+    *,
+    window: int | None = None,
+    prefix_len: int | Tensor | None = None,
+    alibi_slopes: Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Build the attention mask: boolean (True = attend), or additive float when ALiBi adds distance biases.
+
+    q_slots (T,), k_slots (S,): cache slots; q_pos (B, T), k_pos (B, S): positions; k_valid (B, S): False on padding.
+    prefix_len: tokens at positions < prefix_len see each other both ways (a prefix LM); int or (B,) tensor.
+    """
+    dist = q_slots[:, None] - k_slots[None, :]  # (T, S): how far back the key is
+    allowed = (dist >= 0)[None]  # (1, T, S)
+    if window is not None:
+        allowed = allowed & (dist < window)[None]
+    if prefix_len is not None:
+        p = torch.as_tensor(prefix_len, device=q_pos.device).reshape(-1, 1, 1)
+        allowed = allowed | ((q_pos[:, :, None] < p) & (k_pos[:, None, :] < p))
+    if k_valid is not None:
+        allowed = allowed & k_valid[:, None, :]
+    # A query must see at least itself, or softmax over an empty row gives NaN (padding queries, whose
+    # outputs are never used, would otherwise poison nothing but still trip anomaly checks).
+    allowed = allowed | (dist == 0)[None]
+    allowed = allowed[:, None]  # (B or 1, 1, T, S)
+    if alibi_slopes is None:
+        return allowed
+    bias = -alibi_slopes.to(q_slots.device)[None, :, None, None] * dist.abs().float()[None, None]
+    return bias.masked_fill(~allowed, float("-inf")).to(dtype)
