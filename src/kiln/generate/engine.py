@@ -18,6 +18,7 @@ from torch import Tensor
 
 from kiln.generate.sampling import SamplingParams, make_generators, sample_next, top_logprobs
 from kiln.generate.stops import StopMatcher
+from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
 
 
@@ -125,7 +126,8 @@ def stream_batch(
     streams = [_TextStream(tokenizer, params.stop) for _ in range(n)]
     done = [False] * n
     stop_ids = set(params.stop_token_ids)
-    cache = model.new_cache(n) if use_cache else None
+    # Room for the longest prompt plus every new token (capped at the context, where decoding slides).
+    cache = model.new_cache(n, min(ctx, max(map(len, seqs)) + params.max_new_tokens)) if use_cache else None
 
     def window_logits() -> Tensor:
         """Forward the last `ctx` tokens of every sequence from scratch (prefill, or the slide past the context)."""
@@ -137,7 +139,7 @@ def stream_batch(
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), packed_linears(model):
             logits = window_logits()
             for step in range(params.max_new_tokens):
                 context = seqs if params.repetition_penalty != 1.0 else None
@@ -147,7 +149,10 @@ def stream_batch(
                 tops: list[list[tuple[int, float]]] = [[] for _ in range(n)]
                 if params.logprobs:
                     values, ids = top_logprobs(logits, params.logprobs)
-                    tops = [list(zip(r_ids, r_vals, strict=True)) for r_ids, r_vals in zip(ids.tolist(), values.tolist(), strict=True)]
+                    tops = [
+                        list(zip(r_ids, r_vals, strict=True))
+                        for r_ids, r_vals in zip(ids.tolist(), values.tolist(), strict=True)
+                    ]
                 last = step == params.max_new_tokens - 1
                 for i in range(n):
                     if done[i]:
@@ -162,6 +167,8 @@ def stream_batch(
                     reason = "stop" if stopped else ("length" if last else None)
                     if reason == "length":
                         text += streams[i].finish()
+                        if streams[i].matcher.stopped:  # a stop string completed only at the flush
+                            reason = "stop"
                     done[i] = reason is not None
                     yield TokenEvent(i, tok, chosen_lp[i], tops[i], text, reason)
                 if all(done):

@@ -80,8 +80,14 @@ class GPTConfig:
 
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        need(self.n_embd % self.n_head == 0, f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        need(1 <= self.kv_heads <= self.n_head, f"n_kv_head must be in [1, n_head={self.n_head}], got {self.kv_heads}")
+        need(
+            self.n_embd % self.n_head == 0,
+            f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
+        )
+        need(
+            1 <= self.kv_heads <= self.n_head,
+            f"n_kv_head must be in [1, n_head={self.n_head}], got {self.kv_heads}",
+        )
         need(
             self.n_head % self.kv_heads == 0,
             f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})",

@@ -26,8 +26,10 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # Uninitialised: a slot is always written before it is read (attention reads only [0, length)),
+        # and zero-filling a gpt2-sized cache for batch 8 would cost more than a decode step.
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.pos = torch.zeros(batch_size, max_len, device=device, dtype=torch.long)
         self.valid = torch.zeros(batch_size, max_len, device=device, dtype=torch.bool)
         self.n_valid = torch.zeros(batch_size, device=device, dtype=torch.long)

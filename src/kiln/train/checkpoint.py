@@ -1,0 +1,98 @@
+"""Checkpoints: a directory with `model.safetensors`, `config.json` and the tokenizer.
+
+safetensors holds only tensors, so loading a checkpoint from anywhere can never run code (a pickle
+can); config.json says how to rebuild the model, so the weights load into the right shape or fail
+with a message that names the file and the mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_model
+
+from kiln.config import ConfigError, from_dict, to_dict
+from kiln.model import GPT, GPTConfig
+from kiln.tokenizer import Tokenizer, load_tokenizer
+from kiln.utils.io import atomic_write, atomic_write_text
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, truncated, corrupt or does not fit its config."""
+
+
+def save_checkpoint(
+    directory: str | Path,
+    model: GPT,
+    tokenizer: Tokenizer | None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write weights, tokenizer and config; config.json goes last, so its presence marks a complete checkpoint."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
+    if tokenizer is not None:
+        tokenizer.save(directory / TOKENIZER_DIR)
+    config = {"model": to_dict(model.config), **(meta or {})}
+    atomic_write_text(directory / CONFIG, json.dumps(config, indent=2))
+    return directory
+
+
+def read_config(directory: str | Path) -> tuple[GPTConfig, dict[str, Any]]:
+    path = Path(directory) / CONFIG
+    if not path.exists():
+        raise CheckpointError(f"{directory} is not a kiln checkpoint: {CONFIG} is missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        cfg = from_dict(GPTConfig, meta["model"], where=str(path))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ConfigError) as e:
+        raise CheckpointError(f"{path}: unreadable model config ({e})") from e
+    return cfg, meta
+
+
+def load_checkpoint(
+    directory: str | Path, device: str | torch.device = "cpu"
+) -> tuple[GPT, Tokenizer | None, dict[str, Any]]:
+    """Rebuild the model from config.json and load its safetensors weights (strictly: every tensor present,
+    every shape right). Returns (model in eval mode, tokenizer or None, the config's metadata)."""
+    directory = Path(directory)
+    cfg, meta = read_config(directory)
+    weights = directory / WEIGHTS
+    try:
+        state = load_file(str(weights), device=str(device))
+    except FileNotFoundError:
+        raise CheckpointError(f"{weights} is missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is corrupt or truncated ({e})") from e
+    with torch.device(device):
+        model = GPT(cfg)
+    # save_model dropped one name of each tied pair; put it back before the strict load.
+    if cfg.tie_embeddings:
+        for name in ("wte.weight", "lm_head.weight"):
+            other = "lm_head.weight" if name == "wte.weight" else "wte.weight"
+            if name not in state and other in state:
+                state[name] = state[other]
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(
+            f"{label}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+            for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if names
+        )
+        raise CheckpointError(f"{weights} does not match {directory / CONFIG}: {detail}")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    tok_dir = directory / TOKENIZER_DIR
+    tokenizer = load_tokenizer(tok_dir) if tok_dir.exists() else None
+    return model, tokenizer, meta
