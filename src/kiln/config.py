@@ -102,9 +102,7 @@ def _build(cls: type[T], data: Mapping[Any, Any], prefix: str, where: str) -> T:
     missing = [
         f"{prefix}.{name}" if prefix else name
         for name, f in init_fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise _error(where, f"missing required key(s) for {cls.__name__}: {', '.join(missing)}")
@@ -196,9 +194,7 @@ def _coerce(tp: Any, value: Any, raw: str | None, key: str, where: str, note: st
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(args[0], v, f"{key}[{i}]", where, note) for i, v in enumerate(value))
         if len(value) != len(args):
-            raise _error(
-                where, f"{key}: expected {_describe(tp)} ({len(args)} items), got {_show(value)}{note}"
-            )
+            raise _error(where, f"{key}: expected {_describe(tp)} ({len(args)} items), got {_show(value)}{note}")
         pairs = enumerate(zip(args, value, strict=True))
         return tuple(_convert(t, v, f"{key}[{i}]", where, note) for i, (t, v) in pairs)
 
@@ -207,9 +203,7 @@ def _coerce(tp: Any, value: Any, raw: str | None, key: str, where: str, note: st
             raise _mismatch(tp, value, key, where, note)
         key_tp, val_tp = args or (Any, Any)
         return {
-            _coerce(key_tp, k, None, f"{key} (key {k!r})", where, note): _convert(
-                val_tp, v, f"{key}.{k}", where, note
-            )
+            _coerce(key_tp, k, None, f"{key} (key {k!r})", where, note): _convert(val_tp, v, f"{key}.{k}", where, note)
             for k, v in value.items()
         }
 
@@ -407,9 +401,7 @@ def _toml_value(value: Any, key: str) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v, f"{key}[{i}]") for i, v in enumerate(value)) + "]"
     if isinstance(value, Mapping):  # only reached inside arrays: write an inline table
-        items = [
-            f"{_toml_key(k)} = {_toml_value(v, f'{key}.{k}')}" for k, v in value.items() if v is not None
-        ]
+        items = [f"{_toml_key(k)} = {_toml_value(v, f'{key}.{k}')}" for k, v in value.items() if v is not None]
         return "{" + ", ".join(items) + "}"
     if value is None:
         raise ConfigError(f"{key}: TOML cannot represent None inside an array")
@@ -484,9 +476,7 @@ def _apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], *, mark:
                 child = _copy_tables(child)
             else:
                 where = ".".join(parts[: i + 1])
-                raise ConfigError(
-                    f"override {text!r}: cannot set {key!r} because {where!r} is {child!r}, not a table"
-                )
+                raise ConfigError(f"override {text!r}: cannot set {key!r} because {where!r} is {child!r}, not a table")
             node[part] = child
             node = child
         node[parts[-1]] = _Override(value, raw, text) if mark else value

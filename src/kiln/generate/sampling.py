@@ -94,9 +94,7 @@ class SamplingParams:
         n = self.max_new_tokens
         _check_int("max_new_tokens", n, isinstance(n, Integral) and n >= 1, ">= 1")
         lp = self.logprobs
-        _check_int(
-            "logprobs", lp, isinstance(lp, Integral) and 0 <= lp <= MAX_LOGPROBS, f"in [0, {MAX_LOGPROBS}]"
-        )
+        _check_int("logprobs", lp, isinstance(lp, Integral) and 0 <= lp <= MAX_LOGPROBS, f"in [0, {MAX_LOGPROBS}]")
         for tid in self.stop_token_ids:
             if isinstance(tid, bool) or not isinstance(tid, Integral) or tid < 0:
                 raise ValueError(f"stop_token_ids must be integers >= 0, got {tid!r}")
@@ -177,9 +175,7 @@ def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
     ``temperature == 0`` (greedy) is not a limit this function can compute; callers take the argmax instead.
     """
     if not temperature > 0:
-        raise ValueError(
-            f"temperature must be > 0 here (0 = greedy is handled by the caller), got {temperature}"
-        )
+        raise ValueError(f"temperature must be > 0 here (0 = greedy is handled by the caller), got {temperature}")
     return logits / temperature
 
 

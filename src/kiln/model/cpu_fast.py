@@ -4,9 +4,9 @@ Decoding is a chain of matrix-vector products that stream every weight from memo
 PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reaches ~15 GB/s here for batch 1 and
 ~12 GB/s for the 50k-row LM head; oneDNN with the weight reordered once into its blocked layout
 reaches ~25 GB/s, and batch 8 costs about the same as batch 1 (measured on a 2-core AVX2 machine:
-gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1, 55 -> 21 ms at batch 8). This is what torch.compile's CPU backend does with frozen weights, without the
-compile time. It is inference-only: the packed copy is not a parameter and is rebuilt when a weight
-changes.
+gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1, 55 -> 21 ms at batch 8). This is
+what torch.compile's CPU backend does with frozen weights, without the compile time. It is inference
+only: the packed copy is not a parameter and is rebuilt when a weight changes.
 """
 
 from __future__ import annotations

@@ -31,13 +31,9 @@ _GPT2_BLOCK = {
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def gpt2_config(
-    n_layer: int, n_head: int, n_embd: int, vocab_size: int = 50257, block_size: int = 1024
-) -> GPTConfig:
+def gpt2_config(n_layer: int, n_head: int, n_embd: int, vocab_size: int = 50257, block_size: int = 1024) -> GPTConfig:
     """The kiln config that matches a Hugging Face GPT2Config's shape."""
-    return GPTConfig(
-        vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd
-    )
+    return GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
 
 
 def from_hf_gpt2(sd: Mapping[str, Tensor], n_layer: int) -> dict[str, Tensor]:

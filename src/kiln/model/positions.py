@@ -16,9 +16,7 @@ from torch import Tensor
 def sinusoidal(positions: Tensor, dim: int) -> Tensor:
     """The fixed sin/cos table of "Attention Is All You Need": (B, T) positions -> (B, T, dim)."""
     half = dim // 2
-    freqs = torch.exp(
-        torch.arange(half, device=positions.device, dtype=torch.float32) * (-math.log(10000.0) / half)
-    )
+    freqs = torch.exp(torch.arange(half, device=positions.device, dtype=torch.float32) * (-math.log(10000.0) / half))
     angles = positions.float()[..., None] * freqs
     out = torch.stack([angles.sin(), angles.cos()], dim=-1)  # interleave sin(2i), cos(2i+1)
     return out.flatten(-2)
@@ -26,9 +24,7 @@ def sinusoidal(positions: Tensor, dim: int) -> Tensor:
 
 def rope_cos_sin(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
     """cos and sin of RoPE angles, shaped (B, 1, T, head_dim/2) to broadcast over heads."""
-    inv_freq = 1.0 / theta ** (
-        torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
-    )
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
     angles = positions.float()[..., None] * inv_freq
     return angles.cos()[:, None], angles.sin()[:, None]
 
