@@ -2,6 +2,7 @@
 the same interface (`Tokenizer`) and the same save format (a directory with `kiln-tokenizer.json`)."""
 
 from kiln.tokenizer.base import Tokenizer, load_tokenizer
+from kiln.tokenizer.byte import ByteTokenizer
 from kiln.tokenizer.char import CharTokenizer
 
-__all__ = ["CharTokenizer", "Tokenizer", "load_tokenizer"]
+__all__ = ["ByteTokenizer", "CharTokenizer", "Tokenizer", "load_tokenizer"]

@@ -32,6 +32,7 @@ class Tokenizer(Protocol):
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
     """Load whatever kind of tokenizer was saved in `directory`; a missing or malformed file is a clear error."""
+    from kiln.tokenizer.byte import ByteTokenizer
     from kiln.tokenizer.char import CharTokenizer
 
     path = Path(directory) / META_FILE
@@ -41,7 +42,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         raise FileNotFoundError(f"no tokenizer at {directory}: {META_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a valid tokenizer file ({e})") from e
-    kinds = {"char": CharTokenizer}
+    kinds = {"char": CharTokenizer, "byte": ByteTokenizer}
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind not in kinds:
         raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; known: {', '.join(kinds)}")

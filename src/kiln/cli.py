@@ -1,0 +1,168 @@
+"""`kiln <stage> ...`: one command line for every stage.
+
+Each subcommand parses its arguments and hands over to the stage's own module; nothing here knows how a
+stage works inside. Configs are typed dataclasses from a TOML file plus `key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kiln import __version__
+
+
+def _train(args: argparse.Namespace) -> int:
+    from kiln.config import load_config
+    from kiln.model import preset
+    from kiln.train.config import TrainConfig
+    from kiln.train.trainer import train
+
+    files = [a for a in args.args if "=" not in a]
+    overrides = [a for a in args.args if "=" in a]
+    if len(files) > 1:
+        raise ValueError(f"give at most one config file, got {files}; overrides look like key=value")
+    path = files[0] if files else None
+    cfg = load_config(TrainConfig, path, overrides)
+    if cfg.preset != TrainConfig.preset:
+        # Start from the chosen preset's shape, then apply the file's and the command line's model.* keys.
+        base = TrainConfig(preset=cfg.preset, model=preset(cfg.preset))
+        cfg = load_config(TrainConfig, path, overrides, base=base)
+    summary = train(cfg)
+    print(f"\nval loss {summary['val_loss']:.4f} ({summary['val_bpb']:.3f} bits/byte) after {summary['steps']} steps")
+    print(f"checkpoint: {summary['out_dir']}   (try: kiln generate --checkpoint {summary['out_dir']})")
+    if summary["sample"]:
+        print("\nsample:\n" + summary["sample"])
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from kiln.generate import SamplingParams, stream_batch
+    from kiln.model import build
+    from kiln.tokenizer import ByteTokenizer
+    from kiln.train.checkpoint import load_checkpoint
+
+    params = SamplingParams(
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        max_new_tokens=args.max_new_tokens,
+        stop=tuple(args.stop or ()),
+        seed=args.seed,
+        logprobs=args.logprobs,
+    ).validate()
+    if args.checkpoint:
+        model, tokenizer, _ = load_checkpoint(args.checkpoint)
+    else:
+        torch.manual_seed(args.seed or 0)
+        model = build(args.preset).eval()
+        tokenizer = None
+        print(f"(randomly initialised {args.preset}: expect noise)", file=sys.stderr)
+    tokenizer = tokenizer or ByteTokenizer()
+    prompt = tokenizer.encode(args.prompt) if args.prompt else tokenizer.encode("\n")
+    n = args.num_samples
+    for i in range(n):
+        if n > 1:
+            print(f"--- sample {i + 1} ---")
+        sample_params = params if params.seed is None else SamplingParams(**{**vars(params), "seed": params.seed + i})
+        print(args.prompt, end="", flush=True)
+        events = []
+        for ev in stream_batch(model, [prompt], sample_params, tokenizer=tokenizer):
+            print(ev.text, end="", flush=True)
+            events.append(ev)
+        print()
+        if args.logprobs:
+            for ev in events:
+                alts = "  ".join(f"{tokenizer.decode([t])!r} {p:.2f}" for t, p in ev.top)
+                print(f"{tokenizer.decode([ev.token_id])!r:>12} {ev.logprob:7.3f} | {alts}")
+    return 0
+
+
+def _model(args: argparse.Namespace) -> int:
+    import torch
+
+    from kiln.model import PRESETS, build
+
+    names = args.names or list(PRESETS)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+
+    def gib(n: int) -> str:
+        return f"{n / 2**30:,.1f}"
+
+    header = f"{'preset':<12} {'params':>16} {'non-embedding':>16} {'GFLOP/token':>12} "
+    header += f"{'weights GiB':>12} {'train GiB':>10} {'KV GiB':>8}  description"
+    print(f"memory in {args.dtype}; training = weights + grads + AdamW states + fp32 master; KV for 1 x context")
+    print(header)
+    for name in names:
+        model = build(name, device="meta")
+        mem = model.memory_report(dtype=dtype)
+        print(
+            f"{name:<12} {model.num_params():>16,} {model.num_params(non_embedding=True):>16,} "
+            f"{model.flops_per_token() / 1e9:>12,.2f} {gib(mem['weights']):>12} {gib(mem['training_total']):>10} "
+            f"{gib(mem['kv_cache']):>8}  {PRESETS[name][0]}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiln", description="Make a language model from raw web text and play with it.")
+    parser.add_argument("--version", action="version", version=f"kiln {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+
+    p = sub.add_parser("train", help="pretrain a model (default: char-level Tiny Shakespeare on CPU)")
+    p.add_argument(
+        "args",
+        nargs="*",
+        metavar="[CONFIG.toml] [key=value ...]",
+        help="an optional TOML config file, then overrides, e.g. max_minutes=3 model.n_layer=4",
+    )
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="sample text from a checkpoint or a randomly initialised preset")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a checkpoint directory written by kiln train")
+    src.add_argument("--preset", help="a model preset, randomly initialised (see kiln model)")
+    p.add_argument("--prompt", default="", help="text to continue")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, applied after top-k")
+    p.add_argument("--min-p", type=float, default=0.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--stop", action="append", help="a stop string (repeatable)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--logprobs", type=int, default=0, help="print each token's log-prob and N alternatives")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("model", help="parameter counts, FLOPs and memory of model presets (on the meta device)")
+    p.add_argument("names", nargs="*", help="presets to show (default: all)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="bf16")
+    p.set_defaults(func=_model)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        # Configuration and input mistakes are the user's to fix: say what is wrong, without a traceback.
+        print(f"kiln {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
