@@ -7,11 +7,31 @@ stage works inside. Configs are typed dataclasses from a TOML file plus `key=val
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from kiln import __version__
+
+
+def _preset_name(path: str | None, overrides: Sequence[str]) -> str:
+    """The `preset` a train config asks for (an override beats the file), read before the full load."""
+    import tomllib
+
+    from kiln.config import parse_override
+    from kiln.train.config import TrainConfig
+
+    name = TrainConfig.preset
+    if path and Path(path).is_file():
+        # A malformed file is reported by load_config, naming the file.
+        with contextlib.suppress(tomllib.TOMLDecodeError, UnicodeDecodeError):
+            name = str(tomllib.loads(Path(path).read_text(encoding="utf-8")).get("preset", name))
+    for item in overrides:
+        key, value = parse_override(item)
+        if key == "preset":
+            name = str(value)
+    return name
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -25,11 +45,9 @@ def _train(args: argparse.Namespace) -> int:
     if len(files) > 1:
         raise ValueError(f"give at most one config file, got {files}; overrides look like key=value")
     path = files[0] if files else None
-    cfg = load_config(TrainConfig, path, overrides)
-    if cfg.preset != TrainConfig.preset:
-        # Start from the chosen preset's shape, then apply the file's and the command line's model.* keys.
-        base = TrainConfig(preset=cfg.preset, model=preset(cfg.preset))
-        cfg = load_config(TrainConfig, path, overrides, base=base)
+    # The preset picks the model's starting shape; the file's and the command line's model.* keys apply on top.
+    name = _preset_name(path, overrides)
+    cfg = load_config(TrainConfig, path, overrides, base=TrainConfig(preset=name, model=preset(name)))
     summary = train(cfg)
     print(f"\nval loss {summary['val_loss']:.4f} ({summary['val_bpb']:.3f} bits/byte) after {summary['steps']} steps")
     print(f"checkpoint: {summary['out_dir']}   (try: kiln generate --checkpoint {summary['out_dir']})")
@@ -111,7 +129,9 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kiln", description="Make a language model from raw web text and play with it.")
+    parser = argparse.ArgumentParser(
+        prog="kiln", description="Make a language model from raw web text and play with it."
+    )
     parser.add_argument("--version", action="version", version=f"kiln {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
 

@@ -18,6 +18,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+enabled = True
+"""Set False to fall back to PyTorch's default linear (the benchmark does, to show the difference)."""
+
 
 def available() -> bool:
     """oneDNN's packed linear is in x86 CPU builds of PyTorch (an internal op, so check before use)."""
@@ -44,7 +47,8 @@ def _packed_forward(module: nn.Linear, x: Tensor) -> Tensor:
 
 def applies_to(model: nn.Module) -> bool:
     p = next(model.parameters())
-    return available() and p.device.type == "cpu" and p.dtype == torch.float32 and not torch.is_grad_enabled()
+    fp32_cpu = p.device.type == "cpu" and p.dtype == torch.float32
+    return enabled and available() and fp32_cpu and not torch.is_grad_enabled()
 
 
 @contextmanager

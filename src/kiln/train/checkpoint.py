@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_model
 from kiln.config import ConfigError, from_dict, to_dict
 from kiln.model import GPT, GPTConfig
 from kiln.tokenizer import Tokenizer, load_tokenizer
-from kiln.utils.io import atomic_write, atomic_write_text
+from kiln.utils.io import atomic_write, atomic_write_text, sha256_file
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -41,7 +41,8 @@ def save_checkpoint(
     atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
     if tokenizer is not None:
         tokenizer.save(directory / TOKENIZER_DIR)
-    config = {"model": to_dict(model.config), **(meta or {})}
+    # safetensors has no checksum of its own: record one so silent corruption of the tensor bytes is caught.
+    config = {"model": to_dict(model.config), "weights_sha256": sha256_file(directory / WEIGHTS), **(meta or {})}
     atomic_write_text(directory / CONFIG, json.dumps(config, indent=2))
     return directory
 
@@ -66,6 +67,11 @@ def load_checkpoint(
     directory = Path(directory)
     cfg, meta = read_config(directory)
     weights = directory / WEIGHTS
+    expected_sha = meta.get("weights_sha256")
+    if expected_sha and weights.exists() and sha256_file(weights) != expected_sha:
+        raise CheckpointError(
+            f"{weights} is corrupt or truncated: its sha256 differs from the one recorded in {CONFIG}"
+        )
     try:
         state = load_file(str(weights), device=str(device))
     except FileNotFoundError:

@@ -21,7 +21,7 @@ def bundled_text(name: str = "tinyshakespeare.txt") -> str:
 
 
 def read_text(source: str) -> str:
-    """"shakespeare" -> the bundled Tiny Shakespeare; anything else is a path to a UTF-8 text file."""
+    """ "shakespeare" -> the bundled Tiny Shakespeare; anything else is a path to a UTF-8 text file."""
     if source == "shakespeare":
         return bundled_text()
     path = Path(source)
