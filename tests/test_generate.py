@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from kiln.generate import SamplingParams, generate, generate_batch, stream, stream_batch
+from kiln.model import cpu_fast
 from kiln.tokenizer.char import CharTokenizer
 
 GREEDY = dict(temperature=0.0)
@@ -48,6 +49,16 @@ CACHE_CASES = {
 def test_cache_and_no_cache_generate_the_same_tokens_past_block_size(make_model, rand_ids, overrides):
     model = make_model(block_size=16, init_std=1.0, **overrides)  # wide init: varied, non-repeating output
     prompt = rand_ids(10).tolist()
+    _check_cache_matches_recompute(model, prompt)
+
+
+@pytest.mark.parametrize("prompt_len", [1, 15, 16])
+def test_cache_matches_recompute_for_edge_prompt_lengths(make_model, rand_ids, prompt_len):
+    model = make_model(block_size=16, init_std=1.0, pos_encoding="learned")
+    _check_cache_matches_recompute(model, rand_ids(prompt_len).tolist())
+
+
+def _check_cache_matches_recompute(model, prompt):
     params = greedy(30)
     cached = generate(model, prompt, params, use_cache=True)
     recomputed = generate(model, prompt, params, use_cache=False)
@@ -81,13 +92,18 @@ def test_batched_greedy_equals_one_at_a_time(make_model, rand_ids, overrides, us
     assert batch[0].tokens != batch[1].tokens
 
 
-def test_batched_sampling_with_seed_equals_single_with_offset_seeds(make_model, rand_ids):
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(temperature=1.0), dict(temperature=0.8, top_k=20, top_p=0.9, min_p=0.01, repetition_penalty=1.3)],
+    ids=["plain", "filtered"],
+)
+def test_batched_sampling_with_seed_equals_single_with_offset_seeds(make_model, rand_ids, kwargs):
     model = make_model(init_std=0.05)
     prompts = [rand_ids(4, seed=1).tolist(), rand_ids(11, seed=2).tolist(), rand_ids(7, seed=3).tolist()]
-    params = SamplingParams(temperature=1.0, max_new_tokens=12, seed=1234)
+    params = SamplingParams(max_new_tokens=12, seed=1234, **kwargs)
     batch = generate_batch(model, prompts, params)
     for i, (prompt, got) in enumerate(zip(prompts, batch, strict=True)):
-        alone = generate(model, prompt, SamplingParams(temperature=1.0, max_new_tokens=12, seed=1234 + i))
+        alone = generate(model, prompt, SamplingParams(max_new_tokens=12, seed=1234 + i, **kwargs))
         assert got.tokens == alone.tokens, f"row {i}"
     # Row 0 with seed s is not the same as row 1's draw from seed s + 1 (the offset matters).
     assert batch[0].tokens != generate(model, prompts[0], SamplingParams(max_new_tokens=12, seed=1235)).tokens
@@ -133,6 +149,35 @@ def test_top_k_one_equals_greedy_and_greedy_is_argmax_of_full_forward(make_model
     assert g.logprobs == pytest.approx([float(lp[t]) for lp, t in zip(logps, tokens, strict=True)], abs=1e-5)
 
 
+def test_greedy_with_repetition_penalty_matches_a_manual_loop(make_model, rand_ids):
+    model = make_model(init_std=0.5)
+    prompt = rand_ids(6).tolist()
+    penalty = 3.0
+    seq, expected = list(prompt), []
+    with torch.no_grad():
+        for _ in range(12):
+            logits = model(torch.tensor([seq]))[0][0, -1].clone()
+            for t in set(seq):  # prompt and generated tokens, each penalised once
+                logits[t] = logits[t] / penalty if logits[t] > 0 else logits[t] * penalty
+            expected.append(int(torch.argmax(logits)))
+            seq.append(expected[-1])
+    out = generate(model, prompt, greedy(12, repetition_penalty=penalty))
+    assert out.tokens == expected
+    assert out.tokens != generate(model, prompt, greedy(12)).tokens  # the penalty changed something
+
+
+@pytest.mark.skipif(not cpu_fast.available(), reason="oneDNN packed linear not available here")
+def test_float32_generation_through_packed_linears_matches_plain_greedy(make_model, rand_ids):
+    model = make_model(dtype=torch.float32, init_std=0.5, pos_encoding="rope", n_kv_head=2)
+    prompts = [rand_ids(5, seed=1).tolist(), rand_ids(9, seed=2).tolist()]
+    batch = generate_batch(model, prompts, greedy(10, logprobs=3))
+    assert "_kiln_packed" in model.lm_head.__dict__, "fp32 CPU generation should use the packed path"
+    for prompt, got in zip(prompts, batch, strict=True):
+        tokens, logps = manual_greedy(model, prompt, 10)
+        assert got.tokens == tokens
+        assert got.logprobs == pytest.approx([float(lp[t]) for lp, t in zip(logps, tokens, strict=True)], abs=1e-4)
+
+
 # --------------------------------------------------------------------------------------------- stops
 
 
@@ -151,6 +196,7 @@ def test_stop_token_and_length(make_model, rand_ids):
 
     short = generate(model, prompt, greedy(7))
     assert len(short.tokens) == 7 and short.finish_reason == "length"
+    assert [e.finish_reason for e in stream(model, prompt, greedy(7))] == [None] * 6 + ["length"]
     assert short.tokens == ref.tokens[:7]
     assert short.prompt_tokens == 5
 
@@ -183,6 +229,27 @@ def test_stop_string_spanning_several_tokens(char_model):
     assert "".join(e.text for e in streamed) == out.text
     assert streamed[-1].finish_reason == "stop"
     assert all(stop not in e.text for e in streamed)
+
+
+def test_stop_token_text_is_not_emitted_and_rows_stop_independently(char_model):
+    tok, model = char_model
+    prompts = [tok.encode("the quick"), tok.encode("lazy dog")]
+    fulls = generate_batch(model, prompts, greedy(30), tokenizer=tok)
+    i = next(i for i in range(3, 30) if fulls[0].text.index(fulls[0].text[i]) == i)
+    stop_char = fulls[0].text[i]
+    out = generate(model, prompts[0], greedy(30, stop_token_ids=[tok.stoi[stop_char]]), tokenizer=tok)
+    assert out.finish_reason == "stop" and out.text == fulls[0].text[:i]
+    assert out.tokens == fulls[0].tokens[: i + 1]
+
+    # Stop strings in a batch: each row is cut on its own text, as if generated alone.
+    stop = fulls[0].text[i : i + 2]
+    batch = generate_batch(model, prompts, greedy(30, stop=[stop]), tokenizer=tok)
+    for prompt, full, got in zip(prompts, fulls, batch, strict=True):
+        alone = generate(model, prompt, greedy(30, stop=[stop]), tokenizer=tok)
+        assert (got.text, got.tokens, got.finish_reason) == (alone.text, alone.tokens, alone.finish_reason)
+        cut = full.text.find(stop)
+        assert got.text == (full.text if cut < 0 else full.text[:cut])
+        assert got.finish_reason == ("length" if cut < 0 else "stop")
 
 
 def test_held_back_partial_stop_is_released_at_the_end(char_model):

@@ -262,6 +262,24 @@ def test_prefix_lm_is_bidirectional_inside_the_prefix_only(make_model, rand_ids,
         assert not torch.allclose(base[i], after[i], atol=1e-9)
 
 
+def test_prefix_lm_with_left_padding_and_with_a_cache(make_model, rand_ids):
+    model = make_model(pos_encoding="rope", init_std=0.1)
+    a, b = rand_ids(7, seed=3), rand_ids(10, seed=4)
+    ids = torch.stack([torch.cat([torch.zeros(3, dtype=torch.long), a]), b])
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[0, :3] = False
+    padded = _logits(model, ids, valid=valid, prefix_len=4)
+    assert close(padded[0, 3:], _logits(model, a[None], prefix_len=4)[0])
+    assert close(padded[1], _logits(model, b[None], prefix_len=4)[0])
+    # Prefill the whole prefix (and a bit) bidirectionally, then decode causally through the cache.
+    full = _logits(model, b[None], prefix_len=4)
+    cache = model.new_cache(1, 10)
+    with torch.no_grad():
+        parts = [model(b[None, :6], cache=cache, prefix_len=4, all_logits=True)[0]]
+        parts += [model(b[None, t : t + 1], cache=cache)[0] for t in range(6, 10)]
+    assert close(torch.cat(parts, dim=1), full)
+
+
 def test_prefix_len_per_row(make_model, rand_ids):
     model = make_model(pos_encoding="rope", init_std=0.1)
     idx = rand_ids(2, 8)
@@ -371,6 +389,21 @@ def test_kv_cache_overflow_and_reset(make_model, rand_ids):
         assert cache.length == 0
         again, _ = model(idx[:, :4], cache=cache)
     assert close(again, _logits(model, idx[:, :4])[:, -1:])
+
+
+def test_learned_positions_past_block_size_are_rejected_with_a_cache(make_model, rand_ids):
+    model = make_model(block_size=8, pos_encoding="learned")
+    cache = model.new_cache(1, 12)
+    with torch.no_grad():
+        model(rand_ids(1, 8), cache=cache)
+        with pytest.raises(ValueError, match="block_size"):
+            model(rand_ids(1, 1), cache=cache)
+    # RoPE has no table: the same cache keeps going past block_size.
+    rope = make_model(block_size=8, pos_encoding="rope")
+    cache = rope.new_cache(1, 12)
+    with torch.no_grad():
+        rope(rand_ids(1, 8), cache=cache)
+        assert torch.isfinite(rope(rand_ids(1, 1), cache=cache)[0]).all()
 
 
 def test_gqa_cache_stores_only_kv_heads(make_model):
@@ -520,6 +553,9 @@ def test_valid_config_validates_to_itself():
     assert cfg.validate() is cfg
     assert cfg.hidden_dim == 128
     assert GPTConfig(n_embd=768, activation="swiglu").hidden_dim == 2048
+    # Llama 7B: int(8/3 * 4096) = 10922 rounded up to a multiple of 256.
+    assert GPTConfig(n_embd=4096, activation="swiglu", mlp_multiple_of=256).hidden_dim == 11008
+    assert GPTConfig(n_embd=768, activation="swiglu", mlp_hidden=100).hidden_dim == 100
 
 
 # --------------------------------------------------------------------------------------------- packed linears
@@ -571,7 +607,7 @@ def test_packed_linears_is_a_no_op_with_gradients_or_float64(make_model, rand_id
 
 
 def _reference_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """A one-layer pre-norm forward written out by hand: position encodings, GQA head sharing, causal /
+    """A one-layer forward written out by hand: position encodings, GQA head sharing, causal /
     sliding-window mask and ALiBi biases computed independently of kiln's helpers."""
     cfg = model.config
     (blk,) = model.blocks
@@ -587,7 +623,9 @@ def _reference_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
             pe[:, 2 * i] = torch.sin(pos / 10000 ** (2 * i / c))
             pe[:, 2 * i + 1] = torch.cos(pos / 10000 ** (2 * i / c))
         x = x + pe
-    q, k, v = blk.attn.qkv(blk.norm1(x)).split([h * hd, kvh * hd, kvh * hd], dim=-1)
+    q, k, v = blk.attn.qkv(blk.norm1(x) if cfg.norm_position == "pre" else x).split(
+        [h * hd, kvh * hd, kvh * hd], dim=-1
+    )
     q, k, v = (z.view(b, t, -1, hd).transpose(1, 2) for z in (q, k, v))
     if cfg.pos_encoding == "rope":
         half = hd // 2
@@ -611,9 +649,22 @@ def _reference_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
         allowed = allowed & (i - j < cfg.attention_window)
     scores = scores.masked_fill(~allowed, float("-inf"))
     y = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, t, h * hd)
-    x = x + blk.attn.proj(y)
-    x = x + blk.mlp.proj(F.gelu(blk.mlp.fc(blk.norm2(x)), approximate="tanh"))
-    return model.lm_head(model.norm_f(x))
+
+    def mlp(z):
+        hidden = blk.mlp.fc(z)
+        if cfg.activation == "swiglu":
+            gate, up = hidden.chunk(2, dim=-1)
+            return blk.mlp.proj(gate * torch.sigmoid(gate) * up)
+        act = torch.relu(hidden) if cfg.activation == "relu" else F.gelu(hidden, approximate="tanh")
+        return blk.mlp.proj(act)
+
+    if cfg.norm_position == "pre":
+        x = x + blk.attn.proj(y)
+        x = x + mlp(blk.norm2(x))
+        return model.lm_head(model.norm_f(x))
+    x = blk.norm1(x + blk.attn.proj(y))
+    x = blk.norm2(x + mlp(x))
+    return model.lm_head(x)  # post-norm: no final norm
 
 
 @pytest.mark.parametrize("window", [None, 3])
@@ -624,6 +675,27 @@ def test_forward_matches_a_hand_written_reference(make_model, rand_ids, pos, win
     with torch.no_grad():
         ref = _reference_forward(model, idx)
     # kiln computes angles, sin/cos tables and ALiBi biases in float32 by design (so bf16 keeps exact angles).
+    assert close(_logits(model, idx), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(norm_position="post", activation="relu", pos_encoding="learned"),
+        dict(norm_position="post", activation="swiglu", pos_encoding="alibi", norm="rmsnorm"),
+        dict(activation="swiglu", pos_encoding="rope", rope_theta=500.0, norm="rmsnorm", bias=False),
+        dict(activation="relu", pos_encoding="sinusoidal", n_kv_head=1, attention_window=4),
+    ],
+    ids=["post-relu-learned", "post-swiglu-alibi", "swiglu-rope-theta", "relu-sinusoidal-mqa-window"],
+)
+def test_other_architectures_match_the_reference(make_model, rand_ids, overrides):
+    model = make_model(n_layer=1, init_std=0.3, **overrides)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:  # non-trivial gains and biases
+                p.add_(0.2 * torch.randn_like(p))
+        idx = rand_ids(2, 12)
+        ref = _reference_forward(model, idx)
     assert close(_logits(model, idx), ref, atol=1e-5)
 
 
