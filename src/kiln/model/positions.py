@@ -33,7 +33,8 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate pairs (x[i], x[i + d/2]) by each position's angle: the "rotate-half" layout of GPT-NeoX
     and Hugging Face's Llama, so their checkpoints load without permuting weights."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
+    work = torch.promote_types(x.dtype, torch.float32)  # at least fp32, so bf16 keeps exact angles
+    x1, x2 = x[..., :half].to(work), x[..., half:].to(work)
     out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     return out.to(x.dtype)
 

@@ -112,6 +112,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any
         step += 1
         elapsed = time.perf_counter() - start
         tok_s = step * tokens_per_step / elapsed
+        if cfg.max_minutes is not None:
+            # A time-boxed run ends when the clock does: size the bar (and so its ETA) by the steps that fit.
+            fit = step + (cfg.max_minutes * 60 - elapsed) * step / elapsed
+            bar.total = max(step, min(cfg.max_steps, int(fit)))
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}")
         out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
