@@ -5,19 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-POS_ENCODINGS = ["learned", "sinusoidal", "rope", "alibi", "none"]
-
-
-def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-9) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
-
+from helpers import POS_ENCODINGS, all_logits, close
 
 # --------------------------------------------------------------------------------------------- masks
-
-
-def _logits(model, idx, **kw):
-    with torch.no_grad():
-        return model(idx, all_logits=True, **kw)[0]
 
 
 @pytest.mark.parametrize("window", [None, 3])
@@ -28,7 +18,7 @@ def test_causality(make_model, rand_ids, pos, window):
     t = 6
     changed = idx.clone()
     changed[:, t] = (idx[:, t] + 1) % 64
-    a, b = _logits(model, idx), _logits(model, changed)
+    a, b = all_logits(model, idx), all_logits(model, changed)
     assert torch.equal(a[:, :t], b[:, :t]) or close(a[:, :t], b[:, :t], atol=1e-12)
     assert not torch.allclose(a[:, t], b[:, t], atol=1e-6)
     if pos != "none" or window is not None:
@@ -42,7 +32,7 @@ def test_sliding_window_reach_with_one_layer(make_model, rand_ids, pos):
     idx = rand_ids(1, 16)
     changed = idx.clone()
     changed[0, j] = (idx[0, j] + 7) % 64
-    a, b = _logits(model, idx)[0], _logits(model, changed)[0]
+    a, b = all_logits(model, idx)[0], all_logits(model, changed)[0]
     for t in range(16):
         same = torch.allclose(a[t], b[t], atol=1e-12, rtol=0)
         if t < j or t >= j + w:  # before the token, or t - j >= w: out of reach
@@ -58,7 +48,7 @@ def test_sliding_window_reach_grows_with_depth(make_model, rand_ids):
     idx = rand_ids(1, 16)
     changed = idx.clone()
     changed[0, j] = (idx[0, j] + 7) % 64
-    a, b = _logits(model, idx)[0], _logits(model, changed)[0]
+    a, b = all_logits(model, idx)[0], all_logits(model, changed)[0]
     assert not torch.allclose(a[j + w], b[j + w], atol=1e-9)
     assert torch.allclose(a[j + 2 * w - 1 :], b[j + 2 * w - 1 :], atol=1e-12, rtol=0)
 
@@ -74,15 +64,15 @@ def test_prefix_lm_is_bidirectional_inside_the_prefix_only(make_model, rand_ids,
         out[0, i] = (idx[0, i] + 11) % 64
         return out
 
-    base = _logits(model, idx, prefix_len=p)[0]
+    base = all_logits(model, idx, prefix_len=p)[0]
     # Position 0 sees the last prefix token ...
-    inside = _logits(model, change(p - 1), prefix_len=p)[0]
+    inside = all_logits(model, change(p - 1), prefix_len=p)[0]
     assert not torch.allclose(base[0], inside[0], atol=1e-9)
     # ... which a causal model would not.
-    assert torch.allclose(_logits(model, idx)[0, 0], _logits(model, change(p - 1))[0, 0], atol=1e-12, rtol=0)
+    assert torch.allclose(all_logits(model, idx)[0, 0], all_logits(model, change(p - 1))[0, 0], atol=1e-12, rtol=0)
     # Tokens at or after the prefix end stay invisible to the prefix and to earlier suffix positions.
     for i in (p, p + 2):
-        after = _logits(model, change(i), prefix_len=p)[0]
+        after = all_logits(model, change(i), prefix_len=p)[0]
         assert torch.allclose(base[:i], after[:i], atol=1e-12, rtol=0), f"token {i} leaked backwards"
         assert not torch.allclose(base[i], after[i], atol=1e-9)
 
@@ -93,11 +83,11 @@ def test_prefix_lm_with_left_padding_and_with_a_cache(make_model, rand_ids):
     ids = torch.stack([torch.cat([torch.zeros(3, dtype=torch.long), a]), b])
     valid = torch.ones(2, 10, dtype=torch.bool)
     valid[0, :3] = False
-    padded = _logits(model, ids, valid=valid, prefix_len=4)
-    assert close(padded[0, 3:], _logits(model, a[None], prefix_len=4)[0])
-    assert close(padded[1], _logits(model, b[None], prefix_len=4)[0])
+    padded = all_logits(model, ids, valid=valid, prefix_len=4)
+    assert close(padded[0, 3:], all_logits(model, a[None], prefix_len=4)[0])
+    assert close(padded[1], all_logits(model, b[None], prefix_len=4)[0])
     # Prefill the whole prefix (and a bit) bidirectionally, then decode causally through the cache.
-    full = _logits(model, b[None], prefix_len=4)
+    full = all_logits(model, b[None], prefix_len=4)
     cache = model.new_cache(1, 10)
     with torch.no_grad():
         parts = [model(b[None, :6], cache=cache, prefix_len=4, all_logits=True)[0]]
@@ -108,10 +98,10 @@ def test_prefix_lm_with_left_padding_and_with_a_cache(make_model, rand_ids):
 def test_prefix_len_per_row(make_model, rand_ids):
     model = make_model(pos_encoding="rope", init_std=0.1)
     idx = rand_ids(2, 8)
-    per_row = _logits(model, idx, prefix_len=torch.tensor([4, 1]))
-    assert close(per_row[0], _logits(model, idx[:1], prefix_len=4)[0])
+    per_row = all_logits(model, idx, prefix_len=torch.tensor([4, 1]))
+    assert close(per_row[0], all_logits(model, idx[:1], prefix_len=4)[0])
     # prefix_len 1 is plain causal attention.
-    assert close(per_row[1], _logits(model, idx[1:])[0])
+    assert close(per_row[1], all_logits(model, idx[1:])[0])
 
 
 # --------------------------------------------------------------------------------------------- left padding
@@ -135,8 +125,8 @@ def test_left_padding_matches_unpadded_rows(make_model, rand_ids, overrides):
     ids = torch.stack([torch.cat([pads, a]), b])
     valid = torch.ones(2, 10, dtype=torch.bool)
     valid[0, :3] = False
-    padded = _logits(model, ids, valid=valid)
-    alone_a, alone_b = _logits(model, a[None])[0], _logits(model, b[None])[0]
+    padded = all_logits(model, ids, valid=valid)
+    alone_a, alone_b = all_logits(model, a[None])[0], all_logits(model, b[None])[0]
     assert close(padded[0, 3:], alone_a)
     assert close(padded[1], alone_b)
     last, _ = model(ids, valid=valid)
@@ -160,7 +150,7 @@ CACHE_CASES = {
 def test_kv_cache_steps_match_full_forward(make_model, rand_ids, overrides, prefill):
     model = make_model(init_std=0.1, **overrides)
     idx = rand_ids(2, 14)
-    full = _logits(model, idx)
+    full = all_logits(model, idx)
     cache = model.new_cache(2, 14)
     with torch.no_grad():
         parts = [model(idx[:, :prefill], cache=cache, all_logits=True)[0]]
@@ -175,7 +165,7 @@ def test_kv_cache_steps_match_full_forward(make_model, rand_ids, overrides, pref
 def test_kv_cache_chunked_prefill_matches_full_forward(make_model, rand_ids, overrides):
     model = make_model(init_std=0.1, **overrides)
     idx = rand_ids(2, 14)
-    full = _logits(model, idx)
+    full = all_logits(model, idx)
     cache = model.new_cache(2)
     parts = []
     with torch.no_grad():
@@ -198,8 +188,8 @@ def test_kv_cache_with_left_padding_matches_each_row_alone(make_model, rand_ids,
         for t in range(6):
             parts.append(model(more[:, t : t + 1], cache=cache)[0])
     got = torch.cat(parts, dim=1)
-    assert close(got[0], _logits(model, torch.cat([a, more[0]])[None])[0])
-    assert close(got[1, 4:], _logits(model, torch.cat([b, more[1]])[None])[0])
+    assert close(got[0], all_logits(model, torch.cat([a, more[0]])[None])[0])
+    assert close(got[1, 4:], all_logits(model, torch.cat([b, more[1]])[None])[0])
 
 
 def test_kv_cache_overflow_and_reset(make_model, rand_ids):
@@ -213,7 +203,7 @@ def test_kv_cache_overflow_and_reset(make_model, rand_ids):
         cache.reset()
         assert cache.length == 0
         again, _ = model(idx[:, :4], cache=cache)
-    assert close(again, _logits(model, idx[:, :4])[:, -1:])
+    assert close(again, all_logits(model, idx[:, :4])[:, -1:])
 
 
 def test_learned_positions_past_block_size_are_rejected_with_a_cache(make_model, rand_ids):

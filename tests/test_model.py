@@ -8,20 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import POS_ENCODINGS, all_logits, close
 from kiln.model import GPT, GPTConfig
 from kiln.model.mlp import MoE
-
-POS_ENCODINGS = ["learned", "sinusoidal", "rope", "alibi", "none"]
-
-
-def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-9) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
-
-
-def _logits(model, idx, **kw):
-    with torch.no_grad():
-        return model(idx, all_logits=True, **kw)[0]
-
 
 # --------------------------------------------------------------------------------------------- forward & loss
 
@@ -262,7 +251,7 @@ def test_forward_matches_a_hand_written_reference(make_model, rand_ids, pos, win
     with torch.no_grad():
         ref = _reference_forward(model, idx)
     # kiln computes angles, sin/cos tables and ALiBi biases in float32 by design (so bf16 keeps exact angles).
-    assert close(_logits(model, idx), ref, atol=1e-5)
+    assert close(all_logits(model, idx), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -283,7 +272,7 @@ def test_other_architectures_match_the_reference(make_model, rand_ids, overrides
                 p.add_(0.2 * torch.randn_like(p))
         idx = rand_ids(2, 12)
         ref = _reference_forward(model, idx)
-    assert close(_logits(model, idx), ref, atol=1e-5)
+    assert close(all_logits(model, idx), ref, atol=1e-5)
 
 
 def test_alibi_slopes_for_non_power_of_two_heads():

@@ -11,13 +11,6 @@ import torch
 
 from kiln.model import GPT, GPTConfig, build, cpu_fast, preset, preset_names
 
-POS_ENCODINGS = ["learned", "sinusoidal", "rope", "alibi", "none"]
-
-
-def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-9) -> bool:
-    return a.shape == b.shape and torch.allclose(a, b, atol=atol, rtol=0)
-
-
 # --------------------------------------------------------------------------------------------- presets & accounting
 
 

@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from kiln.generate.sampling import SamplingParams, make_generators, sample_next, top_logprobs
+from kiln.generate.sampling import SamplingParams, make_generators, sample_next
 from kiln.generate.stops import StopMatcher
 from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
@@ -148,11 +148,10 @@ def stream_batch(
                 chosen_lp = logp.gather(1, torch.tensor(chosen, device=device)[:, None])[:, 0].tolist()
                 tops: list[list[tuple[int, float]]] = [[] for _ in range(n)]
                 if params.logprobs:
-                    values, ids = top_logprobs(logits, params.logprobs)
-                    tops = [
-                        list(zip(r_ids, r_vals, strict=True))
-                        for r_ids, r_vals in zip(ids.tolist(), values.tolist(), strict=True)
-                    ]
+                    # The alternatives come from the same raw distribution as the chosen token's logprob
+                    # (see sampling.top_logprobs for why raw), so one log_softmax serves both.
+                    values, ids = logp.topk(min(params.logprobs, logp.shape[-1]), dim=-1)
+                    tops = [list(zip(i, v, strict=True)) for i, v in zip(ids.tolist(), values.tolist(), strict=True)]
                 last = step == params.max_new_tokens - 1
                 for i in range(n):
                     if done[i]:

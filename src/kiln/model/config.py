@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from kiln.utils.checks import require
+
 PosEncoding = Literal["learned", "sinusoidal", "rope", "alibi", "none"]
 NormKind = Literal["layernorm", "rmsnorm"]
 NormPosition = Literal["pre", "post"]
@@ -74,36 +76,32 @@ class GPTConfig:
     def validate(self) -> GPTConfig:
         """Reject impossible shapes early, with the field name, instead of a cryptic matmul error later."""
 
-        def need(ok: bool, msg: str) -> None:
-            if not ok:
-                raise ValueError(msg)
-
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
-        need(
+            require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(
             self.n_embd % self.n_head == 0,
             f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",
         )
-        need(
+        require(
             1 <= self.kv_heads <= self.n_head,
             f"n_kv_head must be in [1, n_head={self.n_head}], got {self.kv_heads}",
         )
-        need(
+        require(
             self.n_head % self.kv_heads == 0,
             f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.kv_heads})",
         )
         if self.pos_encoding == "rope":
-            need(self.head_dim % 2 == 0, f"rope needs an even head_dim, got {self.head_dim}")
+            require(self.head_dim % 2 == 0, f"rope needs an even head_dim, got {self.head_dim}")
         if self.pos_encoding == "sinusoidal":
-            need(self.n_embd % 2 == 0, f"sinusoidal positions need an even n_embd, got {self.n_embd}")
-        need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
-        need(self.norm_eps > 0, f"norm_eps must be > 0, got {self.norm_eps}")
-        need(self.hidden_dim >= 1, f"mlp_hidden must be >= 1, got {self.hidden_dim}")
+            require(self.n_embd % 2 == 0, f"sinusoidal positions need an even n_embd, got {self.n_embd}")
+        require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        require(self.norm_eps > 0, f"norm_eps must be > 0, got {self.norm_eps}")
+        require(self.hidden_dim >= 1, f"mlp_hidden must be >= 1, got {self.hidden_dim}")
         if self.attention_window is not None:
-            need(self.attention_window >= 1, f"attention_window must be >= 1, got {self.attention_window}")
-        need(self.n_experts >= 0, f"n_experts must be >= 0 (0 = dense), got {self.n_experts}")
+            require(self.attention_window >= 1, f"attention_window must be >= 1, got {self.attention_window}")
+        require(self.n_experts >= 0, f"n_experts must be >= 0 (0 = dense), got {self.n_experts}")
         if self.n_experts:
-            need(
+            require(
                 1 <= self.moe_top_k <= self.n_experts,
                 f"moe_top_k must be in [1, n_experts={self.n_experts}], got {self.moe_top_k}",
             )
