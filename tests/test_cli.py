@@ -14,6 +14,7 @@ import pytest
 
 from kiln import __version__
 from kiln.cli import main
+from kiln.train.checkpoint import resolve_checkpoint
 
 TINY = [
     "preset=tiny",
@@ -44,7 +45,7 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
 
 
 def _config(directory: Path) -> dict:
-    return json.loads((directory / "config.json").read_text(encoding="utf-8"))
+    return json.loads((resolve_checkpoint(directory) / "config.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,10 @@ def test_model_unknown_preset(capsys: pytest.CaptureFixture[str]) -> None:
 def test_train_writes_checkpoint_and_prints_val_loss(trained) -> None:
     out_dir, rc, out = trained
     assert rc == 0
-    assert (out_dir / "model.safetensors").is_file()
-    assert (out_dir / "tokenizer" / "kiln-tokenizer.json").is_file()
+    ckpt = resolve_checkpoint(out_dir)
+    assert ckpt.parent == out_dir / "checkpoints"
+    assert (ckpt / "model.safetensors").is_file()
+    assert (ckpt / "tokenizer" / "kiln-tokenizer.json").is_file()
     assert (out_dir / "metrics.jsonl").is_file()
     config = _config(out_dir)
     m = re.search(r"val loss (\d+\.\d{4}) \((\d+\.\d{3}) bits/byte\) after (\d+) steps", out)
@@ -117,7 +120,7 @@ def test_train_writes_checkpoint_and_prints_val_loss(trained) -> None:
     assert float(m.group(1)) == pytest.approx(config["val_loss"], abs=1e-4)
     assert float(m.group(2)) == pytest.approx(config["val_bpb"], abs=1e-3)
     assert int(m.group(3)) == config["step"] == 30
-    assert f"checkpoint: {out_dir}" in out
+    assert f"checkpoints: {out_dir}" in out
     assert config["model"]["n_layer"] == 1 and config["model"]["n_embd"] == 32
     assert config["model"]["vocab_size"] == len(set(CORPUS))
     assert config["train"]["preset"] == "tiny"

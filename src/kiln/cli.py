@@ -38,19 +38,32 @@ def _train(args: argparse.Namespace) -> int:
     from kiln.config import load_config
     from kiln.model import preset
     from kiln.train.config import TrainConfig
-    from kiln.train.trainer import train
+    from kiln.train.trainer import TrainingDiverged, resume_config, train
 
     files = [a for a in args.args if "=" not in a]
     overrides = [a for a in args.args if "=" in a]
     if len(files) > 1:
         raise ValueError(f"give at most one config file, got {files}; overrides look like key=value")
     path = files[0] if files else None
-    # The preset picks the model's starting shape; the file's and the command line's model.* keys apply on top.
-    name = _preset_name(path, overrides)
-    cfg = load_config(TrainConfig, path, overrides, base=TrainConfig(preset=name, model=preset(name)))
-    summary = train(cfg)
+    if args.resume:
+        if path:
+            raise ValueError("--resume continues a run with its own config; give only key=value overrides")
+        cfg = resume_config(args.resume, overrides)
+    else:
+        # The preset picks the model's starting shape; the file's and the command line's model.* keys apply on top.
+        name = _preset_name(path, overrides)
+        cfg = load_config(TrainConfig, path, overrides, base=TrainConfig(preset=name, model=preset(name)))
+    try:
+        summary = train(cfg, resume=args.resume)
+    except TrainingDiverged as e:
+        print(f"kiln train: {e}", file=sys.stderr)
+        return 1
+    if summary["interrupted"]:
+        return 128 + int(summary["interrupted"])
+    if not summary.get("is_main", True):
+        return 0
     print(f"\nval loss {summary['val_loss']:.4f} ({summary['val_bpb']:.3f} bits/byte) after {summary['steps']} steps")
-    print(f"checkpoint: {summary['out_dir']}   (try: kiln generate --checkpoint {summary['out_dir']})")
+    print(f"checkpoints: {summary['out_dir']}   (try: kiln generate --checkpoint {summary['out_dir']})")
     if summary["sample"]:
         print("\nsample:\n" + summary["sample"])
     return 0
@@ -141,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="[CONFIG.toml] [key=value ...]",
         help="an optional TOML config file, then overrides, e.g. max_minutes=3 model.n_layer=4",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue a run exactly from its latest checkpoint (a run directory or one checkpoint directory)",
     )
     p.set_defaults(func=_train)
 

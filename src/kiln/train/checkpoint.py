@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_model
+from safetensors.torch import load_file, save_file, save_model
 
 from kiln.config import ConfigError, from_dict, to_dict
 from kiln.model import GPT, GPTConfig
@@ -34,17 +34,42 @@ def save_checkpoint(
     model: GPT,
     tokenizer: Tokenizer | None,
     meta: dict[str, Any] | None = None,
+    *,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write weights, tokenizer and config; config.json goes last, so its presence marks a complete checkpoint."""
+    """Write weights, tokenizer and config; config.json goes last, so its presence marks a complete checkpoint.
+
+    `state_dict` replaces model.state_dict() (a full state gathered from FSDP shards, say)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
+    cfg = model.config
+    if state_dict is None:
+        atomic_write(directory / WEIGHTS, lambda p: save_model(model, str(p)))
+    else:
+        state = {k: v.detach().contiguous() for k, v in state_dict.items()}
+        if cfg.tie_embeddings:  # one copy of the tied matrix; loading restores the other name
+            state.pop("lm_head.weight", None)
+        atomic_write(directory / WEIGHTS, lambda p: save_file(state, str(p)))
     if tokenizer is not None:
         tokenizer.save(directory / TOKENIZER_DIR)
     # safetensors has no checksum of its own: record one so silent corruption of the tensor bytes is caught.
-    config = {"model": to_dict(model.config), "weights_sha256": sha256_file(directory / WEIGHTS), **(meta or {})}
+    config = {"model": to_dict(cfg), "weights_sha256": sha256_file(directory / WEIGHTS), **(meta or {})}
     atomic_write_text(directory / CONFIG, json.dumps(config, indent=2))
     return directory
+
+
+def resolve_checkpoint(directory: str | Path) -> Path:
+    """A checkpoint directory itself, or for a training run's directory the checkpoint to use from it:
+    the best by validation loss, else the latest."""
+    directory = Path(directory)
+    if (directory / CONFIG).exists() or not (directory / "checkpoints").is_dir():
+        return directory
+    from kiln.train.state import best_checkpoint
+
+    found = best_checkpoint(directory)
+    if found is None:
+        raise CheckpointError(f"{directory} is a training run with no complete checkpoint yet")
+    return found
 
 
 def read_config(directory: str | Path) -> tuple[GPTConfig, dict[str, Any]]:
@@ -64,7 +89,7 @@ def load_checkpoint(
 ) -> tuple[GPT, Tokenizer | None, dict[str, Any]]:
     """Rebuild the model from config.json and load its safetensors weights (strictly: every tensor present,
     every shape right). Returns (model in eval mode, tokenizer or None, the config's metadata)."""
-    directory = Path(directory)
+    directory = resolve_checkpoint(directory)
     cfg, meta = read_config(directory)
     weights = directory / WEIGHTS
     expected_sha = meta.get("weights_sha256")

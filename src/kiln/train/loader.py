@@ -174,3 +174,11 @@ def val_batches(
             yield windows.batch(range(b * batch_size, (b + 1) * batch_size))
 
     return generate()
+
+
+def count_windows(paths: Sequence[str | Path], block_size: int) -> int:
+    """How many non-overlapping windows of block_size+1 tokens the shards hold (0 if none fits)."""
+    try:
+        return _Windows(paths, block_size).total
+    except ValueError:
+        return 0

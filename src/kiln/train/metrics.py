@@ -1,0 +1,97 @@
+"""Run metrics: metrics.jsonl (one JSON object per line, flushed, so it can be read while training),
+optional TensorBoard, and model FLOPs utilisation (MFU: achieved model FLOPs / the device's peak)."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense (non-sparse) peak TFLOP/s by GPU name fragment and compute dtype, from the vendors' datasheets.
+_GPU_PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
+    ("H200", {"bf16": 989.0, "fp16": 989.0, "fp32": 494.7}),
+    ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp32": 378.0}),
+    ("H100", {"bf16": 989.0, "fp16": 989.0, "fp32": 494.7}),
+    ("A100", {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0}),
+    ("L40S", {"bf16": 362.0, "fp16": 362.0, "fp32": 183.0}),
+    ("L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 60.0}),
+    ("A10", {"bf16": 125.0, "fp16": 125.0, "fp32": 62.5}),
+    ("RTX 4090", {"bf16": 165.2, "fp16": 165.2, "fp32": 82.6}),
+    ("RTX 3090", {"bf16": 71.0, "fp16": 71.0, "fp32": 35.6}),
+]
+
+
+@lru_cache(maxsize=4)
+def measured_cpu_tflops(dtype: torch.dtype = torch.float32, n: int = 1024, seconds: float = 0.2) -> float:
+    """What this CPU sustains on a large matmul: a realistic ceiling for CPU MFU, where datasheet peaks
+    (all cores at turbo, perfect vectorisation) are rarely published or reached."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
+
+
+def peak_tflops(device: torch.device, precision: str, override: float | None = None) -> float | None:
+    """Per-process peak for MFU: the override, a datasheet figure for known GPUs, a measured matmul on CPU."""
+    if override:
+        return override
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for fragment, table in _GPU_PEAK_TFLOPS:
+            if fragment in name:
+                return table[precision]
+        return None
+    if device.type == "cpu":
+        return measured_cpu_tflops(torch.bfloat16 if precision == "bf16" else torch.float32)
+    return None
+
+
+class MetricsLog:
+    """metrics.jsonl in the run directory, plus TensorBoard scalars when asked for."""
+
+    def __init__(self, run_dir: Path, *, resume_step: int | None, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        else:
+            self._truncate_after(resume_step)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ValueError("tensorboard=true needs the tensorboard package: pip install tensorboard") from e
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def _truncate_after(self, step: int) -> None:
+        """A resumed run redoes the steps after its checkpoint: drop their old lines so each step appears once."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                continue
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
