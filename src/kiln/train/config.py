@@ -84,6 +84,9 @@ class TrainConfig:
     """Write a metrics.jsonl line every this many steps (and at every evaluation)."""
     checkpoint_interval: int | None = None
     """Save every this many steps (None = at every evaluation); also on SIGINT/SIGTERM and at the end."""
+    overwrite: bool = False
+    """Start over in an out_dir that holds an earlier run (deleting its checkpoints, data and metrics);
+    without it, such an out_dir is an error (continue it with --resume instead)."""
     keep_last: int = 2
     """Checkpoints kept besides the best one."""
     tensorboard: bool = False
@@ -103,6 +106,15 @@ class TrainConfig:
         require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(self.muon_weight_decay >= 0, f"muon_weight_decay must be >= 0, got {self.muon_weight_decay}")
+        for name, choices in (
+            ("schedule", ("cosine", "wsd", "constant")),
+            ("optimizer", ("adamw", "muon")),
+            ("precision", ("auto", "fp32", "bf16", "fp16")),
+            ("parallel", ("ddp", "fsdp")),
+        ):
+            value = getattr(self, name)
+            require(value in choices, f"{name} must be one of {', '.join(choices)}; got {value!r}")
         for name in ("beta1", "beta2", "muon_momentum"):
             require(0 <= getattr(self, name) < 1, f"{name} must be in [0, 1), got {getattr(self, name)}")
         require(

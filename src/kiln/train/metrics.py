@@ -4,6 +4,7 @@ optional TensorBoard, and model FLOPs utilisation (MFU: achieved model FLOPs / t
 from __future__ import annotations
 
 import json
+import re
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -11,13 +12,15 @@ from typing import Any
 
 import torch
 
-# Dense (non-sparse) peak TFLOP/s by GPU name fragment and compute dtype, from the vendors' datasheets.
+# Dense (non-sparse) peak TFLOP/s by GPU name and compute dtype, from the vendors' datasheets. fp32 is the
+# TF32 tensor-core figure where the GPU has one (kiln enables TF32 for fp32 runs on CUDA); longer names first.
 _GPU_PEAK_TFLOPS: list[tuple[str, dict[str, float]]] = [
     ("H200", {"bf16": 989.0, "fp16": 989.0, "fp32": 494.7}),
     ("H100 PCIe", {"bf16": 756.0, "fp16": 756.0, "fp32": 378.0}),
     ("H100", {"bf16": 989.0, "fp16": 989.0, "fp32": 494.7}),
     ("A100", {"bf16": 312.0, "fp16": 312.0, "fp32": 156.0}),
     ("L40S", {"bf16": 362.0, "fp16": 362.0, "fp32": 183.0}),
+    ("L40", {"bf16": 181.0, "fp16": 181.0, "fp32": 90.5}),
     ("L4", {"bf16": 121.0, "fp16": 121.0, "fp32": 60.0}),
     ("A10", {"bf16": 125.0, "fp16": 125.0, "fp32": 62.5}),
     ("RTX 4090", {"bf16": 165.2, "fp16": 165.2, "fp32": 82.6}),
@@ -45,7 +48,7 @@ def peak_tflops(device: torch.device, precision: str, override: float | None = N
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for fragment, table in _GPU_PEAK_TFLOPS:
-            if fragment in name:
+            if re.search(rf"\b{re.escape(fragment)}\b", name):
                 return table[precision]
         return None
     if device.type == "cpu":
@@ -69,7 +72,9 @@ class MetricsLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as e:
                 raise ValueError("tensorboard=true needs the tensorboard package: pip install tensorboard") from e
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+            # purge_step hides events at steps >= it: keep the checkpoint's own step, redo only later ones.
+            purge = None if resume_step is None else resume_step + 1
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
 
     def _truncate_after(self, step: int) -> None:
         """A resumed run redoes the steps after its checkpoint: drop their old lines so each step appears once."""

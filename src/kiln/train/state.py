@@ -169,7 +169,7 @@ def prune(run_dir: Path, keep_last: int, best_step: int | None) -> None:
         if step != best_step:
             shutil.rmtree(d, ignore_errors=True)
     for d in (run_dir / CHECKPOINTS).glob(".step_*"):
-        if f"-{os.getpid()}" not in d.name:
+        if not d.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(d, ignore_errors=True)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import time
 from collections.abc import Sequence
@@ -35,6 +36,7 @@ from kiln.train.optim import build_optimizers, set_lr
 from kiln.train.precision import autocast, grad_scaler, resolve_precision
 from kiln.train.schedule import lr_multiplier
 from kiln.train.state import (
+    CHECKPOINTS,
     ResumeError,
     find_resume_dir,
     flatten_optimizer_states,
@@ -43,6 +45,7 @@ from kiln.train.state import (
     read_trainer_state,
     rng_state,
     set_rng_state,
+    step_dirs,
     unflatten_optimizer_states,
     write_checkpoint,
 )
@@ -124,7 +127,12 @@ def _load_optimizer_states(raw: nn.Module, optimizers: list[torch.optim.Optimize
             "(was the optimizer setting changed?)"
         )
     for opt, sd in zip(optimizers, states, strict=True):
+        # The saved state brings its hyperparameters along; this run's config wins (a resume may change lr,
+        # weight decay, betas ...), so put the fresh group settings back after loading the moments.
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
         set_optimizer_state_dict(raw, opt, sd, options=StateDictOptions(full_state_dict=True))
+        for group, settings in zip(opt.param_groups, fresh, strict=True):
+            group.update(settings)
 
 
 @torch.no_grad()
@@ -169,6 +177,9 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
     if saved is not None and saved["world_size"] != info.world_size:
         log(f"note: resuming a {saved['world_size']}-process run on {info.world_size}; data order will differ")
 
+    if saved is None and info.is_main:
+        _claim_run_dir(out_dir, cfg.overwrite)
+
     # ---- data (rank 0 tokenizes a text file once; the others wait, then read the same shards)
     if info.is_main:
         shards = prepare_data(cfg.data, out_dir, cfg.val_fraction)
@@ -195,16 +206,19 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
     precision = resolve_precision(cfg.precision, device)
     if saved is not None and cfg.precision == "auto":
         precision = saved.get("precision", precision)
-    precision = D.broadcast_object(precision, info)  # a timing probe could differ between ranks
+    precision = D.broadcast_object(precision, info)
+    if device.type == "cuda" and precision == "fp32":
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 storage, TF32 tensor-core matmuls (as nanoGPT)
+        torch.backends.cudnn.allow_tf32 = True
     module = D.wrap(model, cfg.parallel, info, device)
     fwd = torch.compile(module) if cfg.compile else module
     optimizers = build_optimizers(raw, cfg, device)
     scaler = grad_scaler(precision, device)
 
     loader = TokenLoader(shards.train, cfg.batch_size, block, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    # The val set is eval_batches global batches (batch_size x world_size windows each), so a run's val loss
-    # does not depend on how its global batch is split over processes.
-    global_batch = cfg.batch_size * info.world_size
+    # The val set is eval_batches optimizer-step batches (batch_size x world_size x accum windows each), so a
+    # run's val loss does not depend on how its global batch is split over processes and micro-steps.
+    global_batch = cfg.batch_size * info.world_size * accum
     n_val = min(cfg.eval_batches, count_windows(shards.val, block) // global_batch)
     if n_val < 1:
         raise ValueError(
@@ -213,7 +227,7 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
         )
     if n_val < cfg.eval_batches:
         log(f"note: the validation split holds only {n_val} of eval_batches={cfg.eval_batches} batches; using those")
-    val = list(val_batches(shards.val, cfg.batch_size, block, n_val * info.world_size))
+    val = list(val_batches(shards.val, cfg.batch_size, block, n_val * info.world_size * accum))
     val_bytes_per_token = bytes_per_token(val, token_byte_lengths(tokenizer))
 
     run = _Run()
@@ -231,7 +245,10 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
         for key in ("step", "tokens", "elapsed", "best_val", "best_step", "val_loss", "val_bpb", "loss_ema"):
             if key in saved:
                 setattr(run, key, math.inf if saved[key] is None and key == "best_val" else saved[key])
-    metrics = MetricsLog(out_dir, resume_step=run.step if saved else None, tensorboard=cfg.tensorboard and info.is_main)
+    # Only rank 0 touches metrics.jsonl (on resume it is truncated: two ranks doing so at once could race).
+    metrics = None
+    if info.is_main:
+        metrics = MetricsLog(out_dir, resume_step=run.step if saved else None, tensorboard=cfg.tensorboard)
 
     tokens_per_step = cfg.batch_size * block * info.world_size * accum
     flops_per_token = raw.flops_per_token(block)
@@ -358,7 +375,9 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
                 bar.total = max(run.step, min(cfg.max_steps, int(fit)))
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}", tok_s=f"{tok_s:,.0f}")
-            evaluated = run.step % cfg.eval_interval == 0 or last
+            # A signal stop skips the off-schedule evaluation, so a resumed run logs exactly what an
+            # uninterrupted one does.
+            evaluated = run.step % cfg.eval_interval == 0 or (last and not stop_signal)
             if evaluated:
                 run.val_loss = evaluate(raw, val, info, device, precision, fsdp)
                 run.val_bpb = run.val_loss / math.log(2) / val_bytes_per_token
@@ -380,7 +399,7 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
                 }
                 if evaluated:
                     record.update(val_loss=round(run.val_loss, 6), val_bpb=round(run.val_bpb, 6))
-                if info.is_main:
+                if metrics is not None:
                     metrics.write(record)
                 window_tokens, window_time = 0, 0.0
             if run.step % ckpt_every == 0 or last:
@@ -393,7 +412,8 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
             if out_of_time:
                 break
     bar.close()
-    metrics.close()
+    if metrics is not None:
+        metrics.close()
 
     sample = ""
     if cfg.sample_tokens and info.is_main and not fsdp and interrupted is None:
@@ -417,6 +437,25 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
         "interrupted": interrupted,
         "sample": sample,
     }
+
+
+def _claim_run_dir(out_dir: Path, overwrite: bool) -> None:
+    """A new run must not mix with an earlier run's checkpoints, metrics and cached data in the same directory."""
+    earlier = step_dirs(out_dir)
+    if not earlier and not (out_dir / "data").exists():
+        return
+    if not overwrite:
+        what = f"checkpoints up to step {earlier[-1][0]}" if earlier else "data from an earlier run"
+        raise ValueError(
+            f"{out_dir} already holds {what}: continue it with `kiln train --resume {out_dir}`, "
+            "start fresh with overwrite=true (deletes it), or choose another out_dir="
+        )
+    for name in (CHECKPOINTS, "data", "metrics.jsonl", "tensorboard"):
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def _check_loss(loss: float, run: _Run, cfg: TrainConfig) -> None:
