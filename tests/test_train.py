@@ -16,14 +16,16 @@ import torch
 from kiln.model import GPT, GPTConfig, preset
 from kiln.tokenizer import load_tokenizer
 from kiln.train.checkpoint import load_checkpoint
-from kiln.train.loader import count_windows, val_batches
 from kiln.train.config import TrainConfig
 from kiln.train.data import TextData, read_text
-from kiln.train.schedule import cosine_lr
+from kiln.train.loader import count_windows, val_batches
 from kiln.train.optim import build_optimizers
+from kiln.train.schedule import cosine_lr
 from kiln.train.trainer import train
 
-METRIC_KEYS = {"step", "train_loss", "val_loss", "val_bpb", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s", "tokens"}
+METRIC_KEYS = {
+    *("step", "train_loss", "val_loss", "val_bpb", "lr", "grad_norm", "tokens_per_s", "mfu", "elapsed_s", "tokens")
+}
 
 
 def _corpus(n_sentences: int = 120, seed: int = 0) -> str:
