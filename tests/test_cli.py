@@ -325,3 +325,18 @@ def test_generate_random_preset_default_prompt(capsys: pytest.CaptureFixture[str
     rc, out, _ = _generate(capsys, "--preset", "tiny", "--max-new-tokens", "5", "--temperature", "0")
     assert rc == 0
     assert out.endswith("\n") and len(out) >= 2
+
+
+def test_bundled_recipe_loads_and_validates() -> None:
+    """recipes/shakespeare_char.toml (the 140 s CPU recipe the benchmark runs) is a valid config: the preset
+    comes from the file and its [model] table narrows it."""
+    from kiln.cli import _preset_name
+    from kiln.config import load_config
+    from kiln.model import preset
+    from kiln.train.config import TrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "shakespeare_char.toml"
+    name = _preset_name(str(path), [])
+    cfg = load_config(TrainConfig, path, [], base=TrainConfig(preset=name, model=preset(name))).validate()
+    assert cfg.optimizer == "muon" and cfg.max_minutes is not None
+    assert cfg.model.n_embd == 128 and cfg.model.n_layer == preset("char-cpu").n_layer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import signal
 import time
@@ -169,6 +170,11 @@ def _train(cfg: TrainConfig, info: D.Dist, device: torch.device, log, resume) ->
     t_start = time.perf_counter()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    elif device.type == "cpu" and info.enabled:
+        # Several processes on one CPU must share its cores: OpenMP teams that oversubscribe them spin at
+        # barriers while their partner threads are descheduled, and every op can take a whole time slice.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
     out_dir = Path(cfg.out_dir)
     fsdp = info.enabled and cfg.parallel == "fsdp"
 
