@@ -1,6 +1,8 @@
-"""Helpers shared by the model tests (plain functions; fixtures live in conftest.py)."""
+"""Helpers shared by the tests (plain functions; fixtures live in conftest.py)."""
 
 from __future__ import annotations
+
+import random
 
 import torch
 
@@ -14,3 +16,14 @@ def close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-9) -> bool:
 def all_logits(model, idx, **kw) -> torch.Tensor:
     with torch.no_grad():
         return model(idx, all_logits=True, **kw)[0]
+
+
+def sentence_corpus(n_sentences: int, seed: int = 0) -> str:
+    """Varied, repetitive sentences with some multi-byte characters (so bytes/token > 1): a corpus a tiny
+    model learns something from in a few steps."""
+    rng = random.Random(seed)
+    subjects = ["the cat", "a dog", "my friend", "the king", "our café", "Zoë"]
+    verbs = ["sees", "likes", "eats", "finds", "wants", "naïvely greets"]
+    objects = ["the fish", "a red ball", "the moon", "some bread", "the crown", "a piñata"]
+    lines = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}." for _ in range(n_sentences)]
+    return "\n".join(lines) + "\n"

@@ -9,7 +9,6 @@ import io
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers import sentence_corpus
 from kiln.cli import main
 from kiln.train.checkpoint import CheckpointError, load_checkpoint
 from kiln.train.schedule import lr_multiplier
@@ -70,12 +70,7 @@ COMPARED = ("train_loss", "lr", "grad_norm", "tokens")
 
 
 def _corpus(n_sentences: int = 1500, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    subjects = ["the cat", "a dog", "my friend", "the king", "our café", "Zoë"]
-    verbs = ["sees", "likes", "eats", "finds", "wants", "naïvely greets"]
-    objects = ["the fish", "a red ball", "the moon", "some bread", "the crown", "a piñata"]
-    lines = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}." for _ in range(n_sentences)]
-    return "\n".join(lines) + "\n"
+    return sentence_corpus(n_sentences, seed)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import random
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import sentence_corpus
 from kiln.model import GPT, GPTConfig, preset
 from kiln.tokenizer import load_tokenizer
 from kiln.train.checkpoint import load_checkpoint
@@ -29,13 +29,7 @@ METRIC_KEYS = {
 
 
 def _corpus(n_sentences: int = 120, seed: int = 0) -> str:
-    """A few KB of varied, repetitive sentences, with some multi-byte characters (so bytes/token > 1)."""
-    rng = random.Random(seed)
-    subjects = ["the cat", "a dog", "my friend", "the king", "our café", "Zoë"]
-    verbs = ["sees", "likes", "eats", "finds", "wants", "naïvely greets"]
-    objects = ["the fish", "a red ball", "the moon", "some bread", "the crown", "a piñata"]
-    lines = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}." for _ in range(n_sentences)]
-    return "\n".join(lines) + "\n"
+    return sentence_corpus(n_sentences, seed)
 
 
 def _cfg(tmp_path: Path, text: str | None = None, **overrides) -> TrainConfig:
