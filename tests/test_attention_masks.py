@@ -227,3 +227,23 @@ def test_gqa_cache_stores_only_kv_heads(make_model):
     assert model.new_cache(2, 8).k.shape == (2, 2, 1, 8, 8)
     assert model.new_cache(2, 8).nbytes() * 4 == mha.new_cache(2, 8).nbytes()
     assert model.new_cache(1).max_len == 32
+
+
+def test_learned_positions_refuse_to_step_past_block_size() -> None:
+    """A learned position table has block_size rows: a cached step at position block_size is a clear error,
+    with and without left padding (positions then count only the real tokens)."""
+    from kiln.model import GPT, preset
+
+    torch.manual_seed(0)
+    model = GPT(preset("tiny", n_layer=1, n_embd=16, n_head=2, block_size=8, vocab_size=11)).eval()
+    with torch.no_grad():
+        cache = model.new_cache(1, 12)
+        model(torch.randint(0, 11, (1, 8)), cache=cache)
+        with pytest.raises(ValueError, match="position 8 is past block_size 8"):
+            model(torch.randint(0, 11, (1, 1)), cache=cache)
+        padded = model.new_cache(1, 12)
+        model(torch.randint(0, 11, (1, 3)), cache=padded, valid=torch.tensor([[False, True, True]]))
+        for _ in range(6):  # real positions 2..7
+            model(torch.randint(0, 11, (1, 1)), cache=padded)
+        with pytest.raises(ValueError, match="position 8 is past block_size 8"):
+            model(torch.randint(0, 11, (1, 1)), cache=padded)

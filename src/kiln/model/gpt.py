@@ -117,8 +117,11 @@ class GPT(nn.Module):
 
         x = self.wte(idx)
         if cfg.pos_encoding == "learned":
-            if int(positions.max()) >= cfg.block_size:
-                raise ValueError(f"position {int(positions.max())} is past block_size {cfg.block_size}")
+            # Without padding the last position is known on the host: no device sync (and no graph break
+            # under torch.compile) on the training path.
+            last = int(positions.max()) if padded else offset + t - 1
+            if last >= cfg.block_size:
+                raise ValueError(f"position {last} is past block_size {cfg.block_size}")
             x = x + self.wpe(positions)
         elif cfg.pos_encoding == "sinusoidal":
             x = x + sinusoidal(positions, cfg.n_embd).to(x.dtype)
