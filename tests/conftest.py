@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,3 +43,21 @@ def rand_ids() -> Callable[..., torch.Tensor]:
         return torch.randint(0, vocab, shape, generator=g)
 
     return make
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real corpora and vocabularies). CI always has it; a fresh clone may not, and then the
+    tests that need it (marked `shared`) skip with this reason rather than fail."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the shared data folder {SHARED_DATA} (present in CI; see README)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    return FIXTURES

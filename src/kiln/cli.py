@@ -141,6 +141,133 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tokenizer_train(args: argparse.Namespace) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from kiln.tokenizer import CharTokenizer, WordTokenizer, train_bpe
+    from kiln.tokenizer.bpe import CHAT_TOKENS, ENDOFTEXT
+    from kiln.tokenizer.corpus import ReadStats, iter_corpus
+    from kiln.tokenizer.hf_export import export_hf
+
+    specials = list(dict.fromkeys([ENDOFTEXT, *(args.special or []), *(CHAT_TOKENS if args.chat_tokens else ())]))
+    stats = ReadStats()
+    max_bytes = int(args.max_mb * 1e6) if args.max_mb else None
+    texts = iter_corpus(args.inputs, stats, args.text_field, args.separator, max_bytes)
+    bar = tqdm(texts, desc="reading", unit=" docs", dynamic_ncols=True, disable=args.quiet)
+    t0 = time.perf_counter()
+    if args.kind == "bpe":
+        tok = train_bpe(bar, args.vocab_size, args.pattern, specials, args.trainer)
+    elif args.kind == "word":
+        tok = WordTokenizer.train(bar, args.vocab_size, specials)
+    else:
+        text = "".join(bar)
+        if not text:
+            raise ValueError("cannot train a tokenizer on an empty corpus (no text in any document)")
+        tok = CharTokenizer.train(text)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    tok.save(args.out)
+    print(
+        f"{args.kind} tokenizer: vocab {tok.vocab_size:,} from {stats.documents:,} documents "
+        f"({stats.bytes / 1e6:,.1f} MB) in {seconds:.1f} s -> {args.out}"
+    )
+    if stats.replaced_bytes:
+        print(f"note: {stats.replaced_bytes:,} bytes were not valid UTF-8 and were read as U+FFFD")
+    if stats.skipped_records:
+        print(f"note: skipped {stats.skipped_records:,} records, e.g. {stats.problems[0]}")
+    if args.hf and args.kind == "bpe":
+        print(f"Hugging Face tokenizer.json: {export_hf(tok, Path(args.out) / 'tokenizer.json')}")
+    return 0
+
+
+def _read_arg_or_stdin(values: Sequence[str] | str | None) -> str:
+    if values:
+        return values if isinstance(values, str) else " ".join(values)
+    return sys.stdin.read()
+
+
+def _tokenizer_encode(args: argparse.Namespace) -> int:
+    from kiln.tokenizer import get_tokenizer
+
+    tok = get_tokenizer(args.tokenizer)
+    text = _read_arg_or_stdin(args.text)
+    allowed = "all" if args.allow_special else ()
+    ids = tok.encode(text, allowed) if allowed else tok.encode(text)
+    print(" ".join(map(str, ids)))
+    return 0
+
+
+def _tokenizer_decode(args: argparse.Namespace) -> int:
+    from kiln.tokenizer import get_tokenizer
+
+    tok = get_tokenizer(args.tokenizer)
+    raw = _read_arg_or_stdin(args.ids).replace(",", " ").split()
+    try:
+        ids = [int(x) for x in raw]
+    except ValueError:
+        raise ValueError(f"token ids must be integers, got {raw[:5]}") from None
+    sys.stdout.write(tok.decode(ids) + ("" if args.no_newline else "\n"))
+    return 0
+
+
+def _tokenizer_show(args: argparse.Namespace) -> int:
+    from kiln.tokenizer import get_tokenizer
+    from kiln.tokenizer.show import render
+
+    text = _read_arg_or_stdin(args.text)
+    colour = (not args.no_color and sys.stdout.isatty()) or args.color
+    for spec in args.tokenizer:
+        tok = get_tokenizer(spec)
+        if len(args.tokenizer) > 1:
+            print(f"== {spec} (vocab {tok.vocab_size:,})")
+        print(render(tok, text, colour=colour))
+    return 0
+
+
+def _tokenizer_export(args: argparse.Namespace) -> int:
+    from kiln.tokenizer import BPETokenizer, get_tokenizer
+    from kiln.tokenizer.hf_export import export_hf
+
+    tok = get_tokenizer(args.tokenizer)
+    if not isinstance(tok, BPETokenizer):
+        raise ValueError(f"only byte-level BPE tokenizers export to tokenizer.json, not {tok.kind!r}")
+    print(export_hf(tok, args.out))
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from kiln.tokenizer.tokenize_corpus import TokenizeConfig, tokenize_corpus
+
+    cfg = TokenizeConfig(
+        inputs=args.inputs,
+        out_dir=args.out,
+        tokenizer=args.tokenizer,
+        workers=args.workers,
+        val_fraction=args.val_fraction,
+        text_field=args.text_field,
+        separator=args.separator,
+        part_mb=args.part_mb,
+        overwrite=args.overwrite,
+    )
+    s = tokenize_corpus(cfg, progress=not args.quiet)
+    rate = s["text_bytes"] / 1e6 / max(s["seconds"], 1e-9)
+    print(
+        f"{s['documents']:,} documents, {s['tokens']:,} tokens (train {s['train_tokens']:,}, val "
+        f"{s['val_tokens']:,}), {s['text_bytes'] / 1e6:,.1f} MB of text, {s['bytes_per_token']:.2f} bytes/token"
+    )
+    print(
+        f"{s['parts']} parts ({s['parts_resumed']} already done) in {s['seconds']:.1f} s ({rate:,.1f} MB/s)"
+        f" -> {s['out_dir']}"
+    )
+    if s["replaced_bytes"]:
+        print(f"note: {s['replaced_bytes']:,} bytes were not valid UTF-8 and were read as U+FFFD")
+    if s["skipped_records"]:
+        print(f"note: skipped {s['skipped_records']:,} records, e.g. {s['problems'][0]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiln", description="Make a language model from raw web text and play with it."
@@ -183,6 +310,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="presets to show (default: all)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="bf16")
     p.set_defaults(func=_model)
+
+    p = sub.add_parser("tokenize", help="turn a corpus into train/val token shards for kiln train")
+    p.add_argument("inputs", nargs="+", help=".txt/.md/.jsonl/.parquet files (optionally .gz) or directories")
+    p.add_argument(
+        "--tokenizer", required=True, help="a tokenizer directory, 'byte', or gpt2/cl100k_base/o200k_base/..."
+    )
+    p.add_argument("--out", required=True, help="output directory for train_*.bin, val_*.bin and tokenizer/")
+    p.add_argument("--workers", type=int, default=0, help="processes (0 = one per CPU)")
+    p.add_argument("--val-fraction", type=float, default=0.02)
+    p.add_argument("--text-field", default="text", help="JSONL key / Parquet column holding the text")
+    p.add_argument("--separator", help="split .txt files into documents at this string, e.g. '<|endoftext|>'")
+    p.add_argument("--part-mb", type=float, default=32.0, help="input MB per work unit and shard")
+    p.add_argument("--overwrite", action="store_true", help="replace shards from a different run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_tokenize)
+
+    tk = sub.add_parser("tokenizer", help="train, inspect and use tokenizers").add_subparsers(
+        dest="action", required=True, metavar="<action>"
+    )
+    p = tk.add_parser("train", help="learn a vocabulary from a corpus")
+    p.add_argument("inputs", nargs="+", help=".txt/.md/.jsonl/.parquet files (optionally .gz) or directories")
+    p.add_argument("--out", required=True, help="directory to save the tokenizer in")
+    p.add_argument("--kind", choices=["bpe", "word", "char"], default="bpe")
+    p.add_argument("--vocab-size", type=int, default=8192, help="total ids, bytes + merges + special tokens")
+    p.add_argument("--pattern", default="gpt4", help="split pattern: gpt4 (default), gpt2, o200k, or a regex")
+    p.add_argument("--trainer", choices=["rustbpe", "reference"], default="rustbpe", help="fast, or readable Python")
+    p.add_argument("--special", action="append", help="extra special token (repeatable); <|endoftext|> is always in")
+    p.add_argument("--chat-tokens", action="store_true", help="also reserve <|im_start|> and <|im_end|>")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--separator", help="split .txt files into documents at this string")
+    p.add_argument("--max-mb", type=float, help="read at most about this many MB of the corpus")
+    p.add_argument("--hf", action="store_true", help="also write a Hugging Face tokenizer.json")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_tokenizer_train)
+
+    p = tk.add_parser("encode", help="print the token ids of text (argument or stdin)")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("text", nargs="*")
+    p.add_argument("--allow-special", action="store_true", help="turn special-token text into special ids")
+    p.set_defaults(func=_tokenizer_encode)
+
+    p = tk.add_parser("decode", help="print the text of token ids (arguments or stdin)")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--no-newline", action="store_true")
+    p.set_defaults(func=_tokenizer_decode)
+
+    p = tk.add_parser("show", help="text split into coloured tokens with ids (several --tokenizer to compare)")
+    p.add_argument("--tokenizer", action="append", required=True)
+    p.add_argument("text", nargs="*")
+    p.add_argument("--no-color", action="store_true")
+    p.add_argument("--color", action="store_true", help="colour even when not writing to a terminal")
+    p.set_defaults(func=_tokenizer_show)
+
+    p = tk.add_parser("export-hf", help="write a BPE tokenizer as a Hugging Face tokenizer.json")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--out", required=True, help="a .json path or a directory")
+    p.set_defaults(func=_tokenizer_export)
     return parser
 
 
