@@ -256,10 +256,15 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True) -> dict:
                 workers, mp_context=ctx, initializer=_init_worker, initargs=(tok, cfg, out)
             ) as pool:
                 futures = [pool.submit(_work, p) for p in todo]
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    results[r["part"]] = r
-                    bar.update(r["input_bytes"])
+                try:
+                    for fut in as_completed(futures):
+                        r = fut.result()
+                        results[r["part"]] = r
+                        bar.update(r["input_bytes"])
+                except BaseException:
+                    for fut in futures:  # parts already running finish (and are kept); queued ones are dropped
+                        fut.cancel()
+                    raise
     return _summarize(
         cfg,
         tok,
