@@ -54,6 +54,10 @@ class BPETokenizer:
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
             raise ValueError(f"a byte-level BPE vocabulary needs all 256 single bytes; {len(missing)} are missing")
+        if len(set(ranks.values())) != len(ranks):
+            raise ValueError("every token in a BPE vocabulary needs its own rank; some ranks repeat")
+        if len(set(special_tokens.values())) != len(special_tokens):
+            raise ValueError(f"special tokens need distinct ids, got {special_tokens}")
         clash = sorted(set(ranks.values()) & set(special_tokens.values()))
         if clash:
             raise ValueError(f"special token ids {clash[:5]} collide with ordinary token ids")
@@ -250,6 +254,8 @@ def read_tiktoken_file(path: str | Path) -> dict[bytes, int]:
             raise ValueError(f"{path}:{lineno}: not a .tiktoken vocabulary line ({e}): {line[:60]!r}") from None
     if not ranks:
         raise ValueError(f"{path}: empty vocabulary file")
+    if len(set(ranks.values())) != len(ranks):
+        raise ValueError(f"{path}: some ranks appear on more than one line (a token id must be unique)")
     return ranks
 
 

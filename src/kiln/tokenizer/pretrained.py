@@ -130,9 +130,14 @@ def read_gpt2_files(encoder_json: str | Path, vocab_bpe: str | Path) -> dict[byt
         lines = vocab_bpe.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise FileNotFoundError(f"vocabulary file not found: {vocab_bpe}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{vocab_bpe}: not a GPT-2 vocab.bpe (not UTF-8: {e})") from None
+    first = 1
+    if lines and lines[0].startswith("#version"):
+        lines, first = lines[1:], 2
     # Ranks: the 256 bytes in GPT-2's order (printable bytes first), then one token per merge line.
     ranks: dict[bytes, int] = {bytes([b]): i for i, b in enumerate(bytes_to_unicode())}
-    for lineno, line in enumerate(lines[1:] if lines and lines[0].startswith("#version") else lines, 2):
+    for lineno, line in enumerate(lines, first):
         if not line.strip():
             continue
         parts = line.split(" ")
