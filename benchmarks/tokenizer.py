@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -48,7 +49,7 @@ from kiln.tokenizer.tokenize_corpus import TokenizeConfig, tokenize_corpus  # no
 
 
 class _Text(html.parser.HTMLParser):
-    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "pre", "tr", "dt", "dd", "section"}
+    BLOCK: ClassVar[set[str]] = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "pre", "tr", "dt", "dd", "section"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +102,7 @@ def build_corpus() -> Path:
             continue
         if not name.endswith((".txt", ".jsonl", ".json", ".md")):
             continue
-        raw = (gzip.open(file) if file.suffix == ".gz" else open(file, "rb")).read().decode("utf-8")
+        raw = (gzip.decompress(file.read_bytes()) if file.suffix == ".gz" else file.read_bytes()).decode("utf-8")
         if name.endswith(".jsonl"):
             docs += ["\n".join(_strings(json.loads(line))) for line in raw.splitlines() if line.strip()]
         elif name.endswith(".json"):
@@ -266,7 +267,8 @@ def main() -> None:
     texts = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
     mb = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     print(f"corpus: {len(texts):,} documents, {mb:.1f} MB of UTF-8 text ({corpus})")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
 
     if not args.skip_train:
         print("\n## BPE training (seconds, median of", args.rounds, "rounds)")
