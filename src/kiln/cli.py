@@ -171,7 +171,7 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
     tok.save(args.out)
     print(
         f"{args.kind} tokenizer: vocab {tok.vocab_size:,} from {stats.documents:,} documents "
-        f"({stats.bytes / 1e6:,.1f} MB) in {seconds:.1f} s -> {args.out}"
+        f"({stats.text_bytes / 1e6:,.1f} MB of text) in {seconds:.1f} s -> {args.out}"
     )
     if stats.replaced_bytes:
         print(f"note: {stats.replaced_bytes:,} bytes were not valid UTF-8 and were read as U+FFFD")
@@ -193,8 +193,8 @@ def _tokenizer_encode(args: argparse.Namespace) -> int:
 
     tok = get_tokenizer(args.tokenizer)
     text = _read_arg_or_stdin(args.text)
-    allowed = "all" if args.allow_special else ()
-    ids = tok.encode(text, allowed) if allowed else tok.encode(text)
+    # Char and byte tokenizers have no special tokens, so there is nothing to allow.
+    ids = tok.encode(text, "all") if args.allow_special and tok.special_tokens else tok.encode(text)
     print(" ".join(map(str, ids)))
     return 0
 

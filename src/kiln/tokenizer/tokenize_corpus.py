@@ -31,7 +31,7 @@ import numpy as np
 from kiln.tokenizer.base import Tokenizer, get_tokenizer
 from kiln.tokenizer.bpe import ENDOFTEXT, BPETokenizer, _fork_context
 from kiln.tokenizer.corpus import Part, ReadStats, cut_segments, find_inputs, plan_parts, read_part
-from kiln.tokenizer.shards import write_shard
+from kiln.tokenizer.shards import ShardError, read_header, write_shard
 from kiln.utils.checks import require
 from kiln.utils.io import atomic_write_text, sha256_file
 
@@ -124,10 +124,18 @@ def _marker(out: Path, index: int) -> Path:
 
 
 def _done(out: Path, index: int) -> dict | None:
+    """The part's counts if it is finished: its marker is readable and its shards are there, whole."""
     try:
-        return json.loads(_marker(out, index).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
+        result = json.loads(_marker(out, index).read_text(encoding="utf-8"))
+        for split in ("train", "val"):
+            if (
+                result[f"{split}_tokens"]
+                and read_header(out / f"{split}_{index:06d}.bin").count != result[f"{split}_tokens"]
+            ):
+                return None
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ShardError):
+        return None  # redo the part: a lost or damaged shard must not be counted as written
+    return result
 
 
 def _phase(part: Part) -> float:
