@@ -17,7 +17,8 @@ HH-RLHF, eval sets), one JSONL document per page/record.
    Every encoder's ids are checked equal to tiktoken's before timing.
 3. `kiln tokenize` (corpus file -> train/val shards, end to end, including reading and writing) on 1 and
    2 worker processes.
-Rounds alternate between contenders so drifts in machine speed hit all of them; medians are printed.
+Rounds alternate between contenders so drifts in machine speed hit all of them; the best round of each is
+printed (timeit's rule: interference from other work on a shared machine only ever slows a round down).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -118,13 +118,13 @@ def build_corpus() -> Path:
     return path
 
 
-def median_time(fn: Callable[[], object], rounds: int) -> float:
+def best_time(fn: Callable[[], object], rounds: int) -> float:
     times = []
     for _ in range(rounds):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -193,7 +193,7 @@ def bench_training(texts: list[str], vocabs: list[int], rounds: int) -> list[dic
                 t0 = time.perf_counter()
                 fn(texts, vocab)
                 times[name].append(time.perf_counter() - t0)
-        med = {name: statistics.median(ts) for name, ts in times.items()}
+        med = {name: min(ts) for name, ts in times.items()}
         fastest_peer = min((v, k) for k, v in med.items() if k != "kiln")
         rows.append({"vocab": vocab, "seconds": med, "fastest_peer": fastest_peer[1],
                      "kiln_vs_fastest": fastest_peer[0] / med["kiln"]})  # fmt: skip
@@ -239,7 +239,7 @@ def bench_encoding(texts: list[str], mb: float, rounds: int) -> dict:
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    return {name: mb / statistics.median(ts) for name, ts in times.items()}
+    return {name: mb / min(ts) for name, ts in times.items()}
 
 
 def bench_shards(corpus: Path, mb: float, rounds: int) -> dict:
@@ -249,9 +249,9 @@ def bench_shards(corpus: Path, mb: float, rounds: int) -> dict:
         for workers in (1, 2):
             cfg = TokenizeConfig(
                 inputs=[str(corpus)], out_dir=f"{tmp}/w{workers}", tokenizer=str(vocab_file),
-                workers=workers, part_mb=4, overwrite=True,
+                workers=workers, overwrite=True,
             )  # fmt: skip
-            seconds = median_time(lambda cfg=cfg: tokenize_corpus(cfg, progress=False), rounds)
+            seconds = best_time(lambda cfg=cfg: tokenize_corpus(cfg, progress=False), rounds)
             out[f"kiln tokenize, {workers} process{'es' if workers > 1 else ''}"] = mb / seconds
     return out
 
@@ -271,19 +271,19 @@ def main() -> None:
     print(f"machine: {cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
 
     if not args.skip_train:
-        print("\n## BPE training (seconds, median of", args.rounds, "rounds)")
+        print("\n## BPE training (seconds, best of", args.rounds, "rounds)")
         for row in bench_training(texts, args.vocab, args.rounds):
             cells = "  ".join(f"{k} {v:.2f}" for k, v in row["seconds"].items())
             print(f"vocab {row['vocab']:>6}: {cells}  -> kiln is {row['kiln_vs_fastest']:.2f}x the fastest peer "
                   f"({row['fastest_peer']}; >1 = kiln faster)")  # fmt: skip
 
-    print("\n## Encoding, cl100k_base (MB/s, median of", args.rounds, "rounds)")
+    print("\n## Encoding, cl100k_base (MB/s, best of", args.rounds, "rounds)")
     rates = bench_encoding(texts, mb, args.rounds)
     anchor = rates["tiktoken encode_ordinary (1 process)"]
     for name, rate in rates.items():
         print(f"{name:<45} {rate:7.1f} MB/s  {rate / anchor:5.2f}x")
 
-    print("\n## Corpus -> shards, cl100k_base, end to end (MB of text/s, median of", args.rounds, "rounds)")
+    print("\n## Corpus -> shards, cl100k_base, end to end (MB of text/s, best of", args.rounds, "rounds)")
     for name, rate in bench_shards(corpus, mb, args.rounds).items():
         print(f"{name:<45} {rate:7.1f} MB/s  {rate / anchor:5.2f}x single-process tiktoken")
 

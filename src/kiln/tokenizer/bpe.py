@@ -14,6 +14,7 @@ happens to contain "<|endoftext|>" cannot inject a document boundary.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import itertools
 import json
 import os
@@ -67,6 +68,7 @@ class BPETokenizer:
         self._special = special_tokens
         self._enc = tiktoken.Encoding(name, pat_str=pattern, mergeable_ranks=ranks, special_tokens=special_tokens)
         self._n_vocab = self._enc.n_vocab
+        self._ranks_blob: bytes | None = None
 
     # ------------------------------------------------------------------------------------------------ interface
 
@@ -129,11 +131,11 @@ class BPETokenizer:
         total = sum(len(t) for t in texts)
         if workers <= 1 or len(texts) < 2 or total < 1 << 16:
             return _encode_many(self, list(texts), allowed)
-        # About 4 tasks per worker balances uneven documents without paying much per task. Under fork the
+        # About 16 tasks per worker balances uneven documents without paying much per task. Under fork the
         # workers inherit the vocabulary and the texts (copy-on-write) and get only index ranges, so the
         # parent pickles nothing but the results: this is what lifts 2 processes from ~1.3x to ~1.8x.
         texts = list(texts)
-        bounds = _even_bounds([len(t) for t in texts], workers * 4)
+        bounds = _even_bounds([len(t) for t in texts], workers * 16)
         ranges = list(itertools.pairwise(bounds))
         ctx = _fork_context()
         shared = ctx.get_start_method() == "fork"
@@ -198,8 +200,7 @@ class BPETokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
 
-        ordered = sorted(self.ranks.items(), key=lambda kv: kv[1])
-        blob = b"".join(b2a_base64(token, newline=False) + b" %d\n" % rank for token, rank in ordered)
+        blob = self.ranks_file_bytes()
         atomic_write(directory / RANKS_FILE, lambda tmp: tmp.write_bytes(blob))
         meta = {
             "kind": self.kind,
@@ -210,6 +211,19 @@ class BPETokenizer:
             "ranks_file": RANKS_FILE,
         }
         atomic_write_text(directory / META_FILE, json.dumps(meta, indent=1, ensure_ascii=False))
+
+    def ranks_file_bytes(self) -> bytes:
+        """The ranks.tiktoken content (built once: saving and fingerprinting a 200k vocabulary reuse it)."""
+        if self._ranks_blob is None:
+            ordered = sorted(self.ranks.items(), key=lambda kv: kv[1])
+            self._ranks_blob = b"".join(b2a_base64(t, newline=False) + b" %d\n" % r for t, r in ordered)
+        return self._ranks_blob
+
+    def fingerprint(self) -> str:
+        """sha256 of everything that decides the ids: ranks, pattern, special tokens."""
+        digest = hashlib.sha256(self.ranks_file_bytes())
+        digest.update(json.dumps([self.pattern, sorted(self._special.items())]).encode())
+        return digest.hexdigest()
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], path: Path) -> BPETokenizer:
@@ -241,17 +255,20 @@ def read_tiktoken_file(path: str | Path) -> dict[bytes, int]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"vocabulary file not found: {path}") from None
-    ranks: dict[bytes, int] = {}
-    for lineno, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        try:
-            if len(parts) != 2:
-                raise ValueError("expected 'base64-token rank'")
-            ranks[a2b_base64(parts[0], strict_mode=True)] = int(parts[1])
-        except (ValueError, TypeError, binascii.Error) as e:
-            raise ValueError(f"{path}:{lineno}: not a .tiktoken vocabulary line ({e}): {line[:60]!r}") from None
+    try:  # the fast path: one comprehension (a bad line falls through to the loop that names it)
+        ranks = {a2b_base64(t, strict_mode=True): int(r) for t, r in (ln.split() for ln in data.splitlines() if ln)}
+    except (ValueError, TypeError):
+        ranks = {}
+        for lineno, line in enumerate(data.splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            try:
+                if len(parts) != 2:
+                    raise ValueError("expected 'base64-token rank'")
+                ranks[a2b_base64(parts[0], strict_mode=True)] = int(parts[1])
+            except (ValueError, TypeError, binascii.Error) as e:
+                raise ValueError(f"{path}:{lineno}: not a .tiktoken vocabulary line ({e}): {line[:60]!r}") from None
     if not ranks:
         raise ValueError(f"{path}: empty vocabulary file")
     if len(set(ranks.values())) != len(ranks):

@@ -67,6 +67,8 @@ class TokenizeConfig:
 
 def tokenizer_fingerprint(tok: Tokenizer) -> str:
     """A hash of the tokenizer's saved files: a rerun with a different vocabulary cannot mix shards."""
+    if isinstance(tok, BPETokenizer):
+        return tok.fingerprint()  # same idea, without writing 100k-line files to a temp dir
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(tmp)
         digest = hashlib.sha256()
@@ -78,7 +80,11 @@ def tokenizer_fingerprint(tok: Tokenizer) -> str:
 
 def _plan(cfg: TokenizeConfig, tok: Tokenizer) -> tuple[dict, list[Part]]:
     files = find_inputs(cfg.inputs)
-    parts = plan_parts(files, int(cfg.part_mb * (1 << 20)), cfg.separator)
+    # Parts of at most part_mb, but ~64 of them (not below 1 MB) on a smaller corpus, so that every core has work
+    # and the last part to finish is short. The plan depends on the corpus only, never on the number of workers.
+    total = sum(p.stat().st_size for p in files)
+    part_bytes = int(min(cfg.part_mb * (1 << 20), max(1 << 20, total / 64)))
+    parts = plan_parts(files, part_bytes, cfg.separator)
     # A corpus of a few long texts (Tiny Shakespeare is one) gets smaller segments, so that its val split
     # still holds about 8 of them instead of possibly none.
     total = sum(p.size for p in parts)
