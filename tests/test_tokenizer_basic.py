@@ -175,7 +175,7 @@ def test_load_tokenizer_malformed_file(tmp_path: Path, content: bytes) -> None:
     assert META_FILE in str(exc.value)
 
 
-@pytest.mark.parametrize("meta", [{"kind": "bpe"}, {}, ["char"], "char", None])
+@pytest.mark.parametrize("meta", [{"kind": "sentencepiece"}, {}, ["char"], "char", None])
 def test_load_tokenizer_unknown_kind(tmp_path: Path, meta: object) -> None:
     (tmp_path / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ValueError, match="unknown tokenizer kind") as exc:
