@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 
 import torch
@@ -27,3 +29,27 @@ def sentence_corpus(n_sentences: int, seed: int = 0) -> str:
     objects = ["the fish", "a red ball", "the moon", "some bread", "the crown", "a piñata"]
     lines = [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}." for _ in range(n_sentences)]
     return "\n".join(lines) + "\n"
+
+
+# The smallest `kiln train` that runs: a 1-layer, 32-wide model on CPU, one eval batch, no sample.
+TINY_TRAIN = [
+    "preset=tiny",
+    "model.n_layer=1",
+    "model.n_embd=32",
+    "model.n_head=2",
+    "model.block_size=32",
+    "batch_size=4",
+    "eval_batches=1",
+    "sample_tokens=0",
+    "device=cpu",
+]
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """kiln.cli.main(argv) in this process with stdout and stderr captured (usable in any fixture scope)."""
+    from kiln.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(argv)
+    return rc, out.getvalue(), err.getvalue()

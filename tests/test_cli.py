@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import subprocess
@@ -12,21 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TINY_TRAIN, run_cli
 from kiln import __version__
 from kiln.cli import main
 from kiln.train.checkpoint import resolve_checkpoint
 
-TINY = [
-    "preset=tiny",
-    "model.n_layer=1",
-    "model.n_embd=32",
-    "model.n_head=2",
-    "model.block_size=32",
-    "batch_size=4",
-    "eval_batches=1",
-    "sample_tokens=0",
-    "device=cpu",
-]
+TINY = TINY_TRAIN
 CORPUS = (
     "To be, or not to be, that is the question:\n"
     "Whether 'tis nobler in the mind to suffer\n"
@@ -36,12 +25,7 @@ CORPUS = (
 ) * 12
 
 
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    """main(argv) with stdout and stderr captured (usable outside function-scoped fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
+_run = run_cli
 
 
 def _config(directory: Path) -> dict:

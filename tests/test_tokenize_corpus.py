@@ -21,11 +21,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import TINY_TRAIN
 from kiln.cli import main
 from kiln.tokenizer import BPETokenizer, ByteTokenizer, get_tokenizer, load_tokenizer, train_bpe
 from kiln.tokenizer.bpe import RANKS_FILE
 from kiln.tokenizer.shards import open_shard, read_header
-from kiln.tokenizer.tokenize_corpus import TokenizeConfig, tokenize_corpus
+from kiln.tokenizer.tokenize_corpus import PART_COUNTS, TokenizeConfig, tokenize_corpus
 from kiln.train.checkpoint import load_checkpoint, resolve_checkpoint
 from kiln.train.data import bundled_text, open_shard_dir
 
@@ -33,15 +34,7 @@ SEP = "<|endoftext|>"
 SHAKESPEARE = bundled_text()
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "café", "naïve", "東京", "and", "then", "slept", "42", "ran", "😀"]
 COUNTS = (
-    "input_bytes",
-    "documents",
-    "segments",
-    "text_bytes",
-    "train_tokens",
-    "val_tokens",
-    "separators",
-    "replaced_bytes",
-    "skipped_records",
+    *PART_COUNTS,
     "tokens",
     "bytes_per_token",
     "vocab_size",
@@ -240,15 +233,20 @@ def test_tiny_shakespeare_alone_gets_a_val_split(bpe: tuple[Path, BPETokenizer],
 # ------------------------------------------------------------------------------------------------ resume
 
 
+def _many_parts(many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], out: Path) -> dict:
+    """A config that cuts the `many` corpus into many small parts (for the resume tests)."""
+    corpus, _ = many
+    tok_dir, _ = bpe
+    return dict(
+        inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1, val_fraction=0.05, part_mb=0.02
+    )
+
+
 def test_rerun_redoes_only_the_missing_part_and_nothing_when_done(
     many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], tmp_path: Path
 ) -> None:
-    corpus, _ = many
-    tok_dir, _ = bpe
     out = tmp_path / "out"
-    cfg = dict(
-        inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1, val_fraction=0.05, part_mb=0.02
-    )
+    cfg = _many_parts(many, bpe, out)
     first = _run(**cfg)
     before = _shards(out)
     n = first["parts"]
@@ -274,12 +272,8 @@ def test_rerun_redoes_only_the_missing_part_and_nothing_when_done(
 def test_a_lost_or_truncated_shard_is_redone_even_with_its_marker(
     many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], tmp_path: Path
 ) -> None:
-    corpus, _ = many
-    tok_dir, _ = bpe
     out = tmp_path / "out"
-    cfg = dict(
-        inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1, val_fraction=0.05, part_mb=0.02
-    )
+    cfg = _many_parts(many, bpe, out)
     first = _run(**cfg)
     before = _shards(out)
     (out / "train_000001.bin").unlink()  # marker kept, shard lost
@@ -487,22 +481,7 @@ def test_kiln_train_reads_the_shards_and_keeps_the_tokenizer(bpe: tuple[Path, BP
     corpus.write_text(SHAKESPEARE, encoding="utf-8")
     data, run = tmp_path / "tokens", tmp_path / "run"
     _run(inputs=[str(corpus)], out_dir=str(data), tokenizer=str(tok_dir), workers=1)
-    argv = [
-        "train",
-        f"data={data}",
-        "preset=tiny",
-        "model.n_layer=1",
-        "model.n_embd=32",
-        "model.n_head=2",
-        "model.block_size=32",
-        "batch_size=4",
-        "eval_batches=1",
-        "sample_tokens=0",
-        "device=cpu",
-        "max_steps=3",
-        "eval_interval=3",
-        f"out_dir={run}",
-    ]
+    argv = ["train", f"data={data}", *TINY_TRAIN, "max_steps=3", "eval_interval=3", f"out_dir={run}"]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer as HFTokenizer
 
-from kiln.cli import main
+from helpers import run_cli
 from kiln.tokenizer import BPETokenizer, CharTokenizer, WordTokenizer, get_tokenizer, load_tokenizer, train_bpe
 from kiln.tokenizer import pretrained as pretrained_module
 from kiln.tokenizer.base import META_FILE
@@ -25,12 +24,7 @@ SHAKESPEARE = bundled_text()
 SAMPLE = "Hello world! To be, or not to be: 2026 tokenization, café 東京 😀\n  indented\tline"
 
 
-def _run(argv: list[str]) -> tuple[int, str, str]:
-    """main(argv) with stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
-    return rc, out.getvalue(), err.getvalue()
+_run = run_cli
 
 
 def _error(argv: list[str], command: str) -> str:

@@ -39,6 +39,18 @@ PLAN_FILE = "plan.json"
 SUMMARY_FILE = "summary.json"
 PARTS_DIR = "parts"
 TOKENIZER_DIR = "tokenizer"
+# What each part's marker counts; summary.json holds their sums.
+PART_COUNTS = (
+    "input_bytes",
+    "documents",
+    "segments",
+    "text_bytes",
+    "train_tokens",
+    "val_tokens",
+    "separators",
+    "replaced_bytes",
+    "skipped_records",
+)
 
 
 @dataclass
@@ -292,20 +304,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True) -> dict:
 def _summarize(
     cfg: TokenizeConfig, tok: Tokenizer, out: Path, results: list[dict], resumed: int, seconds: float
 ) -> dict:
-    total = {
-        k: sum(r[k] for r in results)
-        for k in (
-            "input_bytes",
-            "documents",
-            "segments",
-            "text_bytes",
-            "train_tokens",
-            "val_tokens",
-            "separators",
-            "replaced_bytes",
-            "skipped_records",
-        )
-    }
+    total = {k: sum(r[k] for r in results) for k in PART_COUNTS}
     problems = [p for r in results for p in r["problems"]][:5]
     text_tokens = total["train_tokens"] + total["val_tokens"] - total["separators"]
     summary = {
