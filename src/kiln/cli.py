@@ -268,6 +268,50 @@ def _tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crawl(args: argparse.Namespace) -> int:
+    from kiln.data.crawl import CrawlConfig, crawl
+
+    seeds = list(args.seeds)
+    if args.seeds_file:
+        try:
+            lines = Path(args.seeds_file).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"seeds file not found: {args.seeds_file}") from None
+        seeds += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    cfg = CrawlConfig(
+        seeds=seeds,
+        out_dir=args.out,
+        scope=args.scope,
+        allow=args.allow or [],
+        deny=args.deny or [],
+        max_depth=args.max_depth,
+        max_pages=args.max_pages,
+        max_page_mb=args.max_page_mb,
+        concurrency=args.concurrency,
+        per_host=args.per_host,
+        delay=args.delay,
+        read_timeout=args.timeout,
+        connect_timeout=min(args.timeout, 10.0),
+        retries=args.retries,
+        progress=not args.quiet,
+    )
+    if args.user_agent:
+        cfg.user_agent = args.user_agent
+    s = crawl(cfg)
+    rate = s["pages_this_run"] / max(s["seconds"], 1e-9)
+    print(
+        f"{s['pages']:,} pages ({s['bytes'] / 1e6:,.1f} MB), {s['pages_this_run']:,} of them in this run"
+        f" ({s['seconds']:.1f} s, {rate:,.1f} pages/s); {s['redirects']:,} redirects, {s['queued']:,} still queued"
+        f" -> {s['out_dir']}"
+    )
+    for label in ("skipped", "failed"):
+        if s[label]:
+            print(f"{label}: " + ", ".join(f"{n} {reason}" for reason, n in sorted(s[label].items())))
+    if s["recovered_from_warc"]:
+        print(f"recovered {s['recovered_from_warc']} page(s) written just before an interruption")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiln", description="Make a language model from raw web text and play with it."
@@ -310,6 +354,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", help="presets to show (default: all)")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="bf16")
     p.set_defaults(func=_model)
+
+    p = sub.add_parser("crawl", help="fetch web pages politely into WARC files (resumable)")
+    p.add_argument("seeds", nargs="*", help="seed URLs")
+    p.add_argument("--seeds-file", help="a file with one seed URL per line")
+    p.add_argument("--out", required=True, help="output directory (WARC files, crawl.sqlite, summary.json)")
+    p.add_argument("--scope", choices=["host", "domain", "any"], default="host", help="which links to follow")
+    p.add_argument("--allow", action="append", help="follow only URLs matching one of these regexes")
+    p.add_argument("--deny", action="append", help="never follow URLs matching this regex")
+    p.add_argument("--max-depth", type=int, default=10)
+    p.add_argument("--max-pages", type=int, default=0, help="stop after this many pages (0 = no limit)")
+    p.add_argument("--max-page-mb", type=float, default=5.0, help="truncate bodies beyond this size")
+    p.add_argument("--concurrency", type=int, default=16, help="fetches in flight over all hosts")
+    p.add_argument("--per-host", type=int, default=1, help="connections per host")
+    p.add_argument("--delay", type=float, default=1.0, help="seconds between requests to one host")
+    p.add_argument("--timeout", type=float, default=20.0, help="read timeout in seconds")
+    p.add_argument("--retries", type=int, default=2, help="extra attempts after 5xx, 429 or network errors")
+    p.add_argument("--user-agent", help="override kiln's User-Agent")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_crawl)
 
     p = sub.add_parser("tokenize", help="turn a corpus into train/val token shards for kiln train")
     p.add_argument("inputs", nargs="+", help=".txt/.md/.jsonl/.parquet files (optionally .gz) or directories")
