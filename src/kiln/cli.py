@@ -312,6 +312,24 @@ def _crawl(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from kiln.data.warc import ingest
+
+    # 'all' anywhere in a list means no filter; without the option, HTML responses (what `kiln clean` reads).
+    types = None if "all" in (args.type or []) else (args.type or ["response"])
+    content_types = None if "all" in (args.content_type or []) else (args.content_type or ["text/html"])
+    stats = ingest(args.inputs, args.out, record_types=types, content_types=content_types)
+    print(
+        f"{stats.files:,} files, {stats.records:,} records read, {stats.kept:,} kept, "
+        f"{stats.skipped_malformed:,} skipped as malformed -> {args.out}"
+    )
+    if not args.quiet:
+        if stats.problems:
+            print(f"first problem: {stats.problems[0]}")
+        print("by type: " + (", ".join(f"{t} {n:,}" for t, n in stats.by_type.most_common()) or "none"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiln", description="Make a language model from raw web text and play with it."
@@ -373,6 +391,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-agent", help="override kiln's User-Agent")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_crawl)
+
+    p = sub.add_parser("ingest", help="read WARC/WET/ARC files (gzip or plain) into WARC files for kiln clean")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help=".warc/.warc.gz/.arc/.arc.gz files (WET, WAT too) or dirs")
+    p.add_argument("--out", required=True, help="output directory (ingest-NNNNN.warc.gz, ingest-stats.json)")
+    p.add_argument("--type", action="append", help="record type to keep (repeatable; default response; 'all')")
+    p.add_argument(
+        "--content-type",
+        action="append",
+        help="content-type prefix of responses to keep (repeatable; default text/html; 'all')",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the summary line")
+    p.set_defaults(func=_ingest)
 
     p = sub.add_parser("tokenize", help="turn a corpus into train/val token shards for kiln train")
     p.add_argument("inputs", nargs="+", help=".txt/.md/.jsonl/.parquet files (optionally .gz) or directories")
