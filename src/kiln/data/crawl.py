@@ -127,10 +127,16 @@ def extract_links(body: bytes, charset: str, base_url: str) -> list[str]:
     import lxml.etree
     import lxml.html
 
+    # Decode in Python (which knows every charset name detect_charset can return; libxml2 does not know
+    # e.g. "euc_jp"), drop an XML declaration (lxml refuses str input that declares an encoding), then parse.
     try:
-        parser = lxml.html.HTMLParser(encoding=charset, recover=True)
-        doc = lxml.html.document_fromstring(body, parser=parser)
-    except (lxml.etree.ParserError, ValueError, LookupError):
+        text = body.decode(charset, errors="replace")
+    except LookupError:
+        text = body.decode("utf-8", errors="replace")
+    text = re.sub(r"^\s*<\?xml[^>]*\?>", "", text)
+    try:
+        doc = lxml.html.document_fromstring(text)
+    except (lxml.etree.ParserError, ValueError):
         return []
     for meta in doc.iter("meta"):
         if (meta.get("name") or "").lower() == "robots" and "nofollow" in (meta.get("content") or "").lower():
@@ -151,6 +157,26 @@ def extract_links(body: bytes, charset: str, base_url: str) -> list[str]:
     return list(dict.fromkeys(links))
 
 
+def _complete_record(path: Path, offset: int, end: int, record: object, body: bytes) -> bool:
+    """A record kiln wrote is whole if its gzip member ends with a valid trailer and the body has the
+    Content-Length kiln put in its HTTP headers (warcio checks neither, so a torn tail can look readable)."""
+    import zlib
+
+    with open(path, "rb") as f:
+        f.seek(offset)
+        raw = f.read(end - offset)
+    d = zlib.decompressobj(31)
+    try:
+        d.decompress(raw)
+    except zlib.error:
+        return False
+    if not d.eof or d.unused_data:
+        return False
+    http = getattr(record, "http_headers", None)
+    declared = http.get_header("Content-Length") if http is not None else None
+    return declared is None or declared == str(len(body))
+
+
 # ------------------------------------------------------------------------------------------------------ robots
 
 
@@ -163,23 +189,26 @@ class Robots:
         self.rules: dict[str, object] = {}
         self.locks: dict[str, asyncio.Lock] = {}
 
-    async def check(self, url: str) -> tuple[bool, float | None]:
-        """(allowed, crawl delay in seconds or None)."""
+    async def check(self, url: str) -> tuple[bool, float | None, bool]:
+        """(allowed, crawl delay in seconds or None, whether robots.txt was requested just now)."""
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         lock = self.locks.setdefault(origin, asyncio.Lock())
+        fetched = False
         async with lock:
             if origin not in self.rules:
                 self.rules[origin] = await self._fetch(origin)
+                fetched = True
         rules = self.rules[origin]
         if rules == "allow":
-            return True, None
+            return True, None, fetched
         if rules == "deny":
-            return False, None
+            return False, None, fetched
         delay = rules.crawl_delay(self.agent)  # type: ignore[union-attr]
-        return rules.can_fetch(url, self.agent), (float(delay) if delay else None)  # type: ignore[union-attr]
+        allowed = rules.can_fetch(url, self.agent)  # type: ignore[union-attr]
+        return allowed, (float(delay) if delay else None), fetched
 
     async def _fetch(self, origin: str) -> object:
         from protego import Protego
@@ -287,13 +316,16 @@ class Crawler:
                 try:
                     for record in it:
                         body = record.content_stream().read()
-                        end = start + it.get_record_offset() + it.get_record_length()
+                        offset = it.get_record_offset()  # absolute, like the length: read after the body
+                        end = offset + it.get_record_length()
                         url = record.rec_headers.get_header("WARC-Target-URI")
-                        if url and self.state.status_of(url) != "done":
+                        if not url or not _complete_record(path, offset, end, record, body):
+                            break  # torn: everything from this record on is cut off below
+                        if self.state.status_of(url) != "done":
                             self._commit_page(url, record, body, (path.name, end))
                             recovered += 1
                         good_end = end
-                except Exception:  # a torn record at the tail: cut it off below
+                except Exception:  # an unreadable record at the tail: cut it off below
                     pass
             truncate_to(path, good_end)
             if good_end > start:
@@ -350,12 +382,15 @@ class Crawler:
 
     async def _task(self, client: httpx.AsyncClient, robots: Robots, row: tuple) -> Fetch:
         url, host = row[0], row[1]
-        allowed, crawl_delay = await robots.check(url)
+        allowed, crawl_delay, fetched_robots = await robots.check(url)
         if crawl_delay is not None:
             self.host_delay[host] = max(self.cfg.delay, crawl_delay)
-            self.host_next[host] = max(self.host_next.get(host, 0.0), time.monotonic() + self.host_delay[host])
         if not allowed:
             return Fetch(url, "skipped", "robots.txt disallows")
+        gap = self.host_delay.get(host, self.cfg.delay)
+        if fetched_robots and gap > 0:
+            await asyncio.sleep(gap)  # robots.txt was a request to this host too: keep the spacing
+        self.host_next[host] = max(self.host_next.get(host, 0.0), time.monotonic() + gap)
         return await fetch(client, url, self.cfg)
 
     async def run(self) -> dict:

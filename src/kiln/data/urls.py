@@ -24,6 +24,7 @@ def _normalize_escapes(part: str, safe: str) -> str:
         ch = chr(int(m.group(0)[1:], 16))
         return ch if ch in _UNRESERVED else m.group(0).upper()
 
+    part = re.sub(r"%(?![0-9a-fA-F]{2})", "%25", part)  # a stray '%' is a literal percent sign
     part = _ESCAPE.sub(fix, part)
     # Escape characters that must not appear raw (spaces, non-ASCII), leaving existing escapes alone.
     return quote(part, safe=safe + "%")
@@ -87,8 +88,10 @@ def host_of(url: str) -> str:
 def registered_domain(host: str) -> str:
     """The last two labels of a host name (example.co.uk would need the public suffix list; kiln's
     `domain` scope is for simple cases and says so)."""
-    name = host.split(":")[0].strip("[]")
-    if name.replace(".", "").isdigit() or ":" in name:
+    if host.startswith("["):  # an IPv6 literal, with or without a port: the address is the "domain"
+        return host[1 : host.find("]")]
+    name = host.rsplit(":", 1)[0]
+    if name.replace(".", "").isdigit():
         return name
     labels = name.split(".")
     return ".".join(labels[-2:])
