@@ -1,0 +1,573 @@
+"""Heuristic quality filters (kiln.data.filters): every Gopher, C4 and FineWeb rule drops a document crafted to
+break it, with the exact reason, and keeps a close variant that does not; overriding a threshold changes the
+outcome; the fast n-gram scans equal the plain definitions; and real English text mostly passes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiln.data.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+    fineweb_filters,
+    split_words,
+)
+from kiln.data.filters.c4 import count_sentences
+from kiln.data.filters.fineweb import terminal_punctuation
+from kiln.data.filters.gopher import duplicated_ngram_chars, top_ngram_chars
+from kiln.data.pipeline import Document, Step, run_steps
+from kiln.train.data import bundled_text
+
+# Twenty distinct English sentences sharing no 5-gram: clean prose that passes every filter with its defaults.
+SENTENCES = [
+    "The river rose quickly after three days of heavy rain in the northern hills.",
+    "Farmers moved their cattle to higher ground before the water reached the barns.",
+    "A small bakery on the corner sells bread that is still warm at seven in the morning.",
+    "Her grandmother kept a diary for sixty years and wrote in it every single night.",
+    "Most of the old bridges in this region were built with stone taken from nearby quarries.",
+    "The committee will publish its final report once every member has reviewed the figures.",
+    "Children learn to read faster when someone at home reads aloud with them each evening.",
+    "We walked along the coast until the lighthouse disappeared behind a wall of fog.",
+    "That museum has a collection of maps drawn by sailors who never returned from their voyages.",
+    "Good coffee depends less on the machine than on fresh beans and clean water.",
+    "The orchestra rehearsed the difficult second movement until the conductor was satisfied.",
+    "Engineers tested the new engine in cold weather to be sure that it would start reliably.",
+    "Several volunteers spent the weekend repairing fences damaged by the winter storms.",
+    "His first novel was rejected by eleven publishers before a small press accepted it.",
+    "Bees visit thousands of flowers to gather enough nectar for a single spoonful of honey.",
+    "The village library opens late on Thursdays so that workers can borrow books after their shifts.",
+    "Traders crossed the desert in long caravans and rested at wells known only to their guides.",
+    "A careful gardener plants tomatoes where they will have sun for most of the day.",
+    "Our neighbours have lived in the same brick house with their dogs for nearly forty years.",
+    "Scientists measured the glacier again and found that it had retreated another hundred metres.",
+]
+
+
+def prose(k: int = 10, start: int = 0) -> str:
+    """k distinct sentences, one per line."""
+    return "\n".join(SENTENCES[start : start + k])
+
+
+def decide(step: Step, text: str) -> str | None:
+    return step.decide(Document("t", text))
+
+
+def test_clean_prose_passes_every_filter() -> None:
+    for step in fineweb_filters():
+        assert decide(step, prose(20)) is None, step.name
+
+
+# ------------------------------------------------------------------------------------------------ words
+
+
+def test_split_words_approximates_nltk_and_spacy() -> None:
+    assert split_words("Don't stop, it's 10:30 on 9/11 in the U.S. and 1,000 well-known x.com users... -- ok.") == (
+        "Don",
+        "'t",
+        "stop",
+        ",",
+        "it",
+        "'s",
+        "10:30",
+        "on",
+        "9/11",
+        "in",
+        "the",
+        "U.S.",
+        "and",
+        "1,000",
+        "well-known",
+        "x.com",
+        "users",
+        "...",
+        "--",
+        "ok",
+        ".",
+    )
+
+
+# ------------------------------------------------------------------------------------------------ n-gram helpers
+
+
+def _reference_top(words: list[str], n: int) -> int:
+    """datatrove's definition, literally: n-grams joined by spaces, most_common(1), length x count."""
+    grams = [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0
+    gram, count = Counter(grams).most_common(1)[0]
+    return len(gram) * count
+
+
+def _reference_dup(words: list[str], n: int) -> int:
+    """The plain left-to-right scan, one step per word (comparing word sequences)."""
+    seen: set[tuple[str, ...]] = set()
+    chars = i = 0
+    while i < len(words) - n + 1:
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            chars += sum(map(len, gram))
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return chars
+
+
+def test_ngram_helpers_on_hand_computed_cases() -> None:
+    words = ["a", "b", "a", "b", "a", "b"]
+    assert top_ngram_chars(words, 2) == 3 * 3  # "a b" three times, 3 characters each
+    # 2-grams: ab ba [ab: repeat, count 2 chars, jump to 4] ab: repeat again -> 4 chars
+    assert duplicated_ngram_chars(words, 2)[0] == 4
+    # overlapping repeats are counted once: "x x x x x" has 4-grams at 0 and 1, the second one a repeat
+    assert duplicated_ngram_chars(["x"] * 5, 4)[0] == 4
+    assert duplicated_ngram_chars(["x"] * 8, 4)[0] == 4  # after the jump only one 4-gram position is left
+    assert duplicated_ngram_chars(list("abcdefg"), 3) == (0, [])
+    assert duplicated_ngram_chars(["a", "b"], 5) == (0, [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "dd", "."]), max_size=60), st.integers(2, 10))
+def test_fast_ngram_scans_equal_the_plain_definitions(words: list[str], n: int) -> None:
+    assert top_ngram_chars(words, n) == _reference_top(words, n)
+    chars, repeated = duplicated_ngram_chars(words, n)
+    assert chars == _reference_dup(words, n)
+    # the candidate pruning used for n+1 must give the same answer as a full scan
+    assert duplicated_ngram_chars(words, n + 1, repeated)[0] == _reference_dup(words, n + 1)
+
+
+# ------------------------------------------------------------------------------------------------ Gopher repetition
+
+
+def _paragraphs(extra: str, copies: int) -> str:
+    """Six distinct paragraphs with a short paragraph `extra` placed between them `copies` times."""
+    parts: list[str] = []
+    for i in range(6):
+        parts.append(SENTENCES[i] + " " + SENTENCES[i + 6])
+        if i < copies:
+            parts.append(extra)
+    return "\n\n".join(parts)
+
+
+def test_gopher_dup_para_frac() -> None:
+    f = GopherRepetitionFilter()
+    # 5 copies of "Share this page." among 11 paragraphs: 4 repeats / 11 = 0.36 > 0.3
+    assert decide(f, _paragraphs("Share this page.", 5)) == "dup_para_frac"
+    # 3 copies: 2 / 9 = 0.22
+    assert decide(f, _paragraphs("Share this page.", 3)) is None
+    assert (
+        decide(GopherRepetitionFilter(dup_para_frac=0.4, dup_line_frac=0.4), _paragraphs("Share this page.", 5)) is None
+    )
+
+
+def test_gopher_dup_para_char_frac() -> None:
+    f = GopherRepetitionFilter()
+    long = " ".join(SENTENCES[12:16])  # ~330 characters
+    paras = [SENTENCES[i] for i in range(8)]
+    dropped = "\n\n".join([long, *paras, long])  # 1 repeat in 10 paragraphs, but 330 / ~1330 = 0.25 of the text
+    assert decide(f, dropped) == "dup_para_char_frac"
+    kept = "\n\n".join([SENTENCES[12], *paras, SENTENCES[12]])  # a short repeated paragraph: 0.08 of the text
+    assert decide(f, kept) is None
+
+
+def test_gopher_dup_line_frac() -> None:
+    f = GopherRepetitionFilter()
+
+    def lines(copies: int) -> str:  # single newlines: one paragraph, many lines
+        out: list[str] = []
+        for i in range(6):
+            out.append(SENTENCES[i])
+            if i < copies:
+                out.append("Share")
+        return "\n".join(out)
+
+    assert decide(f, lines(5)) == "dup_line_frac"  # 4 / 11
+    assert decide(f, lines(3)) is None  # 2 / 9
+
+
+def test_gopher_dup_line_char_frac() -> None:
+    f = GopherRepetitionFilter()
+    long = " ".join(SENTENCES[12:16])
+    assert decide(f, "\n".join([long, *SENTENCES[:8], long])) == "dup_line_char_frac"
+    assert decide(f, "\n".join([SENTENCES[12], *SENTENCES[:8], SENTENCES[12]])) is None
+
+
+def _phrase_lines(phrase: str, pad: int, count: int = 12) -> str:
+    """`count` lines that each end with `phrase`, after `pad` words used nowhere else (no repeated 5-grams)."""
+    vocab = iter(f"w{i}q" for i in range(10_000))
+    return "\n".join(" ".join([*(next(vocab) for _ in range(pad)), phrase]) + "." for _ in range(count))
+
+
+def test_gopher_top_2_gram() -> None:
+    f = GopherRepetitionFilter()
+    # each line "w0q w1q big sale." : "big sale" x12 covers 8*12 / ~220 chars = 0.44 of the text
+    assert decide(f, _phrase_lines("big sale", pad=2)) == "top_2_gram"
+    # with longer lines "big sale" is 8*12 / ~760 = 0.13, and "big sale ." (the line end) 0.16 < 0.18
+    assert decide(f, _phrase_lines("big sale", pad=12)) is None
+
+
+@pytest.mark.parametrize(("n", "phrase"), [(3, "the red barn"), (4, "in the red barn")])
+def test_gopher_top_3_and_4_gram(n: int, phrase: str) -> None:
+    # only this rule on: with a short phrase the shorter n-grams would trigger first
+    f = GopherRepetitionFilter(top_n_grams=[(n, {3: 0.18, 4: 0.16}[n])], dup_n_grams=())
+    assert decide(f, _phrase_lines(phrase, pad=3)) == f"top_{n}_gram"
+    assert decide(f, _phrase_lines(phrase, pad=20)) is None
+
+
+def test_gopher_top_ngrams_with_all_defaults() -> None:
+    f = GopherRepetitionFilter()
+    # lines of ~57 characters: "the red barn" (12 chars, x12) is 0.19 > 0.18 of the text, "the red" 0.11 < 0.2
+    text = _phrase_lines("the red barn", pad=8)
+    assert 12 * 12 / len(text) > 0.18 and 7 * 12 / len(text) <= 0.2
+    assert decide(f, text) == "top_3_gram"
+
+
+def _repeated_span(span_words: int, filler_words: int) -> str:
+    """Prose with one `span_words`-word passage appearing twice, each time inside a different line."""
+    words = " ".join(SENTENCES).split()
+    span = " ".join(words[:span_words])
+    filler = words[span_words : span_words + filler_words]
+    half = len(filler) // 2
+    return f"{' '.join(filler[:half])} {span}\n{' '.join(filler[half:])} {span}"
+
+
+@pytest.mark.parametrize("n", [5, 6, 7, 8, 9, 10])
+def test_gopher_duplicated_n_grams(n: int) -> None:
+    thresholds = dict([(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)])
+    f = GopherRepetitionFilter(top_n_grams=(), dup_n_grams=[(n, thresholds[n])])
+    dropped = _repeated_span(60, 80)  # ~290 repeated characters in ~1100: 0.26
+    assert decide(f, dropped) == f"duplicated_{n}_n_grams"
+    assert decide(f, _repeated_span(4, 150)) is None  # a 4-word repeat has no repeated n-gram for n >= 5
+
+
+def test_gopher_duplicated_n_grams_with_all_defaults() -> None:
+    f = GopherRepetitionFilter()
+    assert decide(f, _repeated_span(40, 100)) == "duplicated_5_n_grams"  # 0.17 of the text
+    assert decide(f, _repeated_span(20, 200)) is None  # 0.06
+    # between the thresholds for 5 (0.15) and 10 (0.10): only the longer n-gram limit catches it
+    text = _repeated_span(40, 200)
+    ratios = [duplicated_ngram_chars(split_words(text), n)[0] / len(text) for n in (5, 10)]
+    assert ratios[0] <= 0.15 and ratios[1] > 0.10
+    assert decide(f, text) == "duplicated_10_n_grams"
+
+
+def test_gopher_repetition_empty_and_disabled() -> None:
+    assert decide(GopherRepetitionFilter(), "") == "empty"
+    text = _phrase_lines("big sale", pad=2)
+    assert decide(GopherRepetitionFilter(top_n_grams=[(2, None)]), text) is None  # type: ignore[list-item]
+
+
+# ------------------------------------------------------------------------------------------------ Gopher quality
+
+
+WORDS = " ".join(SENTENCES).replace(".", "").split()
+
+
+def test_gopher_short_and_long_doc() -> None:
+    f = GopherQualityFilter()
+    assert decide(f, " ".join(WORDS[:49]) + ".") == "gopher_short_doc"
+    assert decide(f, " ".join(WORDS[:50]) + ".") is None
+    big = " ".join(WORDS * (100_001 // len(WORDS) + 1))
+    assert len(split_words(big)) > 100_000
+    assert decide(f, big) == "gopher_long_doc"
+    assert decide(GopherQualityFilter(max_doc_words=None), big) is None
+    assert decide(GopherQualityFilter(min_doc_words=60), " ".join(WORDS[:55])) == "gopher_short_doc"
+
+
+def test_gopher_mean_word_length() -> None:
+    f = GopherQualityFilter()
+    short = "So we go up to the top of it and we sit on a log by the sea as it is hot. " * 4
+    assert decide(f, short) == "gopher_below_avg_threshold"  # mean ~2.3 characters
+    assert decide(GopherQualityFilter(min_avg_word_length=2), short) is None
+    long = (
+        "The internationalization and standardization of telecommunications infrastructure "
+        "with interoperability requirements necessitates comprehensive documentation. "
+    ) * 5
+    assert decide(f, long) == "gopher_above_avg_threshold"
+    assert decide(GopherQualityFilter(max_avg_word_length=13), long) is None
+
+
+def test_gopher_symbol_ratios() -> None:
+    f = GopherQualityFilter()
+    base = prose(6)  # ~90 tokens
+    assert decide(f, base + "\n" + " ".join(f"#tag{i}" for i in range(12))) == "gopher_too_many_hashes"
+    assert decide(f, base + "\n" + " ".join(f"#tag{i}" for i in range(4))) is None
+    words = base.split(" ")
+    ellipses = " ".join(w + " ..." if i % 6 == 5 else w for i, w in enumerate(words))  # one "..." per 7 tokens
+    assert ellipses.count("...") > 0.1 * len(split_words(ellipses))
+    assert decide(f, ellipses) == "gopher_too_many_ellipsis"
+    assert decide(f, " ".join(w + " …" if i % 30 == 29 else w for i, w in enumerate(words))) is None
+    assert decide(GopherQualityFilter(max_symbol_word_ratio=0.5), ellipses) is None
+
+
+@pytest.mark.parametrize("bullet", ["•", "-"])
+def test_gopher_bullet_lines(bullet: str) -> None:
+    f = GopherQualityFilter()
+    lines = SENTENCES[:10]
+    assert decide(f, "\n".join(f"{bullet} {s}" for s in lines)) == "gopher_too_many_bullets"  # 10 / 10
+    assert decide(f, "\n".join([lines[0], *(f"  {bullet} {s}" for s in lines[1:])])) is None  # 9 / 10, not > 0.9
+
+
+def test_gopher_end_ellipsis_lines() -> None:
+    f = GopherQualityFilter()
+
+    def text(k: int) -> str:
+        return "\n".join(s[:-1] + "..." if i < k else s for i, s in enumerate(SENTENCES[:10]))
+
+    assert decide(f, text(4)) == "gopher_too_many_end_ellipsis"  # 4 / 10 > 0.3
+    assert decide(f, text(3)) is None  # 0.3 is not more than 0.3
+
+
+def test_gopher_alpha_ratio() -> None:
+    f = GopherQualityFilter()
+    table = "\n".join(" ".join(str(100 * r + c) for c in range(8)) for r in range(6))  # 48 numeric tokens
+    assert decide(f, prose(8) + "\n" + table) == "gopher_below_alpha_threshold"
+    assert decide(f, prose(8) + "\n" + "\n".join(table.split("\n")[:2])) is None
+    assert decide(GopherQualityFilter(max_non_alpha_words_ratio=0.6), prose(8) + "\n" + table) is None
+
+
+def test_gopher_stop_words() -> None:
+    f = GopherQualityFilter()
+    # 78 words with "with" as the only stop word
+    text = " ".join(["Mountain villages welcome tired visitors with warm bread strong coffee or quiet rooms."] * 6)
+    assert decide(f, text) == "gopher_enough_stop_words"
+    assert decide(f, text + " Walk to the lake.") is None  # adds "to" and "the"
+    assert decide(f, text.replace("with", "With")) == "gopher_enough_stop_words"  # matched in lower case only
+    assert decide(GopherQualityFilter(stop_words=["with", "warm"]), text) is None
+
+
+# ------------------------------------------------------------------------------------------------ C4
+
+
+def c4(text: str, **kw: object) -> tuple[str | None, str]:
+    """(reason, text after the step) for FineWeb's configuration unless overridden."""
+    kw = {"filter_no_terminal_punct": False, **kw}
+    doc = Document("t", text)
+    reason = C4QualityFilter(**kw).decide(doc)  # type: ignore[arg-type]
+    return reason, doc.text
+
+
+def test_c4_keeps_clean_prose_unchanged() -> None:
+    assert c4(prose(6)) == (None, prose(6))
+
+
+def test_c4_removes_javascript_lines() -> None:
+    reason, text = c4(prose(5) + "\nPlease enable JavaScript to view the comments.")
+    assert reason is None and text == prose(5)
+    reason, text = c4(prose(5) + "\nPlease enable Java to view the comments.")
+    assert reason is None and text.endswith("Java to view the comments.")
+
+
+@pytest.mark.parametrize(
+    "phrase", ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+)
+def test_c4_removes_policy_lines(phrase: str) -> None:
+    reason, text = c4(prose(5) + f"\nPlease read our {phrase.title()} before you continue.")
+    assert reason is None and text == prose(5)
+    assert (
+        C4QualityFilter(filter_policy=False)
+        .clean(prose(5) + f"\nPlease read our {phrase} today.")[1]
+        .endswith("today.")
+    )
+
+
+def test_c4_removes_lines_with_too_few_words() -> None:
+    reason, text = c4("Home Page\n" + prose(5) + "\nShare it")
+    assert reason is None and text == prose(5)
+    reason, text = c4("Our Home Page\n" + prose(5), min_words_per_line=4)
+    assert text == prose(5)
+    assert c4("Our Home Page\n" + prose(5))[1].startswith("Our Home Page\n")
+
+
+def test_c4_lorem_ipsum_drops_the_document() -> None:
+    assert c4(prose(6) + "\nLorem ipsum dolor sit amet, consectetur adipiscing elit.")[0] == "c4_lorem_ipsum"
+    # the check only sees lines that survived the line filters before it, as in datatrove: a two-word line goes
+    reason, text = c4(prose(6) + "\nLorem ipsum")
+    assert reason is None and text == prose(6)
+    assert c4(prose(6) + "\nLorem ipsum dolor sit amet.", filter_lorem_ipsum=False)[0] is None
+
+
+def test_c4_curly_bracket_drops_the_document() -> None:
+    assert c4(prose(6) + "\nfunction f(x) { return x; }")[0] == "c4_curly_bracket"
+    assert c4(prose(6) + "\nfunction f(x) ( return x; )")[0] is None
+    assert c4(prose(6) + "\nfunction f(x) { return x; }", filter_curly_bracket=False)[0] is None
+
+
+def test_c4_minimum_sentences() -> None:
+    assert c4(prose(4))[0] == "c4_too_few_sentences"
+    assert c4(prose(5))[0] is None
+    assert c4(" ".join(SENTENCES[:5]))[0] is None  # five sentences on one line count as five
+    assert c4(prose(4), min_num_sentences=4)[0] is None
+    assert c4(prose(2), min_num_sentences=-1)[0] is None
+
+
+def test_count_sentences_skips_abbreviations_and_ellipses() -> None:
+    assert count_sentences("Mrs. Sarah P. Jones left at noon. Then she came back! Why? Nobody knows.") == 4
+    assert count_sentences("It is sold in the U.S. and e.g. in Canada. Prices vary.") == 2
+    assert count_sentences("Read on... it gets better") == 1
+    assert count_sentences('He said "Stop." Then he left.') == 2
+    assert count_sentences("") == 0
+
+
+def test_c4_terminal_punctuation_rule() -> None:
+    text = prose(5) + "\nClick here for more recipes like this one\nThe end is near..."
+    # FineWeb turns the rule off: both lines stay
+    assert c4(text)[1] == text
+    # C4's own default removes lines without terminal punctuation, and lines ending in an ellipsis
+    assert c4(text, filter_no_terminal_punct=True) == (None, prose(5))
+
+
+def test_c4_long_words_and_citations() -> None:
+    blob = "x" * 1001
+    reason, text = c4(prose(5) + f"\nThe key is {blob} here.")
+    assert reason is None and text == prose(5)
+    assert c4(prose(5) + f"\nThe key is {'x' * 1000} here.")[1].endswith("here.")
+    reason, text = c4("The river rose quickly.[1] Farmers moved their cattle.[edit]\n" + prose(4, 1))
+    assert text.split("\n")[0] == "The river rose quickly. Farmers moved their cattle."
+
+
+def test_c4_strips_lines_and_counts_them() -> None:
+    f = C4QualityFilter(filter_no_terminal_punct=False)
+    doc = Document("t", "  " + prose(5).replace("\n", "  \n\t") + "\nHome Page\nWe use cookies on this site.")
+    assert f.decide(doc) is None
+    assert doc.text == prose(5)
+    assert f.line_stats == Counter({"total": 7, "kept": 5, "too_few_words": 1, "policy": 1})
+
+
+# ------------------------------------------------------------------------------------------------ FineWeb
+
+
+LONG_WORDS = [
+    "Incomprehensibility",
+    "Internationalization",
+    "Counterrevolutionary",
+    "Disproportionately",
+    "Misinterpretation",
+    "Uncharacteristically",
+    "Telecommunications",
+    "Indistinguishable",
+    "Overenthusiastically",
+    "Deinstitutionalization",
+    "Electroencephalography",
+    "Psychophysiological",
+]
+
+
+def test_fineweb_line_punct_ratio() -> None:
+    f = FineWebQualityFilter()
+    bare = [s.rstrip(".") for s in SENTENCES[:9]]
+    assert decide(f, "\n".join([*bare[:8], SENTENCES[8]])) == "fineweb_line_punct_ratio"  # 1 / 9 < 0.12
+    assert decide(f, "\n".join([*bare[:7], *SENTENCES[7:9]])) is None  # 2 / 9
+    assert decide(FineWebQualityFilter(line_punct_thr=0.3), "\n".join([*bare[:7], *SENTENCES[7:9]])) == (
+        "fineweb_line_punct_ratio"
+    )
+    # no punctuation at all: dropped, unless the zero case is excluded (for sources that never punctuate)
+    assert decide(f, "\n".join(bare)) == "fineweb_line_punct_ratio"
+    assert decide(FineWebQualityFilter(line_punct_exclude_zero=True), "\n".join(bare)) is None
+
+
+def test_fineweb_terminal_punctuation_is_unicode_and_configurable() -> None:
+    assert {".", "!", "?", "。", "۔", "।", "‼"} <= set(terminal_punctuation())
+    assert '"' not in terminal_punctuation()
+    quoted = "\n".join(f'He said "{s}"' for s in SENTENCES[:9])  # every line ends with a quote mark
+    assert decide(FineWebQualityFilter(), quoted) == "fineweb_line_punct_ratio"
+    # FineWeb's first release counted . ' " ! ? as line ends
+    assert decide(FineWebQualityFilter(stop_chars=(".", "'", '"', "!", "?")), quoted) is None
+
+
+def test_fineweb_short_line_ratio() -> None:
+    f = FineWebQualityFilter()
+    short = [f"Fresh item number {i} today." for i in range(10)]  # <= 30 characters each
+
+    def text(k: int) -> str:
+        return "\n".join(short[:k] + SENTENCES[: 10 - k])
+
+    assert decide(f, text(7)) == "fineweb_short_line_ratio"  # 0.7 > 0.67
+    assert decide(f, text(6)) is None
+    assert decide(FineWebQualityFilter(short_line_length=10), text(7)) is None
+
+
+def test_fineweb_char_dup_ratio() -> None:
+    f = FineWebQualityFilter()
+    assert decide(f, prose(10) + "\n" + SENTENCES[3]) == "fineweb_char_dup_ratio"  # ~80 / 900 characters
+    assert decide(f, "Yes.\n" + prose(10) + "\nYes.") is None  # 4 / 800 < 0.01
+    assert decide(FineWebQualityFilter(char_duplicates_ratio=0.2), prose(10) + "\n" + SENTENCES[3]) is None
+    assert decide(f, prose(10) + "\n\n\n" + prose(1)) == "fineweb_char_dup_ratio"  # blank lines do not count
+
+
+def test_fineweb_list_ratio() -> None:
+    f = FineWebQualityFilter()
+    pairs = [f"{a} {b.lower()}." for a in LONG_WORDS[:6] for b in LONG_WORDS[6:]]  # 3 tokens, > 30 characters
+    pairs = [p for p in pairs if len(p) > 30][:12]
+    assert len(pairs) == 12
+    assert decide(f, "\n".join(pairs)) == "fineweb_list_ratio"  # 11 newlines / 36 tokens = 0.31
+    triples = [p[:-1] + " indeed." for p in pairs]  # 4 tokens a line: 11 / 48
+    assert decide(f, "\n".join(triples)) is None
+    assert decide(FineWebQualityFilter(new_line_ratio=0.5), "\n".join(pairs)) is None
+
+
+def test_fineweb_empty() -> None:
+    assert decide(FineWebQualityFilter(), " \n\n \t\n") == "empty"
+
+
+# ------------------------------------------------------------------------------------------------ real text
+
+
+def test_filters_chain_with_counts_and_reasons() -> None:
+    docs = [
+        Document("good", prose(10)),
+        Document("menu", prose(10) + "\nPlease enable JavaScript to read the comments."),
+        Document("short", prose(3)),  # 44 words
+        Document("lorem", prose(8) + "\nLorem ipsum dolor sit amet, consectetur adipiscing."),
+        Document("dups", "\n".join([SENTENCES[0]] * 6 + [SENTENCES[1]])),
+    ]
+    steps = fineweb_filters()
+    kept = list(run_steps(docs, steps))
+    assert [d.id for d in kept] == ["good", "menu"]
+    assert kept[1].text == prose(10)  # C4 removed the JavaScript line
+    assert [s.stats.seen for s in steps] == [5, 4, 3, 2]
+    assert steps[0].stats.dropped == Counter({"dup_line_frac": 1})
+    assert steps[1].stats.dropped == Counter({"gopher_short_doc": 1})
+    assert steps[2].stats.dropped == Counter({"c4_lorem_ipsum": 1})
+    assert docs[3].metadata["dropped_by"] == "c4_quality:c4_lorem_ipsum"
+
+
+def test_tiny_shakespeare() -> None:
+    """Shakespeare is verse, not web prose, so what each filter does to it is a check of its semantics: 60-line
+    passages almost never repeat themselves (speaker names repeat, but fewer than 30% of lines) and C4 with
+    FineWeb's settings removes nothing (every passage has many sentences and no code), while FineWeb's
+    duplicated-line rule drops almost all of them (speaker names like "ROMEO:" repeat in every passage, > 1% of
+    characters). Measured with kiln and with datatrove 0.10.1: repetition keeps 641 of 667 passages (both), C4
+    keeps 667 (both), FineWeb keeps 38 (both)."""
+    lines = bundled_text().split("\n")
+    passages = ["\n".join(lines[i : i + 60]) for i in range(0, len(lines), 60)]
+    assert len(passages) == 667
+
+    def kept(step: Step) -> float:
+        return sum(decide(step, p) is None for p in passages) / len(passages)
+
+    assert kept(GopherRepetitionFilter()) > 0.93
+    assert kept(C4QualityFilter(filter_no_terminal_punct=False)) == 1.0
+    assert kept(FineWebQualityFilter()) < 0.1
+
+
+@pytest.mark.shared
+def test_c4_web_text_mostly_passes(shared_data) -> None:
+    """300 C4 pages are web text that C4's own filters already kept, so FineWeb's filters should keep most of them.
+    Kept fractions measured (kiln; datatrove 0.10.1 on the same pages in brackets): Gopher repetition 286 (285),
+    Gopher quality 243 (242), C4 with FineWeb's settings 255 (255; the rest have fewer than 5 sentences), FineWeb
+    300 (300); all four in a row 215. The bounds leave a few pages of slack."""
+    texts = [json.loads(line)["text"] for line in (shared_data / "text" / "c4_demo.jsonl").open(encoding="utf-8")]
+    assert len(texts) == 300
+    expected = {"gopher_repetition": 0.93, "gopher_quality": 0.78, "c4_quality": 0.82, "fineweb_quality": 0.98}
+    for step in fineweb_filters():
+        kept = sum(decide(step, t) is None for t in texts) / len(texts)
+        assert kept >= expected[step.name], (step.name, kept)
+    kept_all = list(run_steps((Document(str(i), t) for i, t in enumerate(texts)), fineweb_filters()))
+    assert 0.65 <= len(kept_all) / len(texts) < 0.9  # the filters do remove something from real pages
