@@ -330,6 +330,21 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clean(args: argparse.Namespace) -> int:
+    from kiln.data.clean import CleanConfig, clean, load_steps_toml
+
+    cfg = CleanConfig(inputs=args.inputs, out_dir=args.out, workers=args.workers)
+    if args.config:
+        cfg.steps = load_steps_toml(args.config)
+    stats = clean(cfg, progress=not args.quiet)
+    print(f"{'step':<20} {'in':>9} {'kept':>9} {'dropped':>9} {'seconds':>8}  top reasons")
+    for s in stats["steps"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in list(s["dropped_by_reason"].items())[:3])
+        print(f"{s['name']:<20} {s['in']:>9,} {s['kept']:>9,} {s['dropped']:>9,} {s['seconds']:>8.2f}  {reasons}")
+    print(f"{stats['documents_out']:,} documents kept -> {args.out} ({stats['seconds']:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiln", description="Make a language model from raw web text and play with it."
@@ -403,6 +418,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="print only the summary line")
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("clean", help="WARC/HTML or text -> filtered, deduplicated Parquet (FineWeb-style)")
+    p.add_argument("inputs", nargs="+", help="WARC/ARC, JSONL or Parquet files, or directories of them")
+    p.add_argument("--out", required=True, help="output directory (Parquet shards, stats.json, dropped.jsonl)")
+    p.add_argument("--config", help="a TOML pipeline: [[steps]] tables with a name and options")
+    p.add_argument("--workers", type=int, default=0, help="processes for the per-shard steps (0 = one per CPU)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_clean)
 
     p = sub.add_parser("tokenize", help="turn a corpus into train/val token shards for kiln train")
     p.add_argument("inputs", nargs="+", help=".txt/.md/.jsonl/.parquet files (optionally .gz) or directories")

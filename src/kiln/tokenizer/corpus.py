@@ -95,7 +95,13 @@ def find_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p.resolve() for p in path.rglob("*") if p.is_file() and file_format(p))
+            found = sorted(
+                p.resolve()
+                for p in path.rglob("*")
+                if p.is_file()
+                and file_format(p)
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )  # hidden files and folders (kiln clean's .stage1/, editors' backups) are not corpus
             if not found:
                 raise ValueError(f"{path}: no .txt, .md, .jsonl or .parquet files in this directory")
             files.extend(found)

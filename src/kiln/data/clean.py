@@ -1,0 +1,230 @@
+"""`kiln clean`: raw WARC/HTML (or JSONL/Parquet text) -> training text in Parquet, with the reason for every drop.
+
+The default pipeline is FineWeb's order: URL filter -> text extraction -> language ID -> Gopher repetition ->
+Gopher quality -> C4 -> FineWeb rules -> exact dedup -> MinHash dedup -> PII redaction. A TOML file can
+reorder, remove or tune steps:
+
+    [[steps]]
+    name = "gopher_quality"
+    min_doc_words = 30
+
+Two phases, because dedup needs to see every document while everything else works on one input shard:
+1. per input file (in parallel worker processes, resumable: a shard with a done-marker is skipped), the steps
+   before the first dedup step; survivors go to `.stage1/<shard>.parquet`;
+2. in input order, in one process, the dedup steps and everything after them (the first copy of a text
+   wins, across shards and workers), writing `<out>/<shard>.parquet`.
+`stats.json` has, per step, documents in / kept / dropped by reason and seconds (phase-1 steps summed over
+shards); `dropped_samples.json` holds a few dropped documents per step and reason for the data explorer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiln.data.documents_io import read_documents, read_parquet_documents, write_parquet
+from kiln.data.pipeline import Document, Step, StepStats, run_steps
+from kiln.utils.checks import require
+from kiln.utils.io import atomic_write_text
+
+# name -> (module, class, runs in phase 2). Imported lazily: a pipeline without a step never loads its model.
+STEPS: dict[str, tuple[str, str, bool]] = {
+    "url_filter": ("kiln.data.url_filter", "URLFilter", False),
+    "extract": ("kiln.data.extract", "Extractor", False),
+    "langid": ("kiln.data.langid", "LanguageFilter", False),
+    "gopher_repetition": ("kiln.data.filters", "GopherRepetitionFilter", False),
+    "gopher_quality": ("kiln.data.filters", "GopherQualityFilter", False),
+    "c4": ("kiln.data.filters", "C4QualityFilter", False),
+    "fineweb": ("kiln.data.filters", "FineWebQualityFilter", False),
+    "exact_dedup": ("kiln.data.dedup", "ExactDedup", True),
+    "minhash_dedup": ("kiln.data.dedup", "MinHashDedup", True),
+    "pii": ("kiln.data.pii", "PIIRedactor", False),
+}
+DEFAULT_STEPS = list(STEPS)
+STAGE1_DIR = ".stage1"  # hidden, so `kiln tokenize <out>` reads only the final shards
+SAMPLES_FILE = "dropped_samples.json"  # not .jsonl: `kiln tokenize <out>` must not read it as a corpus
+INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".jsonl", ".jsonl.gz", ".parquet")
+
+
+@dataclass
+class CleanConfig:
+    inputs: list[str] = field(default_factory=list)
+    out_dir: str = "clean"
+    workers: int = 0  # phase-1 processes (0 = one per CPU)
+    steps: list[dict[str, Any]] = field(default_factory=lambda: [{"name": n} for n in DEFAULT_STEPS])
+
+    def validate(self) -> CleanConfig:
+        require(bool(self.inputs), "give at least one input file or directory")
+        require(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
+        for spec in self.steps:
+            require(isinstance(spec, dict) and spec.get("name") in STEPS,
+                    f"unknown step {spec!r}; known: {', '.join(STEPS)}")  # fmt: skip
+        return self
+
+
+def load_steps_toml(path: str | Path) -> list[dict[str, Any]]:
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"pipeline config not found: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+    steps = data.get("steps")
+    require(isinstance(steps, list) and all(isinstance(s, dict) for s in steps),
+            f"{path}: expected [[steps]] tables, each with a name")  # fmt: skip
+    return steps
+
+
+def build_step(spec: dict[str, Any]) -> Step:
+    module, cls, _ = STEPS[spec["name"]]
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    try:
+        return getattr(importlib.import_module(module), cls)(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"step {spec['name']}: bad option ({e})") from None
+
+
+def split_phases(specs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Steps before the first dedup step run per shard; the rest run once over everything, in order."""
+    for i, spec in enumerate(specs):
+        if STEPS[spec["name"]][2]:
+            return specs[:i], specs[i:]
+    return specs, []
+
+
+def find_inputs(inputs: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"input not found: {path}")
+    require(bool(files), f"no WARC, JSONL or Parquet files in {', '.join(inputs)}")
+    return files
+
+
+def _shard_name(index: int, path: Path) -> str:
+    stem = path.name.split(".")[0]
+    return f"{index:05d}-{stem}"
+
+
+def _run_phase1(index: int, path: Path, specs: list[dict[str, Any]], stage1: Path) -> dict[str, Any]:
+    name = _shard_name(index, path)
+    marker = stage1 / f"{name}.json"
+    if marker.exists():
+        return json.loads(marker.read_text(encoding="utf-8"))
+    steps = [build_step(s) for s in specs]
+    n = write_parquet(stage1 / f"{name}.parquet", run_steps(read_documents(path), steps))
+    result = {
+        "shard": name,
+        "kept": n,
+        "stats": [s.stats.to_dict() | {"name": s.name} for s in steps],
+        "samples": [vars(d) for s in steps for d in s.samples],
+    }
+    atomic_write_text(marker, json.dumps(result))
+    return result
+
+
+def _stage1_docs(stage1: Path, names: list[str]) -> Iterator[tuple[str, Document]]:
+    for name in names:
+        for doc in read_parquet_documents(stage1 / f"{name}.parquet"):
+            yield name, doc
+
+
+def clean(cfg: CleanConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the pipeline; returns the stats also written to <out_dir>/stats.json."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    files = find_inputs(cfg.inputs)
+    out = Path(cfg.out_dir)
+    stage1 = out / STAGE1_DIR
+    stage1.mkdir(parents=True, exist_ok=True)
+    phase1, phase2 = split_phases(cfg.steps)
+    for spec in cfg.steps:  # fail fast on a bad option, before any worker starts
+        build_step(spec)
+
+    from tqdm import tqdm
+
+    workers = min(cfg.workers or os.cpu_count() or 1, len(files))
+    results: dict[int, dict[str, Any]] = {}
+    with tqdm(total=len(files), unit="shard", desc="clean", disable=not progress) as bar:
+        if workers <= 1:
+            for i, path in enumerate(files):
+                results[i] = _run_phase1(i, path, phase1, stage1)
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_run_phase1, i, p, phase1, stage1): i for i, p in enumerate(files)}
+                for fut in as_completed(futures):
+                    results[futures[fut]] = fut.result()
+                    bar.update(1)
+
+    # Phase 2: one pass over the stage-1 shards in input order.
+    names = [results[i]["shard"] for i in range(len(files))]
+    steps2 = [build_step(s) for s in phase2]
+    current: str | None = None
+    buffer: list[Document] = []
+    tagged = _stage1_docs(stage1, names)
+
+    def untag() -> Iterator[Document]:
+        for name, doc in tagged:
+            doc.metadata["_shard"] = name  # ids may repeat across inputs; the tag travels with the document
+            yield doc
+
+    kept_per_shard: dict[str, int] = dict.fromkeys(names, 0)
+    for doc in run_steps(untag(), steps2):
+        name = doc.metadata.pop("_shard")
+        if current is not None and name != current:
+            write_parquet(out / f"{current}.parquet", buffer)
+            buffer = []
+        current = name
+        buffer.append(doc)
+        kept_per_shard[name] += 1
+    if current is not None:
+        write_parquet(out / f"{current}.parquet", buffer)
+    for name, n in kept_per_shard.items():
+        if n == 0:
+            write_parquet(out / f"{name}.parquet", [])
+
+    # Stats: phase-1 steps summed over shards, then phase-2 steps.
+    merged: list[StepStats] = []
+    for k, spec in enumerate(phase1):
+        total = StepStats(spec["name"])
+        for r in results.values():
+            s = r["stats"][k]
+            total.add(_stats_from_dict(s))
+        merged.append(total)
+    merged += [s.stats for s in steps2]
+    stats = {
+        "inputs": [str(p) for p in files],
+        "documents_out": sum(kept_per_shard.values()),
+        "steps": [{"name": s.name, **s.to_dict()} for s in merged],
+        "seconds": time.perf_counter() - t0,
+    }
+    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1))
+    samples = [d for r in results.values() for d in r["samples"]] + [vars(d) for s in steps2 for d in s.samples]
+    atomic_write_text(out / SAMPLES_FILE, json.dumps(samples, ensure_ascii=False, indent=0))
+    return stats
+
+
+def _stats_from_dict(d: dict[str, Any]) -> StepStats:
+    from collections import Counter
+
+    s = StepStats(d["name"], seen=d["in"], kept=d["kept"], seconds=d["seconds"])
+    s.dropped = Counter(d["dropped_by_reason"])
+    return s
