@@ -1,72 +1,25 @@
 """The `kiln clean` runner's mechanics with small stand-in steps: phases, stats, samples, workers, resume.
 
 The real steps (extraction, filters, dedup, PII) have their own tests; here the registry points at tiny
-steps defined in this file so the runner's bookkeeping is checked exactly.
+steps of tests/clean_steps.py so the runner's bookkeeping is checked exactly.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from clean_steps import REGISTRY
 from kiln.data import clean as clean_module
 from kiln.data.clean import CleanConfig, clean, load_steps_toml, split_phases
-from kiln.data.pipeline import Document, Step
-
-
-class ShortFilter(Step):
-    """Drops documents shorter than `min_chars`."""
-
-    name = "short"
-
-    def __init__(self, min_chars: int = 10) -> None:
-        super().__init__()
-        self.min_chars = min_chars
-
-    def decide(self, doc: Document) -> str | None:
-        return "too_short" if len(doc.text) < self.min_chars else None
-
-
-class Upper(Step):
-    """A transform: upper-cases the text (stands in for PII redaction, which rewrites text)."""
-
-    name = "upper"
-
-    def process(self, docs: Iterable[Document]) -> Iterator[Document]:
-        for doc in docs:
-            doc.text = doc.text.upper()
-            yield doc
-
-
-class SeenDedup(Step):
-    """A global step: drops a text seen before (across all shards, first one wins)."""
-
-    name = "seen"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen: dict[str, str] = {}
-
-    def decide(self, doc: Document) -> str | None:
-        if doc.text in self.seen:
-            doc.metadata["duplicate_of"] = self.seen[doc.text]
-            return "duplicate"
-        self.seen[doc.text] = doc.id
-        return None
 
 
 @pytest.fixture(autouse=True)
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    here = __name__
-    monkeypatch.setattr(
-        clean_module,
-        "STEPS",
-        {"short": (here, "ShortFilter", False), "seen": (here, "SeenDedup", True), "upper": (here, "Upper", False)},
-    )
+    monkeypatch.setattr(clean_module, "STEPS", REGISTRY)
 
 
 STEPS = [{"name": "short", "min_chars": 10}, {"name": "seen"}, {"name": "upper"}]

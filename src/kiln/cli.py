@@ -333,10 +333,18 @@ def _ingest(args: argparse.Namespace) -> int:
 def _clean(args: argparse.Namespace) -> int:
     from kiln.data.clean import CleanConfig, clean, load_steps_toml
 
-    cfg = CleanConfig(inputs=args.inputs, out_dir=args.out, workers=args.workers)
+    cfg = CleanConfig(
+        inputs=args.inputs, out_dir=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address
+    )
     if args.config:
         cfg.steps = load_steps_toml(args.config)
-    stats = clean(cfg, progress=not args.quiet)
+    try:
+        stats = clean(cfg, progress=not args.quiet)
+    except (ConnectionError, ImportError) as e:
+        if isinstance(e, ImportError) and e.name != "ray":
+            raise  # a broken install of a step's dependency: keep the traceback
+        print(f"kiln clean: error: {e}", file=sys.stderr)  # no Ray, or no cluster at --ray-address: one line
+        return 2
     print(f"{'step':<20} {'in':>9} {'kept':>9} {'dropped':>9} {'seconds':>8}  top reasons")
     for s in stats["steps"]:
         reasons = ", ".join(f"{r} {n}" for r, n in list(s["dropped_by_reason"].items())[:3])
@@ -424,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (Parquet shards, stats.json, dropped.jsonl)")
     p.add_argument("--config", help="a TOML pipeline: [[steps]] tables with a name and options")
     p.add_argument("--workers", type=int, default=0, help="processes for the per-shard steps (0 = one per CPU)")
+    p.add_argument(
+        "--executor", choices=["local", "ray"], default="local",
+        help="run the per-shard steps in local processes or as Ray tasks (same output; needs kiln[ray])",
+    )  # fmt: skip
+    p.add_argument(
+        "--ray-address", help="Ray cluster to use: auto, HOST:6379 or ray://HOST:10001 (default: start Ray here)"
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_clean)
 
