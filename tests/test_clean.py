@@ -149,3 +149,23 @@ def test_cli_prints_the_table_and_errors_are_one_line(tmp_path: Path) -> None:
     config.write_text('[[steps]]\nname = "nope"\n')
     rc, out, err = run_cli(["clean", str(page), "--out", str(tmp_path / "q"), "--config", str(config), "--quiet"])
     assert rc == 2 and "unknown step" in err
+
+
+def test_the_c4_step_uses_fineweb_setting_unless_told_otherwise() -> None:
+    from kiln.data.clean import build_step
+
+    assert build_step({"name": "c4"}).filter_no_terminal_punct is False  # FineWeb keeps unpunctuated lines
+    assert build_step({"name": "c4", "filter_no_terminal_punct": True}).filter_no_terminal_punct is True
+
+
+def test_warc_charset_parameter_is_read_in_any_case(tmp_path: Path) -> None:
+    from kiln.data.documents_io import read_warc_documents
+
+    path = tmp_path / "iis.warc.gz"
+    with RotatingWarcWriter(tmp_path / "w", prefix="iis") as w:
+        for i, ct in enumerate(["text/html; Charset=ISO-8859-1", 'text/html; CHARSET="utf-8"', "text/html"]):
+            w.write_response(f"http://a.example/{i}", 200, "OK", [("Content-Type", ct)], LATIN1_PAGE)
+        written = w.path
+    shutil.move(written, path)
+    docs = list(read_warc_documents(path))
+    assert [d.metadata.get("charset") for d in docs] == ["ISO-8859-1", "utf-8", None]

@@ -54,6 +54,9 @@ STEPS: dict[str, tuple[str, str, bool]] = {
     "pii": ("kiln.data.pii", "PIIRedactor", False),
 }
 DEFAULT_STEPS = list(STEPS)
+# Where FineWeb's pipeline sets a step differently from the step's own (datatrove's) defaults; options given
+# in a pipeline file still win. FineWeb keeps C4's lines that do not end in punctuation.
+STEP_DEFAULTS: dict[str, dict[str, Any]] = {"c4": {"filter_no_terminal_punct": False}}
 STAGE1_DIR = ".stage1"  # hidden, so `kiln tokenize <out>` reads only the final shards
 SAMPLES_FILE = "dropped_samples.json"  # not .jsonl: `kiln tokenize <out>` must not read it as a corpus
 INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".jsonl", ".jsonl.gz", ".parquet")
@@ -112,7 +115,7 @@ def resolve_steps(specs: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def build_step(spec: dict[str, Any], target: tuple[str, str] | None = None) -> Step:
     """The step named by `spec`, from `target` (module, class) when given, else from the STEPS registry."""
     module, cls = target or STEPS[spec["name"]][:2]
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    kwargs = {**STEP_DEFAULTS.get(spec["name"], {}), **{k: v for k, v in spec.items() if k != "name"}}
     try:
         return getattr(importlib.import_module(module), cls)(**kwargs)
     except TypeError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ def read_warc_documents(path: str | Path, stats: Any | None = None) -> Iterator[
     stats = stats if stats is not None else IngestStats()
     name = Path(path).name
     for rec in iter_records(path, stats, record_types=("response",), content_types=["text/html", "application/xhtml"]):
-        ct = rec.content_type or ""
-        charset = ct.split("charset=", 1)[1].split(";")[0].strip() if "charset=" in ct.lower() else None
+        m = re.search(r"charset\s*=\s*[\"']?([^\s;\"']+)", rec.content_type or "", re.IGNORECASE)
+        charset = m.group(1) if m else None
         meta: dict[str, Any] = {"date": rec.date, "source": name}
         if charset:
             meta["charset"] = charset
