@@ -309,21 +309,7 @@ def _from_fastwarc(
     body = rec.reader.read()
     if len(body) < expected:
         raise _Malformed(f"{rtype} record truncated: {len(body)} of {expected} bytes")
-    if http_headers is not None:
-        body, http_headers = _decode_payload(body, http_headers)
-    return WarcRecord(
-        record_type=rtype,
-        url=_clean_url(headers.get("WARC-Target-URI")),
-        date=headers.get("WARC-Date") or "",
-        record_id=headers.get("WARC-Record-ID") or "",
-        warc_headers=dict(headers.to_tuples()),
-        http_status=status,
-        http_headers=http_headers,
-        content_type=content_type,
-        body=body,
-        source=source,
-        offset=offset,
-    )
+    return _record(rtype, dict(headers.to_tuples()), status, http_headers, content_type, body, source, offset)
 
 
 def _digest_ok(f: BinaryIO, offset: int) -> bool:
@@ -431,20 +417,35 @@ def _from_warcio(rec: Any, rtype: str, source: str, prefixes: tuple[str, ...] | 
     body = rec.raw_stream.read()
     if getattr(rec.raw_stream, "limit", 0) > 0:
         raise _Malformed(f"{rtype} record truncated ({len(body)} bytes read)")
+    return _record(rtype, dict(headers.headers), status, http_headers, content_type, body, source, None)
+
+
+def _record(
+    rtype: str,
+    warc_headers: dict[str, str],
+    status: int | None,
+    http_headers: list[tuple[str, str]] | None,
+    content_type: str,
+    body: bytes,
+    source: str,
+    offset: int | None,
+) -> WarcRecord:
+    """The WarcRecord both readers return, the HTTP payload decoded (chunked / gzip / br undone)."""
     if http_headers is not None:
         body, http_headers = _decode_payload(body, http_headers)
+    named = {k.lower(): v for k, v in reversed(list(warc_headers.items()))}  # header names are case-blind
     return WarcRecord(
         record_type=rtype,
-        url=_clean_url(headers.get_header("WARC-Target-URI")),
-        date=headers.get_header("WARC-Date") or "",
-        record_id=headers.get_header("WARC-Record-ID") or "",
-        warc_headers=dict(headers.headers),
+        url=_clean_url(named.get("warc-target-uri")),
+        date=named.get("warc-date") or "",
+        record_id=named.get("warc-record-id") or "",
+        warc_headers=warc_headers,
         http_status=status,
         http_headers=http_headers,
         content_type=content_type,
         body=body,
         source=source,
-        offset=None,
+        offset=offset,
     )
 
 
