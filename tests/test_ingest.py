@@ -21,7 +21,8 @@ from warcio.warcwriter import WARCWriter
 
 from conftest import SHARED_DATA
 from helpers import run_cli
-from kiln.data.warc import IngestStats, WarcRecord, ingest, iter_records
+from kiln.data.ingest import ingest
+from kiln.data.warc import IngestStats, WarcRecord, iter_records
 
 WARC_DIR = SHARED_DATA / "web" / "warc"
 REAL_FILES = sorted(p.name for p in WARC_DIR.iterdir()) if WARC_DIR.is_dir() else ["(shared data absent)"]

@@ -313,7 +313,7 @@ def _crawl(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from kiln.data.warc import ingest
+    from kiln.data.ingest import ingest
 
     # 'all' anywhere in a list means no filter; without the option, HTML responses (what `kiln clean` reads).
     types = None if "all" in (args.type or []) else (args.type or ["response"])

@@ -1,4 +1,5 @@
-"""Reading WARC, WET, WAT and ARC files into plain records: the first step of `kiln ingest`.
+"""Reading WARC, WET, WAT and ARC files into plain records: the first step of `kiln ingest` (`kiln.data.ingest`)
+and of `kiln clean`'s WARC input.
 
 Why FastWARC: it is the reader of resiliparse (the ChatNoir / OpenWebSearch.eu toolkit), written in C++,
 and reads gzipped WARC several times faster than warcio, which matters when a crawl is terabytes. It does
@@ -23,42 +24,30 @@ run, so:
   *wrongly* (the status line becomes half the page) without any error.
 - A record shorter than its Content-Length (a truncated file) is counted, never passed on.
 
-Response bodies are handed on decoded (chunked transfer encoding and gzip/deflate/br content encoding
-undone, as warcio's `content_stream()` does), because the next stage wants the page, not the wire bytes.
-The headers are then renamed the way Common Crawl does it (`X-Crawler-Content-Encoding`, ...) so the
-record written back out is self-consistent.
+Response bodies are handed on decoded (`kiln.data.http_payload`), because the next stage wants the page,
+not the wire bytes.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from fastwarc.warc import ArchiveIterator as FastArchiveIterator
 
-from kiln.data.warc_writer import RotatingWarcWriter, warc_date
-from kiln.utils.io import atomic_write_text
+from kiln.data.http_payload import MalformedRecord as _Malformed
+from kiln.data.http_payload import decode_payload, header
 
 RECORD_TYPES = ("warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation")
 ARCHIVE_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".wet", ".wet.gz", ".wat", ".wat.gz")
 MAX_PROBLEMS = 5
 _SCAN_CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b\x08"
-_WARC_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
-
-try:  # warcio decodes br when brotli is installed; do the same
-    import brotli  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - brotli is optional
-    brotli = None
 
 
 @dataclass
@@ -117,10 +106,6 @@ class IngestStats:
         }
 
 
-class _Malformed(Exception):
-    """A record that cannot be used (torn, unparseable HTTP, corrupt compression): count it, go on."""
-
-
 def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given, directories as their archive files (sorted). A missing path is a FileNotFoundError
     before anything is read, so a typo does not leave half an output behind."""
@@ -154,7 +139,7 @@ def iter_records(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    types = _check_types(record_types)
+    types = check_types(record_types)
     prefixes = None if content_types is None else tuple(c.strip().lower() for c in content_types)
     stats.files += 1
     kind, why = _sniff(path)
@@ -168,7 +153,7 @@ def iter_records(
         yield record
 
 
-def _check_types(record_types: Sequence[str] | None) -> frozenset[str] | None:
+def check_types(record_types: Sequence[str] | None) -> frozenset[str] | None:
     if record_types is None:
         return None
     if isinstance(record_types, str):
@@ -298,7 +283,7 @@ def _from_fastwarc(
         if status is None:
             raise _Malformed(f"response without a valid HTTP status line: {rec.http_headers.status_line!r:.80}")
         http_headers = list(rec.http_headers.to_tuples())
-        content_type = _header(http_headers, "content-type") or ""
+        content_type = header(http_headers, "content-type") or ""
         expected = rec.content_length  # after parse_http: the payload length the header promised
     else:
         expected = int(declared)
@@ -411,7 +396,7 @@ def _from_warcio(rec: Any, rtype: str, source: str, prefixes: tuple[str, ...] | 
     if rtype == "response" and rec.http_headers is not None:
         status = int(rec.http_headers.get_statuscode() or 0) or None
         http_headers = list(rec.http_headers.headers)
-        content_type = _header(http_headers, "content-type") or ""
+        content_type = header(http_headers, "content-type") or ""
     if rtype == "response" and prefixes is not None and not content_type.lower().startswith(prefixes):
         return None
     body = rec.raw_stream.read()
@@ -432,7 +417,7 @@ def _record(
 ) -> WarcRecord:
     """The WarcRecord both readers return, the HTTP payload decoded (chunked / gzip / br undone)."""
     if http_headers is not None:
-        body, http_headers = _decode_payload(body, http_headers)
+        body, http_headers = decode_payload(body, http_headers)
     named = {k.lower(): v for k, v in reversed(list(warc_headers.items()))}  # header names are case-blind
     return WarcRecord(
         record_type=rtype,
@@ -457,193 +442,4 @@ def _clean_url(url: str | None) -> str:
     return url
 
 
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    for k, v in headers:
-        if k.lower() == name:
-            return v
-    return None
-
-
-def _decode_payload(raw: bytes, headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
-    """Undo chunked transfer encoding and gzip/deflate/br content encoding, as warcio's content_stream does.
-
-    Encodings actually undone (and a Content-Encoding that turns out to be a lie: the body is plain) are
-    renamed `X-Crawler-...` and Content-Length is set to the body's, Common Crawl's convention, so the
-    headers describe the body. A gzip body that starts like gzip but does not decode is _Malformed.
-    """
-    body = raw
-    undone: set[str] = set()
-    te = (_header(headers, "transfer-encoding") or "").lower()
-    if "chunked" in te:
-        dechunked = _dechunk(body)
-        if dechunked is not None:
-            body = dechunked
-            undone.add("transfer-encoding")
-    ce = [e.strip().lower() for e in (_header(headers, "content-encoding") or "").split(",") if e.strip()]
-    ce = [e for e in ce if e != "identity"]
-    if len(ce) == 1 and ce[0] in ("gzip", "x-gzip", "deflate", "br") and (ce[0] != "br" or brotli is not None):
-        decoded = _decompress(body, ce[0])
-        if decoded is not None:
-            body = decoded
-            undone.add("content-encoding")
-        elif ce[0] in ("gzip", "x-gzip") and body.startswith(b"\x1f\x8b"):
-            raise _Malformed("gzip Content-Encoding does not decode")
-        else:  # declared but not applied (e.g. clueweb09): the body is already the page
-            undone.add("content-encoding")
-    if not undone:
-        return body, headers
-    out = []
-    for k, v in headers:
-        low = k.lower()
-        if low in undone or low == "content-length":
-            out.append((f"X-Crawler-{k}", v))
-        else:
-            out.append((k, v))
-    out.append(("Content-Length", str(len(body))))
-    return body, out
-
-
-def _dechunk(data: bytes) -> bytes | None:
-    """The payload of a chunked body; None if it does not start like one (then it was never chunked).
-    A torn chunk keeps what arrived: truncated pages are still pages."""
-    parts: list[bytes] = []
-    pos, n = 0, len(data)
-    while pos < n:
-        eol = data.find(b"\n", pos)
-        if eol < 0:
-            break
-        size_text = data[pos:eol].split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            if not parts:
-                return None
-            parts.append(data[pos:])  # not a chunk header after all: keep the rest as warcio does
-            break
-        if size == 0:
-            break
-        start = eol + 1
-        parts.append(data[start : start + size])
-        pos = start + size
-        if data.startswith(b"\r\n", pos):
-            pos += 2
-        elif data.startswith(b"\n", pos):
-            pos += 1
-    if not parts and not data[:pos].strip().startswith(b"0"):
-        return None
-    return b"".join(parts)
-
-
-def _decompress(data: bytes, encoding: str) -> bytes | None:
-    """Decoded bytes (a truncated stream gives what it holds), or None if `data` is not in `encoding`."""
-    if encoding == "br":
-        try:
-            return brotli.decompress(data)
-        except Exception:  # brotli.error differs between the brotli packages
-            return None
-    wbits_options = (47,) if encoding in ("gzip", "x-gzip") else (15, -15)  # deflate: zlib-wrapped or raw
-    for wbits in wbits_options:
-        out: list[bytes] = []
-        rest = data
-        try:
-            while rest:
-                d = zlib.decompressobj(wbits=wbits)
-                out.append(d.decompress(rest))
-                out.append(d.flush())
-                if not d.eof:
-                    break
-                rest = d.unused_data.lstrip(b"\x00")
-                if not rest.startswith(b"\x1f\x8b"):
-                    break
-        except zlib.error:
-            if out:
-                return b"".join(out)
-            continue
-        return b"".join(out)
-    return None
-
-
-def _valid_warc_date(date: str) -> bool:
-    if not _WARC_DATE.match(date):
-        return False
-    try:
-        datetime.fromisoformat(date.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
-
-
-_STRUCTURAL = {"warc-type", "content-length", "content-type", "warc-block-digest", "warc-payload-digest"}
-
-
-def _dated(record: WarcRecord, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
-    """The WARC-Date to write: the original when valid; else now, with the original kept beside it."""
-    if _valid_warc_date(record.date):
-        return record.date, headers
-    return warc_date(), {**headers, "WARC-Kiln-Original-Date": record.date}
-
-
-def write_other(writer: RotatingWarcWriter, record: WarcRecord) -> tuple[str, int]:
-    """Copy a non-response record (WET conversion, WAT metadata, request, ...) with its block unchanged.
-
-    Its WARC headers are kept except the ones warcio recomputes (type, length, digests); the record is
-    built with warcio and written through the writer's public `write_record`, which rotates and fsyncs.
-    """
-    from warcio.recordbuilder import RecordBuilder
-
-    # The URI is passed on its own (warcio writes it only when there is one), the date after checking it.
-    skip = _STRUCTURAL | {"warc-target-uri", "warc-date"}
-    keep = {k: v for k, v in record.warc_headers.items() if k.lower() not in skip}
-    keep["WARC-Kiln-Source"] = Path(record.source).name
-    date, keep = _dated(record, keep)
-    keep["WARC-Date"] = date
-    content_type = _header(list(record.warc_headers.items()), "content-type") or "application/octet-stream"
-    built = RecordBuilder().create_warc_record(
-        record.url,
-        record.record_type,
-        payload=io.BytesIO(record.body),
-        length=len(record.body),
-        warc_content_type=content_type,
-        warc_headers_dict=keep,
-    )
-    return writer.write_record(built)
-
-
-def ingest(
-    paths: Iterable[str | Path],
-    out_dir: str | Path,
-    record_types: Sequence[str] | None = ("response",),
-    content_types: Sequence[str] | None = ("text/html",),
-    max_file_bytes: int = 100 << 20,
-) -> IngestStats:
-    """Copy the kept records of `paths` into `out_dir/ingest-NNNNN.warc.gz` (rotated) for `kiln clean`.
-
-    HTTP responses are rewritten with their decoded body (see `_decode_payload`) and a `WARC-Kiln-Source`
-    header naming the file they came from; other records are copied as they are. Ends by writing
-    `ingest-stats.json` (atomically) beside them.
-    """
-    files = expand_inputs(paths)
-    _check_types(record_types)
-    stats = IngestStats()
-    out = Path(out_dir)
-    with RotatingWarcWriter(out, prefix="ingest", max_bytes=max_file_bytes) as writer:
-        for path in files:
-            for record in iter_records(path, stats, record_types, content_types):
-                if record.record_type == "response" and record.http_status is not None:
-                    date, extra = _dated(record, {"WARC-Kiln-Source": Path(record.source).name})
-                    try:
-                        reason = HTTPStatus(record.http_status).phrase
-                    except ValueError:
-                        reason = ""
-                    writer.write_response(
-                        record.url, record.http_status, reason, record.http_headers or [], record.body, extra, date
-                    )
-                else:
-                    write_other(writer, record)
-    outputs = sorted(p.name for p in out.glob("ingest-*.warc.gz"))
-    summary = {**stats.to_dict(), "inputs": [str(p) for p in files], "outputs": outputs}
-    atomic_write_text(out / "ingest-stats.json", json.dumps(summary, indent=2) + "\n")
-    return stats
-
-
-__all__ = ["IngestStats", "WarcRecord", "expand_inputs", "ingest", "iter_records", "write_other"]
+__all__ = ["IngestStats", "WarcRecord", "check_types", "expand_inputs", "iter_records"]
