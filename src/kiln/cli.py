@@ -457,6 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_tokenize)
 
+    p = sub.add_parser(
+        "serve", help="an OpenAI-compatible API and the web playground for the checkpoints in a directory"
+    )
+    p.add_argument("--models", required=True, type=Path, help="a directory of checkpoints or training runs (or one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (anything but loopback needs --api-key)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $KILN_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=32, help="sequences decoded together per model")
+    p.add_argument("--max-queue", type=int, default=256, help="waiting requests per model before 429")
+    p.add_argument("--max-memory-gb", type=float, default=4.0, help="loaded models (weights + KV cache) before LRU")
+    p.add_argument("--vocab-dir", type=Path, help="GPT-2 / cl100k / o200k files for the tokenizer visualiser")
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=_serve)
+
     tk = sub.add_parser("tokenizer", help="train, inspect and use tokenizers").add_subparsers(
         dest="action", required=True, metavar="<action>"
     )
@@ -500,6 +514,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a .json path or a directory")
     p.set_defaults(func=_tokenizer_export)
     return parser
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from kiln.serve import ServeConfig, create_app
+
+    api_key = args.api_key or os.environ.get("KILN_API_KEY") or None
+    if args.host not in LOOPBACK and not args.host.startswith("127.") and not api_key:
+        raise ValueError(
+            f"binding {args.host} exposes the server beyond this machine: give --api-key (or $KILN_API_KEY)"
+        )
+    vocab_dir = args.vocab_dir or (Path(os.environ["KILN_VOCAB_DIR"]) if os.environ.get("KILN_VOCAB_DIR") else None)
+    config = ServeConfig(
+        models=args.models,
+        api_key=api_key,
+        max_batch=args.max_batch,
+        max_queue=args.max_queue,
+        max_memory_gb=args.max_memory_gb,
+        vocab_dir=vocab_dir,
+    )
+    app = create_app(config)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"kiln serve: playground http://{host}:{args.port}/   API http://{host}:{args.port}/v1", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,5 +73,14 @@ class KVCache:
     def advance(self, t: int) -> None:
         self.length += t
 
+    def rows(self, n: int) -> KVCache:
+        """A cache over the first `n` rows that shares this one's memory: continuous batching keeps its
+        active sequences in the leading rows and runs the model on those alone."""
+        view = object.__new__(KVCache)
+        view.k, view.v = self.k[:, :n], self.v[:, :n]
+        view.pos, view.valid, view.n_valid = self.pos[:n], self.valid[:n], self.n_valid[:n]
+        view.max_len, view.length, view.padded = self.max_len, self.length, self.padded
+        return view
+
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes

@@ -1,0 +1,183 @@
+"""Which models the server offers, and the ones it has in memory.
+
+Every checkpoint under the models directory is offered under its path relative to that directory (a
+training run's directory counts as one model: its best checkpoint). A model is loaded on first use —
+through `load_checkpoint`, so safetensors only, never a pickle — and gets its own `ContinuousBatcher` on
+a worker thread. Loaded models are kept in least-recently-used order within a memory budget (weights +
+KV cache); an idle model is unloaded when a newer one needs the room. A busy one is never unloaded
+under its requests: the budget is then exceeded until it is idle.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.generate.batcher import ContinuousBatcher
+from kiln.model.gpt import GPT
+from kiln.tokenizer import ByteTokenizer, Tokenizer
+from kiln.train.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint
+
+CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
+EOS = "<|endoftext|>"
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory with the thread that decodes for it."""
+
+    name: str
+    path: Path
+    model: GPT
+    tokenizer: Tokenizer
+    batcher: ContinuousBatcher
+    created: int
+    thread: threading.Thread | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def context(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def has_chat_template(self) -> bool:
+        specials = self.tokenizer.special_tokens
+        return all(t in specials for t in CHAT_TOKENS)
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        eos = self.tokenizer.special_tokens.get(EOS)
+        return () if eos is None else (eos,)
+
+    def nbytes(self) -> int:
+        weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return weights + self.batcher.cache.nbytes()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(
+            target=self.batcher.run, args=(self.stop,), name=f"kiln-{self.name}", daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.batcher.wake()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def is_checkpoint(path: Path) -> bool:
+    return (path / CONFIG).is_file() and (path / WEIGHTS).is_file()
+
+
+def is_run(path: Path) -> bool:
+    return (path / "checkpoints").is_dir()
+
+
+def discover(root: Path) -> dict[str, Path]:
+    """name -> directory for every checkpoint or training run under `root`; a run's own step directories
+    are offered through the run (its best checkpoint), not one by one."""
+    root = root.resolve()
+    if is_checkpoint(root) or is_run(root):
+        return {root.name: root}
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, _ in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        path = Path(dirpath)
+        if path != root and (is_run(path) or is_checkpoint(path)):
+            found[path.relative_to(root).as_posix()] = path
+            dirnames[:] = []
+    return found
+
+
+class ModelRegistry:
+    """Offers the checkpoints under `root`; loads them on demand; evicts idle ones past `max_bytes`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_bytes: int = 4 << 30,
+        max_batch: int = 32,
+        max_queue: int = 256,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"models directory {self.root} does not exist")
+        self.max_bytes = max_bytes
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self._created: dict[str, int] = {}
+
+    def available(self) -> dict[str, Path]:
+        return discover(self.root)
+
+    def created(self, name: str, path: Path) -> int:
+        if name not in self._created:
+            try:
+                self._created[name] = int(path.stat().st_mtime)
+            except OSError:
+                self._created[name] = int(time.time())
+        return self._created[name]
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded model called `name`, loading it if needed. KeyError: no such model;
+        CheckpointError: it is there but cannot be loaded."""
+        with self._lock:
+            lm = self.loaded.get(name)
+            if lm is not None:
+                self.loaded.move_to_end(name)
+                return lm
+            gate = self._loading.setdefault(name, threading.Lock())
+        with gate:  # one load per name, however many requests ask at once
+            with self._lock:
+                if name in self.loaded:
+                    return self.loaded[name]
+            path = self.available().get(name)
+            if path is None:
+                raise KeyError(name)
+            model, tokenizer, _ = load_checkpoint(path)
+            tokenizer = tokenizer or ByteTokenizer()
+            if model.config.vocab_size < tokenizer.vocab_size:
+                raise CheckpointError(
+                    f"{path}: the model's vocabulary ({model.config.vocab_size}) is smaller than its tokenizer's"
+                )
+            batcher = ContinuousBatcher(model, tokenizer, max_batch=self.max_batch, max_queue=self.max_queue)
+            lm = LoadedModel(name, path, model, tokenizer, batcher, self.created(name, path))
+            lm.start()
+            with self._lock:
+                self.loaded[name] = lm
+                self._evict(keep=name)
+            return lm
+
+    def _evict(self, keep: str) -> None:
+        total = sum(m.nbytes() for m in self.loaded.values())
+        for name in list(self.loaded):
+            if total <= self.max_bytes:
+                break
+            lm = self.loaded[name]
+            if name == keep or lm.batcher.busy:
+                continue
+            del self.loaded[name]
+            total -= lm.nbytes()
+            lm.close()
+
+    def queue_depth(self) -> int:
+        return sum(m.batcher.queue_depth for m in list(self.loaded.values()))
+
+    def active(self) -> int:
+        return sum(len(m.batcher.active) for m in list(self.loaded.values()))
+
+    def close(self) -> None:
+        with self._lock:
+            models = list(self.loaded.values())
+            self.loaded.clear()
+        for lm in models:
+            lm.close()

@@ -1,0 +1,81 @@
+"""`POST /api/tokenize`: text -> tokens with ids and byte spans, for any tokenizer the server can reach.
+
+Offered: each model's own tokenizer (`model:NAME`), three that need no files (`char`: one token per
+Unicode character, id = code point; `byte`: one per UTF-8 byte; `word`: words, punctuation and
+whitespace runs, ids in order of first appearance), and OpenAI's vocabularies (`gpt2`, `cl100k_base`,
+`o200k_base`, ...) whose files are in the vocabulary directory — never downloaded by the server.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from kiln.tokenizer import ByteTokenizer, Tokenizer
+from kiln.tokenizer.pretrained import GPT2_FILES, PRETRAINED, load_pretrained
+from kiln.tokenizer.word import WORD_PATTERN
+
+BUILTIN = ("char", "byte", "word")
+
+
+def vocab_files(vocab_dir: Path | None) -> dict[str, Path]:
+    """name -> file (or GPT-2 directory) for each OpenAI vocabulary found locally."""
+    if vocab_dir is None or not vocab_dir.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for name in PRETRAINED:
+        for candidate in (vocab_dir / f"{name}.tiktoken", vocab_dir / "tiktoken" / f"{name}.tiktoken"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+    for candidate in (vocab_dir / "gpt2", vocab_dir):
+        if "gpt2" not in found and all((candidate / f).is_file() for f in GPT2_FILES):
+            found["gpt2"] = candidate
+    return found
+
+
+@lru_cache(maxsize=8)
+def _pretrained(name: str, path: str) -> Tokenizer:
+    return load_pretrained("gpt2" if name == "gpt2" else name, Path(path))
+
+
+def pretrained(name: str, vocab_dir: Path | None) -> Tokenizer | None:
+    path = vocab_files(vocab_dir).get(name)
+    return None if path is None else _pretrained(name, str(path))
+
+
+def _pieces_builtin(kind: str, text: str) -> list[tuple[int, bytes]]:
+    if kind == "char":
+        return [(ord(ch), ch.encode("utf-8")) for ch in text]
+    if kind == "byte":
+        tok = ByteTokenizer()
+        return [(i, tok.id_to_bytes(i)) for i in tok.encode(text)]
+    ids: dict[str, int] = {}
+    return [(ids.setdefault(w, len(ids)), w.encode("utf-8")) for w in WORD_PATTERN.findall(text)]
+
+
+def tokenize(name: str, tokenizer: Tokenizer | None, text: str) -> dict[str, Any]:
+    """Tokens of `text` with ids, text and [start, end) byte offsets into its UTF-8 encoding."""
+    if tokenizer is None:
+        pieces = _pieces_builtin(name, text)
+    else:
+        encode = tokenizer.encode
+        try:
+            ids = encode(text, allowed_special="all")  # type: ignore[call-arg]
+        except TypeError:
+            ids = encode(text)
+        pieces = [(i, tokenizer.id_to_bytes(i)) for i in ids]
+    tokens, pos = [], 0
+    for token_id, raw in pieces:
+        tokens.append(
+            {"id": token_id, "text": raw.decode("utf-8", errors="replace"), "start": pos, "end": pos + len(raw)}
+        )
+        pos += len(raw)
+    return {
+        "tokenizer": name,
+        "tokens": tokens,
+        "count": len(tokens),
+        "bytes": len(text.encode("utf-8")),
+        "characters": len(text),
+    }
