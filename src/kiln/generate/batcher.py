@@ -34,6 +34,9 @@ from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
 from kiln.model.kv_cache import KVCache
 
+PREFILL_TOKENS = 4096
+"""Most padded prompt tokens prefilled in one forward pass (bounds the memory of a burst of arrivals)."""
+
 
 class QueueFull(RuntimeError):
     """More requests are waiting than the batcher accepts; the caller should answer 'try again later'."""
@@ -168,21 +171,33 @@ class ContinuousBatcher:
         self.steps += 1
 
     def _admit(self) -> None:
-        while len(self.active) < self.max_batch:
-            with self._cond:
-                if not self.waiting:
-                    return
+        """Move waiting requests into free rows: their prompts are prefilled together (left-padded, in
+        groups of at most `PREFILL_TOKENS` padded tokens), then each row is copied into the shared cache
+        and samples its first token at once."""
+        joining: list[Request] = []
+        with self._cond:
+            while self.waiting and len(self.active) + len(joining) < self.max_batch:
                 req = self.waiting.popleft()
-            if req.cancelled:
-                self._finish(req, "cancelled")
-                continue
-            p = len(req.prompt)
-            tmp = self.model.new_cache(1, p)
-            ids = torch.tensor([req.prompt], dtype=torch.long, device=self.device)
-            logits = self.model(ids, cache=tmp)[0][:, -1]
-            self._place(tmp, p)
-            self.active.append(req)
-            self._choose([req], logits)
+                if req.cancelled:
+                    self._finish(req, "cancelled")
+                else:
+                    joining.append(req)
+        while joining:
+            group = [joining.pop(0)]
+            while joining and (len(group) + 1) * max(len(r.prompt) for r in [*group, joining[0]]) <= PREFILL_TOKENS:
+                group.append(joining.pop(0))
+            width = max(len(r.prompt) for r in group)
+            ids = torch.zeros(len(group), width, dtype=torch.long)
+            valid = torch.zeros(len(group), width, dtype=torch.bool)
+            for j, r in enumerate(group):
+                ids[j, width - len(r.prompt) :] = torch.tensor(r.prompt, dtype=torch.long)
+                valid[j, width - len(r.prompt) :] = True
+            tmp = self.model.new_cache(len(group), width)
+            logits = self.model(ids.to(self.device), cache=tmp, valid=valid.to(self.device))[0][:, -1]
+            for j, r in enumerate(group):
+                self._place(tmp, j, len(r.prompt))
+                self.active.append(r)
+            self._choose(group, logits)
             self._release()
 
     def _decode(self) -> None:
@@ -199,17 +214,18 @@ class ContinuousBatcher:
         self._choose(self.active, logits)
 
     # ------------------------------------------------------------------ cache rows
-    def _place(self, tmp: KVCache, p: int) -> None:
-        """Copy a prefilled prompt's keys/values into the next free row, ending at the shared end slot."""
+    def _place(self, tmp: KVCache, j: int, p: int) -> None:
+        """Copy row `j` of a prefill cache (its prompt of `p` tokens ends at the last slot) into the next
+        free row, ending at the shared end slot."""
         c = self.cache
         r = len(self.active)
         if r == 0:
             c.length = p  # nothing else is live: start the columns afresh
         elif c.length < p:
             self._shift(p - c.length)
-        end = c.length
-        c.k[:, r, :, end - p : end] = tmp.k[:, 0, :, :p]
-        c.v[:, r, :, end - p : end] = tmp.v[:, 0, :, :p]
+        end, w = c.length, tmp.length
+        c.k[:, r, :, end - p : end] = tmp.k[:, j, :, w - p : w]
+        c.v[:, r, :, end - p : end] = tmp.v[:, j, :, w - p : w]
         c.valid[r] = False
         c.valid[r, end - p : end] = True
         c.pos[r, end - p : end] = torch.arange(p, device=self.device)

@@ -134,6 +134,7 @@ class ModelRegistry:
             lm = self.loaded.get(name)
             if lm is not None:
                 self.loaded.move_to_end(name)
+                self._evict(keep=name)  # a model that was busy at the last load may be idle now
                 return lm
             gate = self._loading.setdefault(name, threading.Lock())
         with gate:  # one load per name, however many requests ask at once
