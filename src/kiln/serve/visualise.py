@@ -60,11 +60,9 @@ def tokenize(name: str, tokenizer: Tokenizer | None, text: str) -> dict[str, Any
     if tokenizer is None:
         pieces = _pieces_builtin(name, text)
     else:
-        encode = tokenizer.encode
-        try:
-            ids = encode(text, allowed_special="all")  # type: ignore[call-arg]
-        except TypeError:
-            ids = encode(text)
+        # Special-token text stays ordinary text, exactly as the API encodes a prompt: the visualiser shows
+        # what the model would receive.
+        ids = tokenizer.encode(text)
         pieces = [(i, tokenizer.id_to_bytes(i)) for i in ids]
     tokens, pos = [], 0
     for token_id, raw in pieces:
