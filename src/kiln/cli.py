@@ -457,6 +457,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_tokenize)
 
+    p = sub.add_parser("quickstart", help="every stage for real on bundled data (crawl ... train), then the playground")
+    p.add_argument("--workspace", type=Path, default=Path("kiln-quickstart"), help="where every stage writes")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget in minutes (the rest takes ~1-2)")
+    p.add_argument("--no-serve", action="store_true", help="stop after the summary instead of starting kiln serve")
+    p.add_argument("--port", type=int, default=8000, help="port of the playground")
+    p.add_argument("--max-pages", type=int, default=0, help="crawl at most this many pages (0 = the whole site)")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--workers", type=int, default=0, help="processes for clean and tokenize (0 = one per CPU)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE", help="extra kiln train setting")
+    p.set_defaults(func=_quickstart)
+
     p = sub.add_parser(
         "serve", help="an OpenAI-compatible API and the web playground for the checkpoints in a directory"
     )
@@ -514,6 +525,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="a .json path or a directory")
     p.set_defaults(func=_tokenizer_export)
     return parser
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from kiln.quickstart import QuickstartConfig, quickstart
+
+    cfg = QuickstartConfig(
+        workspace=args.workspace,
+        minutes=args.minutes,
+        serve=not args.no_serve,
+        port=args.port,
+        max_pages=args.max_pages,
+        vocab_size=args.vocab_size,
+        workers=args.workers,
+        train_overrides=args.train,
+    )
+    return quickstart(cfg)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

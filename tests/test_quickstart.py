@@ -1,0 +1,99 @@
+"""`kiln quickstart` end to end with a tiny budget: every stage runs for real on the bundled data (a real
+HTTP crawl of the bundled site, the Common Crawl samples, cleaning, BPE, shards, training, samples), each
+stage's output is where the printed command says, the model beats the unigram baseline of its data, and
+a rerun resumes instead of redoing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import run_cli
+from kiln.quickstart import unigram_loss
+from kiln.tokenizer import load_tokenizer
+from kiln.train.checkpoint import load_checkpoint
+
+ARGS = [
+    "--no-serve",
+    "--minutes",
+    "0.4",
+    "--max-pages",
+    "120",
+    "--vocab-size",
+    "1024",
+    "--train",
+    "model.n_layer=2",
+    "--train",
+    "model.block_size=128",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    ws = tmp_path_factory.mktemp("quickstart") / "ws"
+    rc, out, err = run_cli(["quickstart", "--workspace", str(ws), *ARGS])
+    assert rc == 0, out + err
+    return ws, out
+
+
+def test_every_stage_prints_its_command_and_leaves_its_output(workspace):
+    ws, out = workspace
+    for command in ("kiln crawl", "kiln ingest", "kiln clean", "kiln tokenizer train", "kiln tokenize", "kiln train"):
+        assert f"$ {command} " in out
+    assert "python -m http.server --bind 127.0.0.1" in out
+    crawl = json.loads((ws / "crawl" / "summary.json").read_text())
+    assert crawl["pages"] == 120 and list((ws / "crawl").glob("*.warc.gz"))
+    ingest = list((ws / "ingest").glob("*.warc.gz"))
+    assert ingest
+    stats = json.loads((ws / "clean" / "stats.json").read_text())
+    assert stats["steps"][0]["in"] > 120  # the crawled pages plus the Common Crawl responses
+    docs = [t for f in (ws / "clean").glob("*.parquet") for t in pq.read_table(f).column("text").to_pylist()]
+    assert len(docs) == stats["documents_out"] > 10
+    urls = {u for f in (ws / "clean").glob("*.parquet") for u in pq.read_table(f).column("url").to_pylist()}
+    assert any(u.startswith("http://127.0.0.1:") for u in urls) and any(not u.startswith("http://127.") for u in urls)
+    assert load_tokenizer(ws / "tokenizer").vocab_size == 1024
+    assert list((ws / "tokens").glob("train_*.bin")) and list((ws / "tokens").glob("val_*.bin"))
+    model, tokenizer, _ = load_checkpoint(ws / "models" / "quickstart")
+    assert model.config.n_layer == 2 and tokenizer is not None and tokenizer.vocab_size == 1024
+    samples = json.loads((ws / "samples.json").read_text())
+    assert len(samples) == 2 and samples[0].startswith("Once upon a time") and len(samples[0]) > 40
+
+
+def test_the_model_beats_the_unigram_baseline(workspace):
+    ws, out = workspace
+    summary = json.loads((ws / "summary.json").read_text())
+    assert summary["unigram_val_loss"] == pytest.approx(unigram_loss(ws / "tokens"))
+    assert summary["val_loss"] < summary["unigram_val_loss"] - 0.3, summary
+    assert summary["pages_crawled"] == 120 and summary["parameters"] > 0
+    assert "beats it" in out and "== Summary" in out
+
+
+def test_a_rerun_skips_finished_stages(workspace):
+    ws, _ = workspace
+    before = json.loads((ws / "summary.json").read_text())
+    t0 = time.perf_counter()
+    rc, out, err = run_cli(["quickstart", "--workspace", str(ws), *ARGS])
+    assert rc == 0, out + err
+    assert out.count("done in an earlier run") == 7 and "$ kiln" not in out
+    assert time.perf_counter() - t0 < 20
+    after = json.loads((ws / "summary.json").read_text())
+    assert after["val_loss"] == before["val_loss"] and after["samples"] == before["samples"]
+
+
+def test_an_unfinished_training_stage_resumes_from_its_checkpoint(workspace):
+    ws, _ = workspace
+    for stage in ("train", "sample"):
+        (ws / ".quickstart" / f"{stage}.done").unlink()
+    rc, out, err = run_cli(["quickstart", "--workspace", str(ws), *ARGS])
+    assert rc == 0, out + err
+    assert f"$ kiln train --resume {ws / 'models' / 'quickstart'}" in out
+    assert out.count("done in an earlier run") == 5
+
+
+def test_bad_budget_is_a_clear_error(tmp_path):
+    rc, _, err = run_cli(["quickstart", "--workspace", str(tmp_path / "w"), "--minutes", "0", "--no-serve"])
+    assert rc == 2 and "--minutes" in err
