@@ -203,3 +203,17 @@ def test_a_raising_consumer_does_not_hurt_the_others(make_model):
     while batcher.busy:
         batcher.step()
     assert len(fine) == 8 and fine[-1].finish_reason == "length"
+
+
+def test_a_request_whose_sampling_fails_ends_alone_with_error(make_model):
+    model = make_model(dtype=torch.float32, vocab_size=VOCAB, block_size=64)
+    batcher = ContinuousBatcher(model)
+    bad: list = []
+    good: list = []
+    # temperature 1e-300 overflows the logits to inf -> NaN probabilities: torch.multinomial raises
+    batcher.submit(Request([1, 2, 3], SamplingParams(temperature=1e-300, max_new_tokens=5), bad.append))
+    batcher.submit(Request([4, 5], SamplingParams(temperature=0, max_new_tokens=5), good.append))
+    while batcher.busy:
+        batcher.step()
+    assert [e.finish_reason for e in bad] == ["error"]
+    assert len(good) == 5 and good[-1].finish_reason == "length"

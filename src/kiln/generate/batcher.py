@@ -18,6 +18,7 @@ The batcher is synchronous and single-threaded by design: `step()` does one roun
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
 from kiln.model.kv_cache import KVCache
 
+log = logging.getLogger("kiln.generate.batcher")
+
 PREFILL_TOKENS = 4096
 """Most padded prompt tokens prefilled in one forward pass (bounds the memory of a burst of arrivals)."""
 
@@ -45,7 +48,8 @@ class QueueFull(RuntimeError):
 @dataclass(eq=False)
 class Request:
     """One sequence to continue. `on_event` is called on the worker thread for every new token; the
-    last event has a `finish_reason` ("stop", "length" or "cancelled")."""
+    last event has a `finish_reason`: "stop", "length", "cancelled", or "error" (sampling or the forward
+    pass raised; the other requests go on)."""
 
     prompt: list[int]
     params: SamplingParams
@@ -143,7 +147,13 @@ class ContinuousBatcher:
                     self._cond.wait(timeout=1.0)
             if stop.is_set():
                 break
-            self.step()
+            try:
+                self.step()
+            except Exception:
+                log.exception("decoding step failed; ending the requests in the batch")
+                for req in self.active:
+                    self._finish(req, "error")
+                self.active.clear()
         for req in [*self.active, *self.waiting]:
             self._finish(req, "cancelled")
         self.active.clear()
@@ -290,7 +300,12 @@ class ContinuousBatcher:
                 continue
             context = [r.prompt + r.tokens] if r.params.repetition_penalty != 1.0 else None
             gens = [r.generator] if r.generator is not None else None
-            chosen.append(int(sample_next(logits[i : i + 1], r.params, context, gens)[0]))
+            try:
+                chosen.append(int(sample_next(logits[i : i + 1], r.params, context, gens)[0]))
+            except RuntimeError:  # e.g. NaN probabilities from extreme settings: that request fails alone
+                log.exception("sampling failed for one request")
+                self._finish(r, "error")
+                chosen.append(argmax[i] if argmax else int(logits[i].argmax()))
         chosen_lp = logp.gather(1, torch.tensor(chosen, device=logp.device)[:, None])[:, 0].tolist()
         k = max(r.params.logprobs for r in reqs)
         tops: list[list[tuple[int, float]]] = [[] for _ in reqs]
@@ -298,7 +313,8 @@ class ContinuousBatcher:
             values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
             tops = [list(zip(a, b, strict=True)) for a, b in zip(ids.tolist(), values.tolist(), strict=True)]
         for i, r in enumerate(reqs):
-            self._advance(r, chosen[i], chosen_lp[i], tops[i][: r.params.logprobs])
+            if not r.finished:
+                self._advance(r, chosen[i], chosen_lp[i], tops[i][: r.params.logprobs])
 
     def _advance(self, r: Request, tok: int, logprob: float, top: list[tuple[int, float]]) -> None:
         if r.cancelled:

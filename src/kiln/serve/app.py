@@ -39,6 +39,7 @@ from kiln.train.checkpoint import CheckpointError, read_config, resolve_checkpoi
 
 log = logging.getLogger("kiln.serve")
 MAX_CHOICES = 64
+MIN_TEMPERATURE = 1e-5  # below this, sampling is greedy decoding
 
 
 @dataclass
@@ -67,27 +68,49 @@ class BodyLimit:
         too_big = JSONResponse(error_body(413, f"the request body is larger than {self.limit} bytes"), status_code=413)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await too_big(scope, receive, send)
+        if length is not None:
+            if length.isdigit() and int(length) > self.limit:
+                await too_big(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server delivers no more than Content-Length bytes
             return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
+        # No Content-Length (a chunked upload): read the body here, up to the limit, then replay it. An error
+        # raised from inside `receive` would reach FastAPI's body parsing, which turns any error into a 400.
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise APIError(413, f"the request body is larger than {self.limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                await too_big(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
 
 
 def _param_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p != "body"]
-    # pydantic adds the union member it tried ("str", "list[int]"); keep the field path only
-    keep = [p for p in parts if not any(ch in p for ch in "[]") and p not in ("str", "int", "float", "bool")]
+    # pydantic adds the union member it tried ("str", "constrained-str", "list[int]"); keep the field path only
+    keep = [
+        p
+        for p in parts
+        if not any(ch in p for ch in "[]")
+        and not p.startswith("constrained-")
+        and p not in ("str", "int", "float", "bool")
+    ]
     return ".".join(keep) or "body"
 
 
@@ -147,10 +170,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 ).response()
                 metrics.requests.labels(route=path, status="401").inc()
                 return response
-        try:
-            response = await call_next(request)
-        except APIError as e:  # raised by BodyLimit while the body streams in
-            response = e.response()
+        response = await call_next(request)
         route = request.scope.get("route")
         label = getattr(route, "path", "other")
         metrics.requests.labels(route=label, status=str(response.status_code)).inc()
@@ -208,8 +228,13 @@ def create_app(config: ServeConfig) -> FastAPI:
     # ------------------------------------------------------------------ generation
     def params_for(body: SamplingFields, lm: LoadedModel, max_tokens: int, stop_ids: tuple[int, ...], logprobs: int):
         top_k = body.top_k or 0
+        temperature = 1.0 if body.temperature is None else body.temperature
+        if temperature < MIN_TEMPERATURE:
+            # Greedy, as in vLLM: logits / 1e-40 overflow float32 to inf, the softmax gives NaN, and
+            # torch.multinomial raises on the batcher's worker thread, which kills the model for everyone.
+            temperature = 0.0
         return SamplingParams(
-            temperature=1.0 if body.temperature is None else body.temperature,
+            temperature=temperature,
             top_k=0 if top_k < 0 else top_k,
             top_p=1.0 if body.top_p is None else body.top_p,
             min_p=body.min_p or 0.0,
@@ -292,7 +317,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         params = params_for(body, lm, max_tokens, stop_ids, body.logprobs or 0)
         rows = [p for p in prompts for _ in range(n)]
         prefix = [(shown[i // n] if body.echo else "") for i in range(len(rows))]
-        gen = Generation(lm, rows, [params] * len(rows), body.seed, metrics)
+        gen = Generation(lm, rows, [params] * len(rows), body.seed, metrics, n=n)
         gen.submit()
         rid = fmt.new_id("cmpl")
         if body.stream:
@@ -353,7 +378,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if top and not body.logprobs:
             raise bad_param("top_logprobs", "top_logprobs needs logprobs: true")
         params = params_for(body, lm, max_tokens, stop_ids, top)
-        gen = Generation(lm, [prompt] * n, [params] * n, body.seed, metrics)
+        gen = Generation(lm, [prompt] * n, [params] * n, body.seed, metrics, n=n)
         gen.submit()
         rid = fmt.new_id("chatcmpl")
         if body.stream:
@@ -396,9 +421,11 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Wait for every choice; if the client hangs up meanwhile, cancel (the rows are freed at once)."""
 
         async def watch() -> None:
+            # Wait for the server's http.disconnect. Polling `request.is_disconnected()` never sees it here:
+            # behind the @app.middleware("http") wrapper its zero-timeout receive is always cancelled.
             while True:
-                await asyncio.sleep(0.25)
-                if await request.is_disconnected():
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
                     gen.cancel()
                     return
 

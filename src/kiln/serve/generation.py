@@ -56,8 +56,10 @@ class Generation:
         params: list[SamplingParams],
         seed: int | None,
         metrics: Metrics,
+        n: int = 1,
     ) -> None:
-        self.lm, self.metrics = lm, metrics
+        """`prompts` holds each prompt `n` times in a row (its n choices); usage counts each prompt once."""
+        self.lm, self.metrics, self.n = lm, metrics, n
         self.choices = [Choice(i, len(p)) for i, p in enumerate(prompts)]
         self.queue: asyncio.Queue[TokenEvent] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -86,7 +88,8 @@ class Generation:
 
     @property
     def prompt_tokens(self) -> int:
-        return sum(c.prompt_tokens for c in self.choices)
+        # The n choices of one prompt share it: OpenAI counts its tokens once, not n times.
+        return sum(c.prompt_tokens for c in self.choices[:: self.n])
 
     @property
     def completion_tokens(self) -> int:
@@ -103,6 +106,12 @@ class Generation:
             while remaining:
                 ev = await self.queue.get()
                 c = self.choices[ev.index]
+                if ev.finish_reason == "error":
+                    c.finish_reason = "error"
+                    remaining -= 1
+                    raise APIError(
+                        500, "generation failed inside the model server (see its log); retry", code="server_error"
+                    )
                 if ev.finish_reason == "cancelled":
                     c.finish_reason = c.finish_reason or "abort"
                     remaining -= 1

@@ -19,7 +19,9 @@ MAX_STOPS = 16
 Temperature = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 UnitOpen = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 UnitClosed = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Penalty = Annotated[float, Field(gt=0.0, le=100.0, allow_inf_nan=False)]
+# A repetition penalty near 0 divides a positive logit up to inf (float32), and the sampler then raises on the
+# model's worker thread; 0.01 already multiplies a repeated token's logit by 100.
+Penalty = Annotated[float, Field(ge=0.01, le=100.0, allow_inf_nan=False)]
 PresencePenalty = Annotated[float, Field(ge=-2.0, le=2.0, allow_inf_nan=False)]
 TokenId = Annotated[StrictInt, Field(ge=0)]
 
