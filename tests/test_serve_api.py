@@ -152,3 +152,28 @@ def test_next_token_distribution(server, model, prompt):
     assert choice["logprobs"]["token_logprobs"][0] == pytest.approx(expected_logprob, abs=1e-4)
     by_ids = post(server, "/api/next_token", {"model": model, "prompt": top["prompt_ids"], "top_n": 5})
     assert by_ids["tokens"] == top["tokens"]
+
+
+def test_prompt_token_ids_come_back_once_per_choice(server):
+    """With return_token_ids a client can branch by id: the prompt's ids come with the first chunk of each
+    choice (streaming) or with each choice (not streaming), and equal what the tokenizer endpoint gives."""
+    import json as _json
+
+    base = server.base_url
+    ids = httpx.post(base + "/api/tokenize", json={"text": "ROMEO:", "tokenizers": ["model:bpe-chat"]}).json()
+    expected = [t["id"] for t in ids["results"][0]["tokens"]]
+    body = {"model": "bpe-chat", "prompt": "ROMEO:", "max_tokens": 4, "temperature": 0, "return_token_ids": True}
+    seen: dict[int, list] = {}
+    with httpx.stream("POST", base + "/v1/completions", json={**body, "stream": True, "n": 2}) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                for ch in _json.loads(line[6:])["choices"]:
+                    if "prompt_token_ids" in ch:
+                        assert ch["index"] not in seen
+                        seen[ch["index"]] = ch["prompt_token_ids"]
+    assert seen == {0: expected, 1: expected}
+    chat = {"model": "bpe-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+            "return_token_ids": True}  # fmt: skip
+    out = httpx.post(base + "/v1/chat/completions", json=chat).json()
+    prompt_ids = out["choices"][0]["prompt_token_ids"]
+    assert len(prompt_ids) == out["usage"]["prompt_tokens"]

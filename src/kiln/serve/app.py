@@ -333,6 +333,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         lm: LoadedModel, gen: Generation, rid: str, body: CompletionRequest, prefix: list[str], include_usage: bool
     ) -> AsyncIterator[dict[str, Any]]:
         offsets = [len(p) for p in prefix]
+        sent_prompt: set[int] = set()
         if any(prefix):
             for i, p in enumerate(prefix):
                 yield fmt.chunk(
@@ -353,6 +354,9 @@ def create_app(config: ServeConfig) -> FastAPI:
                 )
             if body.return_token_ids:
                 choice["token_ids"] = [ev.token_id]
+                if ev.index not in sent_prompt:  # once per choice, as vLLM does
+                    sent_prompt.add(ev.index)
+                    choice["prompt_token_ids"] = gen.requests[ev.index].prompt
             offsets[ev.index] += len(fmt.token_text(lm, ev.token_id))
             yield fmt.chunk(rid, "text_completion", lm.name, [choice])
         if include_usage:
@@ -386,12 +390,14 @@ def create_app(config: ServeConfig) -> FastAPI:
             return sse(chat_chunks(lm, gen, rid, body, n, include_usage))
         await collect(gen, request)
         return fmt.chat_body(
-            lm, rid, gen.choices, gen.usage(), logprobs=bool(body.logprobs), with_ids=body.return_token_ids
-        )
+            lm, rid, gen.choices, gen.usage(), logprobs=bool(body.logprobs), with_ids=body.return_token_ids,
+            prompt_ids=prompt,
+        )  # fmt: skip
 
     async def chat_chunks(
         lm: LoadedModel, gen: Generation, rid: str, body: ChatRequest, n: int, include_usage: bool
     ) -> AsyncIterator[dict[str, Any]]:
+        sent_prompt: set[int] = set()
         obj = "chat.completion.chunk"
         for i in range(n):
             yield fmt.chunk(
@@ -413,6 +419,9 @@ def create_app(config: ServeConfig) -> FastAPI:
                 choice["logprobs"] = fmt.chat_logprobs(lm, [ev.token_id], [ev.logprob], [ev.top], body.return_token_ids)
             if body.return_token_ids:
                 choice["token_ids"] = [ev.token_id]
+                if ev.index not in sent_prompt:
+                    sent_prompt.add(ev.index)
+                    choice["prompt_token_ids"] = gen.requests[ev.index].prompt
             yield fmt.chunk(rid, obj, lm.name, [choice])
         if include_usage:
             yield fmt.chunk(rid, obj, lm.name, [], gen.usage())

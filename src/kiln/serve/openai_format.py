@@ -120,6 +120,7 @@ def chat_body(
     *,
     logprobs: bool,
     with_ids: bool,
+    prompt_ids: list[int] | None = None,
 ) -> dict[str, Any]:
     out = []
     for c in choices:
@@ -131,6 +132,7 @@ def chat_body(
         }
         if with_ids:
             choice["token_ids"] = c.tokens
+            choice["prompt_token_ids"] = prompt_ids
         out.append(choice)
     return {
         "id": rid,
