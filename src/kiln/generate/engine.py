@@ -51,8 +51,17 @@ class Completion:
     text: str
     logprobs: list[float]
     top: list[list[tuple[int, float]]]
-    finish_reason: str
+    finish_reason: str | None
     prompt_tokens: int
+
+    def add(self, ev: TokenEvent) -> None:
+        """Append one token event of this sequence."""
+        self.tokens.append(ev.token_id)
+        self.logprobs.append(ev.logprob)
+        self.top.append(ev.top)
+        self.text += ev.text
+        if ev.finish_reason:
+            self.finish_reason = ev.finish_reason
 
 
 class _TextStream:
@@ -204,13 +213,7 @@ def generate_batch(
     """Complete several prompts; the result for each equals generating it alone."""
     out = [Completion([], "", [], [], "length", min(len(p), model.config.block_size)) for p in prompts]
     for ev in stream_batch(model, prompts, params, tokenizer=tokenizer, use_cache=use_cache):
-        c = out[ev.index]
-        c.tokens.append(ev.token_id)
-        c.logprobs.append(ev.logprob)
-        c.top.append(ev.top)
-        c.text += ev.text
-        if ev.finish_reason:
-            c.finish_reason = ev.finish_reason
+        out[ev.index].add(ev)
     return out
 
 

@@ -11,29 +11,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import torch
 
 from kiln.generate.batcher import QueueFull, Request
-from kiln.generate.engine import TokenEvent
+from kiln.generate.engine import Completion, TokenEvent
 from kiln.generate.sampling import SamplingParams
 from kiln.serve.errors import APIError
 from kiln.serve.metrics import Metrics
 from kiln.serve.models import LoadedModel
 
 
-@dataclass
-class Choice:
-    """What one choice has produced so far."""
+class Choice(Completion):
+    """What one choice has produced so far (a Completion that grows, plus its index)."""
 
-    index: int
-    prompt_tokens: int
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    top: list[list[tuple[int, float]]] = field(default_factory=list)
-    text: str = ""
-    finish_reason: str | None = None
+    def __init__(self, index: int, prompt_tokens: int) -> None:
+        super().__init__([], "", [], [], None, prompt_tokens)
+        self.index = index
 
 
 def generator_for(seed: int | None, index: int) -> torch.Generator | None:
@@ -120,12 +114,8 @@ class Generation:
                 if self.first_token_at is None:
                     self.first_token_at = time.perf_counter()
                     self.metrics.ttft.observe(self.first_token_at - self.started)
-                c.tokens.append(ev.token_id)
-                c.logprobs.append(ev.logprob)
-                c.top.append(ev.top)
-                c.text += ev.text
+                c.add(ev)
                 if ev.finish_reason:
-                    c.finish_reason = ev.finish_reason
                     remaining -= 1
                 yield ev
         finally:
