@@ -55,8 +55,8 @@ Caveats:
   84 pages.
 - Within one pass trafilatura's dedup still acts on datatrove's side: the clueweb09 file holds near-copies
   of one page, and all but one come out empty (kiln's trafilatura runs with `deduplicate=False`).
-- kiln's default `c4` step is built without options, i.e. with C4's terminal-punctuation rule *on*, unlike
-  FineWeb (see docs/benchmarks.md); the agreement table compares C4 with FineWeb's settings on both sides.
+- kiln's default `c4` step runs with FineWeb's setting (no terminal-punctuation rule, `STEP_DEFAULTS` in
+  kiln/data/clean.py), as datatrove's side does; the agreement table compares C4 with that setting on both sides.
 """
 
 from __future__ import annotations

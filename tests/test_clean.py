@@ -169,3 +169,25 @@ def test_warc_charset_parameter_is_read_in_any_case(tmp_path: Path) -> None:
     shutil.move(written, path)
     docs = list(read_warc_documents(path))
     assert [d.metadata.get("charset") for d in docs] == ["ISO-8859-1", "utf-8", None]
+
+
+def test_one_extraction_worker_serves_every_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one process, the shards share one extraction worker (a fork and warm-up per shard cost more than a
+    small shard's pages); none is left running after the run."""
+    import multiprocessing as mp
+
+    from kiln.data import extract
+
+    starts: list[int] = []
+    real_start = extract.ExtractWorker._start
+
+    def counting_start(self: extract.ExtractWorker):  # type: ignore[no-untyped-def]
+        starts.append(1)
+        return real_start(self)
+
+    monkeypatch.setattr(extract.ExtractWorker, "_start", counting_start)
+    inputs = [str(_warc(tmp_path / f"{i}.warc.gz", [(f"http://a.example/{i}", PAGE)])) for i in range(3)]
+    stats = clean(CleanConfig(inputs=inputs, out_dir=str(tmp_path / "o"), workers=1), progress=False)
+    assert stats["steps"][1]["name"] == "extract" and stats["steps"][1]["kept"] == 3
+    assert starts == [1]
+    assert [p for p in mp.active_children() if p.name == "kiln-extract"] == []

@@ -45,6 +45,10 @@ def _outputs(out: Path) -> dict[str, list[tuple[str, str]]]:
     }
 
 
+def _without_seconds(steps: list[dict]) -> list[dict]:
+    return [{k: v for k, v in s.items() if k != "seconds"} for s in steps]
+
+
 def test_phases_split_at_the_first_global_step() -> None:
     first, second = split_phases(STEPS)
     assert [s["name"] for s in first] == ["short"]
@@ -91,7 +95,8 @@ def test_rerun_skips_finished_shards_and_keeps_stats_right(corpus: list[Path], t
     mtimes = [p.stat().st_mtime_ns for p in finished]
     second = clean(cfg, False)
     assert _outputs(out) == before
-    assert second["steps"] == first["steps"]  # counts from the kept markers plus the redone shard
+    # counts from the kept markers plus the redone shard (seconds are measured again: they may differ)
+    assert _without_seconds(second["steps"]) == _without_seconds(first["steps"])
     assert marker.exists()
     assert [p.stat().st_mtime_ns for p in finished] == mtimes  # finished shards were not redone
 

@@ -322,6 +322,67 @@ def test_stopping_early_stops_the_worker():
     assert step.worker.pid is None and workers_alive() == []
 
 
+# --- batches and worker reuse ---------------------------------------------------------------------------------
+
+
+def test_batches_keep_the_order_the_reasons_and_each_page_s_own_time_limit():
+    """Pages go to the worker a batch at a time; a batch mixing pages dropped before extraction, pass-through
+    text, a page that hangs, one that raises and one that kills the worker ends exactly as one page at a
+    time would: same documents kept in the same order, same reasons, same samples."""
+
+    def mixed() -> list[Document]:
+        docs = docs_of("<p>one</p>", "<p>SLEEP</p>", "<p>three</p>", "<p>RAISE</p>", "<p>CRASH</p>", "<p>six</p>")
+        docs.insert(2, Document("empty", html=b" "))
+        docs.insert(4, Document("text-input", text="already text"))
+        return docs
+
+    def run(batch_size: int) -> tuple[list[str], dict[str, int], list[tuple[str, str]], int]:
+        step = Extractor(both_failing, timeout=0.5, batch_size=batch_size)
+        kept = [d.id for d in run_steps(mixed(), [step])]
+        assert step.worker is not None
+        return kept, dict(step.stats.dropped), [(d.id, d.reason) for d in step.samples], step.worker.restarts
+
+    one_at_a_time = run(1)
+    assert one_at_a_time == (
+        ["0", "2", "text-input", "5"],
+        {"extract_timeout": 1, "extract_empty": 1, "extract_error": 1, "extract_crash": 1},
+        [("1", "extract_timeout"), ("empty", "extract_empty"), ("3", "extract_error"), ("4", "extract_crash")],
+        2,  # restarted after the timeout and after the crash
+    )
+    for batch_size in (2, 3, 16):
+        assert run(batch_size) == one_at_a_time, batch_size
+    assert workers_alive() == []
+
+
+def both_failing(html: str, url: str) -> str:
+    return crashing(raising(sleepy(html, url), url), url)
+
+
+def test_reuse_workers_hands_one_worker_from_stream_to_stream_and_stops_it_at_the_end():
+    from kiln.data.extract import reuse_workers
+
+    pids = []
+    with reuse_workers():
+        for _ in range(3):
+            step = Extractor(timeout=5)
+            assert next(d.text for d in run_steps(docs_of(ARTICLE), [step])).startswith("How a wood-fired")
+            assert step.worker is not None and step.worker.pid is None  # the step let go of it ...
+            assert workers_alive() == ["kiln-extract"]  # ... but it is parked, alive
+        pids = [p.pid for p in mp.active_children() if p.name == "kiln-extract"]
+        other = Extractor(sleepy, timeout=5)  # another function: its own worker
+        list(run_steps(docs_of("<p>x</p>"), [other]))
+        assert len(workers_alive()) == 2
+        hung = Extractor(timeout=0.5)  # a worker killed for a timeout is not parked
+        hung.fn = hung.worker.fn = sleepy  # type: ignore[union-attr]
+        assert list(run_steps(docs_of("<p>SLEEP</p>"), [hung])) == []  # it took over `other`'s worker ...
+        assert len(workers_alive()) == 1  # ... which was killed, not parked again
+    assert len(pids) == 1
+    assert workers_alive() == []
+    step = Extractor(timeout=5)  # outside the block a stream's end stops its worker again
+    list(run_steps(docs_of(ARTICLE), [step]))
+    assert workers_alive() == []
+
+
 # --- real pages ----------------------------------------------------------------------------------------------
 
 

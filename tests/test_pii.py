@@ -3,8 +3,13 @@ failing their checksums) left alone, and the counts right."""
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kiln.data import pii
 from kiln.data.pii import PLACEHOLDERS, PIIRedactor, iban_ok, luhn_ok, redact
 from kiln.data.pipeline import Document, run_steps
 
@@ -170,3 +175,67 @@ def test_step_keeps_documents_and_counts_per_kind():
     assert step.replaced == {"email": 2, "phone": 1, "ip": 1} and step.docs_with_pii == 2
     with pytest.raises(ValueError):
         PIIRedactor({"ssn": "<SSN>"})
+
+
+# --- the fast patterns are the plain ones ----------------------------------------------------------------------
+# kiln's patterns start with their first character's class and check what precedes it with a lookbehind one
+# character wider (so re skips to candidates in C), and IPs are only looked for where a cheap hint is found.
+# The plain patterns they were written from, which must find exactly the same matches:
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PLAIN = {
+    "_EMAIL_RE": re.compile(
+        r"(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+        r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
+    ),
+    "_IBAN_RE": re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"),
+    "_CARD_RE": re.compile(r"(?<![\w+.,-])(?<![A-Z]{2}\d{2} )\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)"),
+    "_IPV4_RE": re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)"),
+    "_PHONE_RE": re.compile(
+        r"""(?<![\w+.,/-])(?<![A-Z]{2}\d{2}\ )(?:
+            \+\d{1,3}(?:[ .-]?\(0?\d{1,4}\))?(?:[ .-]?\d{1,8}){1,6}
+          | (?:1[ .-]?)?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}
+          | (?:\(0\d{1,4}\)[ ]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .-]\d{2,8}){0,4}
+        )(?![\w]|[.,-]\d)""",
+        re.X,
+    ),
+}
+PII_PIECES = [
+    "0", "1", "2", "5", "7", "9", "12", "123", "555", "0958", "020", "4111", "25", "255", "256", "01",
+    " ", " ", "-", ".", ",", "/", ":", "::", "+", "(", ")", "(0)", "@", "a", "Z", "x", "GB", "DE", "BE", "_", "%",
+    "ab.c", "example.com", "\n", "é",
+]  # fmt: skip
+pii_texts = st.one_of(
+    st.lists(st.sampled_from(PII_PIECES), max_size=40).map("".join),
+    st.text(alphabet="0123456789 .-+()/:,@AZGBDEaxf_%\n", max_size=60),
+)
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in pattern.finditer(text)]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(pii_texts)
+def test_fast_patterns_find_what_the_plain_ones_find(text: str) -> None:
+    for name, plain in PLAIN.items():
+        assert _spans(getattr(pii, name), text) == _spans(plain, text), name
+    if _spans(pii._IPV4_RE, text):
+        assert pii._IPV4_HINT.search(text)
+    if _spans(pii._IPV6_RE, text):
+        assert pii._IPV6_HINT.search(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+44 20 7946 0958", "x+44 20 7946 0958", "GB82 1-800-555-0199", "GB82 (555) 123-4567", "1 (555) 123-4567",
+        "11-555-123-4567", "(020) 7946 0958", "(0201)7946", "0(555) 123-4567", "a4111 1111 1111 1111",
+        "DE89 4111111111111111", "255.255.255.255", "1.256.1.1.1", ".1.2.3.4", "aDE89370400440532013000",
+        "a@b.co", ".a@b.co", "-a.b@c.de", "2001:db8::1", "1:2", "::",
+    ],
+)  # fmt: skip
+def test_fast_patterns_on_edge_cases(text: str) -> None:
+    for name, plain in PLAIN.items():
+        for t in (text, f" {text} ", f"({text})", f"A{text}"):
+            assert _spans(getattr(pii, name), t) == _spans(plain, t), (name, t)

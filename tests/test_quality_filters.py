@@ -571,3 +571,204 @@ def test_c4_web_text_mostly_passes(shared_data) -> None:
         assert kept >= expected[step.name], (step.name, kept)
     kept_all = list(run_steps((Document(str(i), t) for i, t in enumerate(texts)), fineweb_filters()))
     assert 0.65 <= len(kept_all) / len(texts) < 0.9  # the filters do remove something from real pages
+
+
+# ------------------------------------------------------------------------------------------------ fast paths
+# The filters take shortcuts (a whitespace-skipping word scan, n-gram counts that only look where a shorter
+# n-gram repeats, per-token tables, a cheap bound before the word split, no sentence counting past the minimum).
+# Each must decide exactly as the plain definition does; the references below are the plain definitions.
+
+PIECES = [
+    "a", "b", "the", "of", "to", "dd", "Word", ".", ",", "!", "...", "U.S.", "e.g.", "don't", "it's", "#", "…",
+    "_", "__", "-", "--", "•", "1,000", "10:30", "x.com", "well-known", "é", "Straße", "日本", "{", "[1]",
+    "javascript", "\n", "\n", "\n\n", " ", " ", "  ", "\t", "\u00a0", "\x1f",
+]  # fmt: skip
+piece_texts = st.lists(st.sampled_from(PIECES), max_size=150).map("".join)
+any_texts = st.one_of(piece_texts, st.text(max_size=200))
+
+
+def _reference_duplicates(items: list[str]) -> tuple[int, int]:
+    seen: set[str] = set()
+    count = chars = 0
+    for item in items:
+        if item in seen:
+            count += 1
+            chars += len(item)
+        else:
+            seen.add(item)
+    return count, chars
+
+
+def _reference_repeated(words: list[str], n: int) -> list[int]:
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    counts = Counter(grams)
+    return [i for i, g in enumerate(grams) if counts[g] > 1]
+
+
+def _reference_repetition(f: GopherRepetitionFilter, text: str) -> str | None:
+    """GopherRepetitionFilter.decide from the plain definitions (no candidate pruning, no shortcuts)."""
+    import re
+
+    from kiln.data.filters.gopher import _WORD_RE
+
+    if not text:
+        return "empty"
+    paragraphs = re.split(r"\n{2,}", text.strip())
+    dups, chars = _reference_duplicates(paragraphs)
+    if f.dup_para_frac and dups / len(paragraphs) > f.dup_para_frac:
+        return "dup_para_frac"
+    if f.dup_para_char_frac and chars / len(text) > f.dup_para_char_frac:
+        return "dup_para_char_frac"
+    lines = re.split(r"\n+", text)
+    dups, chars = _reference_duplicates(lines)
+    if f.dup_line_frac and dups / len(lines) > f.dup_line_frac:
+        return "dup_line_frac"
+    if f.dup_line_char_frac and chars / len(text) > f.dup_line_char_frac:
+        return "dup_line_char_frac"
+    words = _WORD_RE.findall(text)
+    for n, frac in f.top_n_grams:
+        if frac and _reference_top(words, n) / len(text) > frac:
+            return f"top_{n}_gram"
+    for n, frac in f.dup_n_grams:
+        if frac and _reference_dup(words, n) / len(text) > frac:
+            return f"duplicated_{n}_n_grams"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(any_texts)
+def test_word_scan_equals_the_plain_findall(text: str) -> None:
+    from kiln.data.filters.gopher import _WORD_RE
+
+    assert split_words.__wrapped__(text) == tuple(_WORD_RE.findall(text))
+    # every whitespace-separated chunk holds a token (FineWeb's list-ratio bound relies on it)
+    assert len(text.split()) <= len(split_words(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["", "a", "b", "ab", "abc", " "]), max_size=30))
+def test_find_duplicates_equals_the_plain_scan(items: list[str]) -> None:
+    from kiln.data.filters.gopher import find_duplicates
+
+    assert find_duplicates(items) == _reference_duplicates(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "dd", "."]), max_size=60))
+def test_top_ngram_cascade_equals_the_plain_definitions(words: list[str]) -> None:
+    from kiln.data.filters.gopher import top_ngram_stats
+
+    candidates = None
+    for n in range(2, 8):  # each n counts only where the (n-1)-gram repeats
+        chars, candidates = top_ngram_stats(words, n, candidates)
+        assert chars == _reference_top(words, n)
+        assert candidates == _reference_repeated(words, n)
+        assert top_ngram_stats(words, n) == (chars, candidates)  # and the same without candidates
+
+
+@settings(max_examples=400, deadline=None)
+@given(piece_texts)
+def test_gopher_repetition_equals_the_plain_definitions(text: str) -> None:
+    for f in (
+        GopherRepetitionFilter(),
+        GopherRepetitionFilter(dup_para_frac=None, dup_line_frac=None, dup_para_char_frac=0, dup_line_char_frac=0),
+        # thresholds out of order, one off, a top n-gram beyond the smallest duplicated one
+        GopherRepetitionFilter(
+            dup_line_frac=None, dup_line_char_frac=None, dup_para_frac=None, dup_para_char_frac=None,
+            top_n_grams=((3, 0.3), (2, None), (6, 0.2)), dup_n_grams=((7, 0.2), (5, 0.25), (6, 0.0)),
+        ),
+    ):  # fmt: skip
+        assert f.decide(Document("t", text)) == _reference_repetition(f, text)
+
+
+def _reference_quality(f: GopherQualityFilter, text: str) -> str | None:
+    """GopherQualityFilter.decide with a Python step per token, as first written."""
+    from kiln.data.filters.gopher import has_alpha, is_symbol
+
+    tokens = split_words(text)
+    words = [t for t in tokens if not is_symbol(t)]
+    if f.min_doc_words and len(words) < f.min_doc_words:
+        return "gopher_short_doc"
+    if not words:
+        return "empty"
+    mean_len = sum(map(len, words)) / len(words)
+    if f.min_avg_word_length and mean_len < f.min_avg_word_length:
+        return "gopher_below_avg_threshold"
+    if f.max_avg_word_length and mean_len > f.max_avg_word_length:
+        return "gopher_above_avg_threshold"
+    if text.count("#") / len(tokens) > 0.1:
+        return "gopher_too_many_hashes"
+    if (text.count("...") + text.count("…")) / len(tokens) > 0.1:
+        return "gopher_too_many_ellipsis"
+    lines = text.splitlines()
+    if sum(1 for line in lines if line.lstrip().startswith(("•", "-"))) / len(lines) > 0.9:
+        return "gopher_too_many_bullets"
+    if sum(1 for line in lines if line.rstrip().endswith(("...", "…"))) / len(lines) > 0.3:
+        return "gopher_too_many_end_ellipsis"
+    if sum(1 for t in tokens if has_alpha(t)) / len(tokens) < 0.8:
+        return "gopher_below_alpha_threshold"
+    if len(f.stop_words.intersection(tokens)) < 2:
+        return "gopher_enough_stop_words"
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(piece_texts)
+def test_gopher_quality_token_tables_equal_the_plain_definitions(text: str) -> None:
+    for f in (GopherQualityFilter(), GopherQualityFilter(min_doc_words=None, min_avg_word_length=1.5)):
+        assert f.decide(Document("t", text)) == _reference_quality(f, text)
+
+
+def test_token_table_computes_once_and_stays_bounded() -> None:
+    from kiln.data.filters.gopher import _HAS_ALPHA, _IS_SYMBOL, _SYMBOL_LEN, _TokenTable, has_alpha, is_symbol
+
+    calls: list[str] = []
+    table = _TokenTable(lambda t: calls.append(t) or len(t), limit=2)
+    assert sum(map(table.__getitem__, ["ab", "c", "ab", "ab"])) == 7
+    assert calls == ["ab", "c"]  # each token computed once
+    table["xyz"]  # a third token empties the full table first
+    assert dict(table) == {"xyz": 3}
+    for token in ["...", "--", "_", "__", "'s", "a.", "U.S.", "1,000", "€", "©", "»", "日本"]:
+        assert _IS_SYMBOL[token] == is_symbol(token)
+        assert _SYMBOL_LEN[token] == (len(token) if is_symbol(token) else 0)
+        assert _HAS_ALPHA[token] == has_alpha(token)
+
+
+def _reference_fineweb(f: FineWebQualityFilter, text: str) -> str | None:
+    from kiln.data.filters.gopher import _WORD_RE
+
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return "empty"
+    ratio = sum(1 for line in lines if line.endswith(f.stop_chars)) / len(lines)
+    if ratio < f.line_punct_thr and not (ratio == 0 and f.line_punct_exclude_zero):
+        return "fineweb_line_punct_ratio"
+    if sum(1 for line in lines if len(line) <= f.short_line_length) / len(lines) > f.short_line_thr:
+        return "fineweb_short_line_ratio"
+    if _reference_duplicates(lines)[1] / (len(text) - text.count("\n")) > f.char_duplicates_ratio:
+        return "fineweb_char_dup_ratio"
+    if text.count("\n") / len(_WORD_RE.findall(text)) > f.new_line_ratio:
+        return "fineweb_list_ratio"
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(piece_texts)
+def test_fineweb_equals_the_plain_definitions(text: str) -> None:
+    for f in (
+        FineWebQualityFilter(),
+        FineWebQualityFilter(stop_chars=(".", "!", "..."), line_punct_thr=0.0, short_line_thr=1.0),  # not 1-char
+        FineWebQualityFilter(line_punct_thr=0.0, short_line_thr=1.0, char_duplicates_ratio=1.0, new_line_ratio=0.05),
+    ):
+        assert f.decide(Document("t", text)) == _reference_fineweb(f, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*SENTENCES[:4], "Mr. Smith went. He left!", "ok", "A b c", "\n", "\n"]), max_size=12))
+def test_c4_stops_counting_sentences_at_the_minimum_with_the_same_result(parts: list[str]) -> None:
+    text = "\n".join(parts)
+    for k in (1, 3, 5, 8):
+        kept = C4QualityFilter(filter_no_terminal_punct=False, min_num_sentences=-1).clean(text)
+        total = sum(count_sentences(line) for line in kept[1].split("\n")) if kept[0] is None else 0
+        want = kept if kept[0] is not None or total >= k else ("c4_too_few_sentences", text)
+        assert C4QualityFilter(filter_no_terminal_punct=False, min_num_sentences=k).clean(text) == want

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from kiln.data.documents_io import read_documents, read_parquet_documents, write_parquet
+from kiln.data.extract import reuse_workers
 from kiln.data.pipeline import Document, Step, StepStats, run_steps
 from kiln.utils.checks import require
 from kiln.utils.io import atomic_write_text
@@ -168,6 +169,12 @@ def _run_phase1(
     return result
 
 
+def _reuse_workers_for_life() -> None:
+    """Pool process initializer: its shards share one extraction worker (see `reuse_workers`), a daemon child
+    that multiprocessing ends when the pool process exits."""
+    reuse_workers().__enter__()
+
+
 def _stage1_docs(stage1: Path, names: list[str]) -> Iterator[tuple[str, Document]]:
     for name in names:
         for doc in read_parquet_documents(stage1 / f"{name}.parquet"):
@@ -197,14 +204,15 @@ def clean(cfg: CleanConfig, progress: bool = True) -> dict[str, Any]:
         if ray is not None:
             results = _phase1_on_ray(ray, files, phase1, targets, stage1, bar.update)
         elif workers <= 1:
-            for i, path in enumerate(files):
-                results[i] = _run_phase1(i, path, phase1, stage1, targets)
-                bar.update(1)
+            with reuse_workers():  # one extraction worker for all shards, not one per shard
+                for i, path in enumerate(files):
+                    results[i] = _run_phase1(i, path, phase1, stage1, targets)
+                    bar.update(1)
         else:
             import multiprocessing as mp
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_reuse_workers_for_life) as pool:
                 futures = {pool.submit(_run_phase1, i, p, phase1, stage1, targets): i for i, p in enumerate(files)}
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()

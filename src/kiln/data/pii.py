@@ -58,22 +58,34 @@ IBAN_LENGTHS: dict[str, int] = {
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
 }  # fmt: skip
 
+# Each pattern begins with the character class of its first character and checks what comes before that
+# character with a lookbehind one character wider (`x(?<!...x)` rather than `(?<!...)x`): the same matches, but
+# re then skips to the candidates in C instead of trying every position of the text (3-4x faster).
 _EMAIL_RE = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"[A-Za-z0-9](?<![\w.%+-][A-Za-z0-9])(?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
-_IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
-_CARD_RE = re.compile(r"(?<![\w+.,-])(?<![A-Z]{2}\d{2} )\d(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
+_IBAN_RE = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_CARD_RE = re.compile(r"\d(?<![\w+.,-]\d)(?<![A-Z]{2}\d{2} \d)(?:[ -]?\d){12,18}(?![\w]|[.,-]\d)")
 _IPV6_RE = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
 )
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")  # in every IPv6 match: a text without it has none
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4_RE = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
+_IPV4_HINT = re.compile(r"\.\d")  # in every IPv4 match
+# The first character is one of + ( or a digit; each alternative checks which with a lookbehind, in the order
+# (and with the same backtracking) of the plain pattern:
+#     (?<![\w+.,/-])(?<![A-Z]{2}\d{2}\ )(?:
+#         \+\d{1,3}(?:[ .-]?\(0?\d{1,4}\))?(?:[ .-]?\d{1,8}){1,6}         # +44 20 7946 0958, +1 (555) 123-4567
+#       | (?:1[ .-]?)?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}          # (555) 123-4567, 1-800-555-0199
+#       | (?:\(0\d{1,4}\)[ ]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .-]\d{2,8}){0,4}  # 020 7946 0958, 030/1234567
+#     )(?![\w]|[.,-]\d)
 _PHONE_RE = re.compile(
-    r"""(?<![\w+.,/-])(?<![A-Z]{2}\d{2}\ )(?:
-        \+\d{1,3}(?:[ .-]?\(0?\d{1,4}\))?(?:[ .-]?\d{1,8}){1,6}         # +44 20 7946 0958, +1 (555) 123-4567
-      | (?:1[ .-]?)?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}          # (555) 123-4567, 1-800-555-0199
-      | (?:\(0\d{1,4}\)[ ]?|0\d{1,4}[ .\-/])\d{2,8}(?:[ .-]\d{2,8}){0,4}  # 020 7946 0958, 030/1234567
+    r"""[+(\d](?<![\w+.,/-][+(\d])(?<![A-Z]{2}\d{2}\ [+(\d])(?:
+        (?<=\+)\d{1,3}(?:[ .-]?\(0?\d{1,4}\))?(?:[ .-]?\d{1,8}){1,6}
+      | (?:(?<=1)[ .-]?(?:\(\d{3}\)[ ]?|\d{3}[ .-])|(?<=\()\d{3}\)[ ]?|(?<=\d)\d{2}[ .-])\d{3}[ .-]\d{4}
+      | (?:(?<=\()0\d{1,4}\)[ ]?|(?<=0)\d{1,4}[ .\-/])\d{2,8}(?:[ .-]\d{2,8}){0,4}
     )(?![\w]|[.,-]\d)""",
     re.X,
 )
@@ -164,9 +176,10 @@ def redact(text: str, replacements: dict[str, str] | None = None) -> tuple[str, 
         text = _EMAIL_RE.sub(lambda m: (found.append("email"), PLACEHOLDERS["email"])[1], text)
     text = _IBAN_RE.sub(lambda m: _iban(m, found), text)
     text = _CARD_RE.sub(lambda m: _card(m, found), text)
-    if "::" in text or text.count(":") >= 2:
+    if _IPV6_HINT.search(text):
         text = _IPV6_RE.sub(lambda m: _ipv6(m, found), text)
-    text = _IPV4_RE.sub(lambda m: (found.append("ip"), PLACEHOLDERS["ip"])[1], text)
+    if _IPV4_HINT.search(text):
+        text = _IPV4_RE.sub(lambda m: (found.append("ip"), PLACEHOLDERS["ip"])[1], text)
     text = _PHONE_RE.sub(lambda m: _phone(m, found), text)
     counts = Counter(found)
     if replacements:

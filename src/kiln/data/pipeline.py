@@ -132,7 +132,8 @@ class Step:
 
 
 def run_steps(docs: Iterable[Document], steps: list[Step]) -> Iterator[Document]:
-    """Chain the steps lazily: a document flows through all of them before the next is read."""
+    """Chain the steps lazily: a document flows through all of them before the next is read (steps that work
+    in batches, extraction and MinHash dedup, read a batch ahead)."""
     stream: Iterable[Document] = docs
     for step in steps:
         stream = step(stream)

@@ -135,7 +135,7 @@ class C4QualityFilter(Step):
             if self.filter_policy and _POLICY_RE.search(lower):
                 removed["policy"] += 1
                 continue
-            if count_sents:
+            if count_sents and sentences < self.min_num_sentences:  # enough is enough: more cannot change it
                 sentences += count_sentences(line)
             kept.append(line)
         self.line_stats["total"] += len(lines)

@@ -6,6 +6,7 @@ Decanting the Web for the Finest Text Data at Scale", section 3.5), with datatro
 from __future__ import annotations
 
 from functools import cache
+from operator import itemgetter
 
 import regex
 
@@ -62,6 +63,8 @@ class FineWebQualityFilter(Step):
         self.line_punct_thr = line_punct_thr
         self.line_punct_exclude_zero = line_punct_exclude_zero
         self.stop_chars = terminal_punctuation() if stop_chars is None else tuple(stop_chars)
+        # single characters (always so by default): a line ends with one iff its last character is in the set
+        self._stop_set = frozenset(self.stop_chars) if all(len(c) == 1 for c in self.stop_chars) else None
         self.short_line_thr = short_line_thr
         self.short_line_length = short_line_length
         self.char_duplicates_ratio = char_duplicates_ratio
@@ -74,17 +77,25 @@ class FineWebQualityFilter(Step):
             return "empty"
         n_lines = len(lines)
 
-        ratio = sum(1 for line in lines if line.endswith(self.stop_chars)) / n_lines
+        if self._stop_set is not None:  # one set lookup per line instead of an endswith over ~100 characters
+            ended = sum(map(self._stop_set.__contains__, map(itemgetter(-1), lines)))
+        else:
+            ended = sum(1 for line in lines if line.endswith(self.stop_chars))
+        ratio = ended / n_lines
         if ratio < self.line_punct_thr and not (ratio == 0 and self.line_punct_exclude_zero):
             return "fineweb_line_punct_ratio"
 
-        short = self.short_line_length
-        if sum(1 for line in lines if len(line) <= short) / n_lines > self.short_line_thr:
+        if sum(map(self.short_line_length.__ge__, map(len, lines))) / n_lines > self.short_line_thr:
             return "fineweb_short_line_ratio"
 
-        if find_duplicates(lines)[1] / (len(text) - text.count("\n")) > self.char_duplicates_ratio:
+        newlines = text.count("\n")
+        if find_duplicates(lines)[1] / (len(text) - newlines) > self.char_duplicates_ratio:
             return "fineweb_char_dup_ratio"
 
-        if text.count("\n") / len(split_words(text)) > self.new_line_ratio:
+        # Every whitespace-separated chunk holds at least one `split_words` token and no token spans two chunks,
+        # so the chunks bound the tokens from below: the ratio over chunks is an upper bound of the ratio over
+        # tokens, and only a text whose bound is over the threshold needs the (slower) word split.
+        limit = self.new_line_ratio
+        if newlines / len(text.split()) > limit and newlines / len(split_words(text)) > limit:
             return "fineweb_list_ratio"
         return None

@@ -21,8 +21,11 @@ ratios move by about a percent; only documents within a hair of a threshold deci
 datatrove 0.10.1 (with either tokenizer) on 300 C4 pages and 300 copies with web junk added, each filter made
 the same keep/drop decision on at least 97% of the documents.
 
-The last few texts' words are cached (`split_words` is an LRU cache), so the two Gopher filters, which run one
-after the other on the same text, split it once.
+Speed (the same decisions as the plain definitions, which the tests check on random texts): the last few texts'
+words are cached (`split_words` is an LRU cache), so the two Gopher filters, which run one after the other on
+the same text, split it once; the top n-gram counts for n = 2, 3, 4 and the duplicated n-gram scans for
+n = 5..10 each look only where the n-gram one shorter repeats (`top_ngram_stats`); per-token facts (symbol or
+word, has a letter) come from tables filled on a token's first sight, summed in C.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from itertools import compress
 
 import regex
 
@@ -44,6 +48,10 @@ _WORD_RE = re.compile(
     r"|(?<=\w)['’]\w+"  # a clitic after a word is its own word: "don't" -> "don" "'t", "John's" -> "John" "'s"
     r"|\.{2,}|--|[^\w\s]"  # punctuation: runs of dots ("...") and "--" whole, any other symbol alone
 )
+# The same matches, each with the whitespace before it skipped in one step: no token starts with whitespace and
+# one always starts at the next non-space character, so findall's group is exactly `_WORD_RE`'s tokens, found
+# without trying (and failing) every alternative at every space (25% faster).
+_WORD_SCAN_RE = re.compile(rf"\s*({_WORD_RE.pattern})")
 _ALPHA_RE = re.compile(r"[^\W\d_]")  # a letter: a word character that is neither a digit nor "_"
 
 
@@ -51,7 +59,7 @@ _ALPHA_RE = re.compile(r"[^\W\d_]")  # a letter: a word character that is neithe
 def split_words(text: str) -> tuple[str, ...]:
     """The words and punctuation tokens of `text`, an approximation of nltk's `word_tokenize` (see the module
     docstring). Cached for the last few texts because several filters in a row split the same document."""
-    return tuple(_WORD_RE.findall(text))
+    return tuple(_WORD_SCAN_RE.findall(text))
 
 
 def _symbol_chars() -> frozenset[str]:
@@ -77,18 +85,36 @@ def has_alpha(token: str) -> bool:
     return token.isalpha() or _ALPHA_RE.search(token) is not None
 
 
-def find_duplicates(items: Iterable[str]) -> tuple[int, int]:
+class _TokenTable(dict[str, int]):
+    """token -> a number computed from the token alone, on its first lookup; summed over a document's tokens
+    with `sum(map(table.__getitem__, tokens))`, which runs in C once the vocabulary has been seen (web text
+    repeats its words: a page adds few new ones). Emptied when it reaches `limit` entries, to bound memory."""
+
+    def __init__(self, fn: Callable[[str], int], limit: int = 1 << 18) -> None:
+        super().__init__()
+        self.fn = fn
+        self.limit = limit
+
+    def __missing__(self, token: str) -> int:
+        if len(self) >= self.limit:
+            self.clear()
+        value = self[token] = self.fn(token)
+        return value
+
+
+_IS_SYMBOL = _TokenTable(lambda t: int(is_symbol(t)))
+_SYMBOL_LEN = _TokenTable(lambda t: len(t) if is_symbol(t) else 0)
+_HAS_ALPHA = _TokenTable(lambda t: int(has_alpha(t)))
+
+
+def find_duplicates(items: Sequence[str]) -> tuple[int, int]:
     """(how many items repeat an earlier one, their total length in characters): the first copy of a line or
-    paragraph is content, every later copy is repetition."""
-    seen: set[str] = set()
-    count = chars = 0
-    for item in items:
-        if item in seen:
-            count += 1
-            chars += len(item)
-        else:
-            seen.add(item)
-    return count, chars
+    paragraph is content, every later copy is repetition.
+
+    Counted without a Python step per item: each distinct item has exactly one first copy, so the repeats
+    are all items minus the distinct ones, in number and in characters."""
+    distinct = set(items)
+    return len(items) - len(distinct), sum(map(len, items)) - sum(map(len, distinct))
 
 
 def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
@@ -100,11 +126,36 @@ def _ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
 def top_ngram_chars(words: Sequence[str], n: int) -> int:
     """Characters covered by the most frequent n-gram: its length (words joined by spaces) times its count.
     On ties the n-gram seen first wins, as with datatrove's `Counter.most_common(1)`."""
-    grams = _ngrams(words, n)
-    if not grams:
-        return 0
-    gram, count = Counter(grams).most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
+    return top_ngram_stats(words, n)[0]
+
+
+def top_ngram_stats(words: Sequence[str], n: int, candidates: Sequence[int] | None = None) -> tuple[int, list[int]]:
+    """(`top_ngram_chars(words, n)`, positions of every n-gram that occurs twice or more, ascending).
+
+    `candidates`, when given, must hold (at least) every position whose n-gram occurs twice or more, in
+    ascending order: the positions returned for n-1 do, since a repeated n-gram starts with a repeated
+    (n-1)-gram. Only those n-grams are counted then, which changes nothing: the most frequent n-gram is a
+    repeated one if any n-gram repeats (all its copies are candidates, so its count and its first position
+    are the same), and otherwise every n-gram occurs once and the first one, at position 0, wins the tie.
+    The cascade n = 2, 3, 4 thus counts fewer n-grams at each step, and its last positions bound those of
+    `duplicated_ngram_chars` for n = 5..10."""
+    m = len(words) - n + 1
+    if m <= 0:
+        return 0, []
+    positions: Sequence[int]
+    if candidates is None:
+        positions = range(m)
+        grams = _ngrams(words, n)
+    else:
+        positions = [p for p in candidates if p < m]
+        grams = [tuple(words[p : p + n]) for p in positions]
+    counts = Counter(grams)
+    if len(counts) == len(grams):  # no n-gram repeats: all occur once and the first one wins
+        return sum(map(len, words[:n])) + n - 1, []
+    top = max(counts.values())
+    gram = next(g for g, c in counts.items() if c == top)  # the first seen of the most frequent, as most_common
+    repeated = list(compress(positions, map((1).__lt__, map(counts.__getitem__, grams))))
+    return (sum(map(len, gram)) + n - 1) * top, repeated
 
 
 def duplicated_ngram_chars(words: Sequence[str], n: int, candidates: list[int] | None = None) -> tuple[int, list[int]]:
@@ -228,18 +279,24 @@ class GopherRepetitionFilter(Step):
             return "dup_line_char_frac"
 
         words = split_words(text)
+        # n -> positions of the n-grams that occur twice or more: those of the largest n below bound a larger n's
+        repeated: dict[int, list[int]] = {}
         for n, frac in self.top_n_grams:
-            if frac and top_ngram_chars(words, n) / length > frac:
-                return f"top_{n}_gram"
-        candidates: list[int] | None = None
-        smaller = 0  # the largest n checked so far, whose repeated positions bound those of a larger n
+            if frac:
+                chars, repeated[n] = top_ngram_stats(words, n, _candidates(repeated, n))
+                if chars / length > frac:
+                    return f"top_{n}_gram"
         for n, frac in self.dup_n_grams:
-            chars, repeated = duplicated_ngram_chars(words, n, candidates if n > smaller else None)
+            chars, repeated[n] = duplicated_ngram_chars(words, n, _candidates(repeated, n))
             if frac and chars / length > frac:
                 return f"duplicated_{n}_n_grams"
-            if n > smaller:
-                candidates, smaller = repeated, n
         return None
+
+
+def _candidates(repeated: dict[int, list[int]], n: int) -> list[int] | None:
+    """The repeated positions known for the largest n' < n (a superset of the repeated n-grams'), else None."""
+    below = [k for k in repeated if k < n]
+    return repeated[max(below)] if below else None
 
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
@@ -299,23 +356,22 @@ class GopherQualityFilter(Step):
     def decide(self, doc: Document) -> str | None:
         text = doc.text
         tokens = split_words(text)
-        words = [t for t in tokens if not is_symbol(t)]
-        n_words = len(words)
+        n_tokens = len(tokens)
+        n_words = n_tokens - sum(map(_IS_SYMBOL.__getitem__, tokens))  # punctuation tokens are not words
 
         if self.min_doc_words and n_words < self.min_doc_words:
             return "gopher_short_doc"
         if self.max_doc_words and n_words > self.max_doc_words:
             return "gopher_long_doc"
-        if not words:  # only reachable with min_doc_words disabled; every ratio below would divide by zero
+        if not n_words:  # only reachable with min_doc_words disabled; every ratio below would divide by zero
             return "empty"
 
-        mean_len = sum(map(len, words)) / n_words
+        mean_len = (sum(map(len, tokens)) - sum(map(_SYMBOL_LEN.__getitem__, tokens))) / n_words
         if self.min_avg_word_length and mean_len < self.min_avg_word_length:
             return "gopher_below_avg_threshold"
         if self.max_avg_word_length and mean_len > self.max_avg_word_length:
             return "gopher_above_avg_threshold"
 
-        n_tokens = len(tokens)
         if self.max_symbol_word_ratio:
             if text.count("#") / n_tokens > self.max_symbol_word_ratio:
                 return "gopher_too_many_hashes"
@@ -333,7 +389,7 @@ class GopherQualityFilter(Step):
                 return "gopher_too_many_end_ellipsis"
 
         if self.max_non_alpha_words_ratio:
-            alpha = sum(1 for t in tokens if has_alpha(t))
+            alpha = sum(map(_HAS_ALPHA.__getitem__, tokens))
             if alpha / n_tokens < self.max_non_alpha_words_ratio:
                 return "gopher_below_alpha_threshold"
 
