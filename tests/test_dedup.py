@@ -18,7 +18,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from kiln.data import dedup
+from kiln.data import minhash as dedup_impl
 from kiln.data.clean import build_step
 from kiln.data.dedup import (
     EMPTY,
@@ -64,14 +64,14 @@ def ref_fmix64(h: int) -> int:
 
 
 def ref_word_hash(word: str) -> int:
-    h = sum(ord(c) * pow(dedup._BASE, j, 1 << 64) for j, c in enumerate(word)) & M64
-    return ref_fmix64((h + len(word) * dedup._MIX[0]) & M64)
+    h = sum(ord(c) * pow(dedup_impl._BASE, j, 1 << 64) for j, c in enumerate(word)) & M64
+    return ref_fmix64((h + len(word) * dedup_impl._MIX[0]) & M64)
 
 
 def ref_combine(values: list[int], length: int) -> int:
-    acc = length * dedup._MIX[8]
+    acc = length * dedup_impl._MIX[8]
     for k, v in enumerate(values):
-        acc += v * dedup._MIX[k]
+        acc += v * dedup_impl._MIX[k]
     return ref_fmix64(acc & M64)
 
 
@@ -215,7 +215,7 @@ def test_kernel_across_blocks_and_at_the_edges_of_the_word():
     hasher = MinHasher(num_perm=16)
     edges = [0, 1, M32, M32 - 1, 1 << 32, M64, M64 - 1, 1 << 63, (1 << 63) + 5, 0xDEADBEEF << 32 | 7]
     rng = np.random.default_rng(0)
-    big = rng.integers(0, 2**64 - 1, 2 * dedup._BLOCK + 1000, dtype=np.uint64, endpoint=True)  # 2 blocks
+    big = rng.integers(0, 2**64 - 1, 2 * dedup_impl._BLOCK + 1000, dtype=np.uint64, endpoint=True)  # 2 blocks
     docs = [np.array(edges, dtype=np.uint64), big, np.empty(0, dtype=np.uint64), big[:5], np.array([M64], np.uint64)]
     got = hasher.signatures_from_shingles(docs)
     for doc, sig in zip(docs, got, strict=True):
