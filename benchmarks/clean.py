@@ -56,7 +56,7 @@ Caveats:
 - Within one pass trafilatura's dedup still acts on datatrove's side: the clueweb09 file holds near-copies
   of one page, and all but one come out empty (kiln's trafilatura runs with `deduplicate=False`).
 - kiln's default `c4` step runs with FineWeb's setting (no terminal-punctuation rule, `STEP_DEFAULTS` in
-  kiln/data/clean.py), as datatrove's side does; the agreement table compares C4 with that setting on both sides.
+  kiln/clean/runner.py), as datatrove's side does; the agreement table compares C4 with that setting on both sides.
 """
 
 from __future__ import annotations
@@ -105,17 +105,17 @@ def add_pass(total: dict[str, Any], seconds: float, docs: int, kept: int, steps:
 
 def kiln_filter_steps() -> list[Any]:
     """langid + the four quality filters, FineWeb's settings (C4 without the terminal-punctuation rule)."""
-    from kiln.data.filters import fineweb_filters
-    from kiln.data.langid import LanguageFilter
+    from kiln.clean.filters import fineweb_filters
+    from kiln.clean.langid import LanguageFilter
 
     return [LanguageFilter(languages=["en"]), *fineweb_filters()]
 
 
 def kiln_texts() -> list[dict[str, str]]:
     """Trafilatura text (kiln's extractor, FineWeb's settings) of every WARC HTML page, then the C4 docs."""
-    from kiln.data.documents_io import read_jsonl_documents, read_warc_documents
-    from kiln.data.extract import Extractor
-    from kiln.data.pipeline import run_steps
+    from kiln.clean.documents_io import read_jsonl_documents, read_warc_documents
+    from kiln.clean.extract import Extractor
+    from kiln.clean.pipeline import run_steps
 
     pages = [doc for path in warc_files() for doc in read_warc_documents(path)]
     extractor = Extractor(engine="trafilatura", timeout=30)
@@ -127,7 +127,7 @@ def kiln_texts() -> list[dict[str, str]]:
 def kiln_pages() -> list[dict[str, Any]]:
     """The HTML response records of the WARC files, as kiln's reader gives them (raw bytes as latin-1 text,
     so they survive JSON unchanged)."""
-    from kiln.data.documents_io import read_warc_documents
+    from kiln.clean.documents_io import read_warc_documents
 
     pages = []
     for path in warc_files():
@@ -139,8 +139,8 @@ def kiln_pages() -> list[dict[str, Any]]:
 
 def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict[str, Any]:
     """kiln's default pipeline (every step of `kiln clean`, in its order) over in-memory pages, no file I/O."""
-    from kiln.data.clean import DEFAULT_STEPS, build_step
-    from kiln.data.pipeline import Document, run_steps
+    from kiln.clean.pipeline import Document, run_steps
+    from kiln.clean.runner import DEFAULT_STEPS, build_step
 
     specs: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
     if engine != "resiliparse":
@@ -159,7 +159,7 @@ def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict
 
 
 def kiln_clean_e2e(out_dir: Path, engine: str, repeat: int) -> dict[str, Any]:
-    from kiln.data.clean import DEFAULT_STEPS, CleanConfig, clean
+    from kiln.clean.runner import DEFAULT_STEPS, CleanConfig, clean
 
     steps: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
     if engine != "resiliparse":
@@ -177,7 +177,7 @@ def kiln_clean_e2e(out_dir: Path, engine: str, repeat: int) -> dict[str, Any]:
 
 
 def kiln_filters_chained(texts: list[dict[str, str]], repeat: int) -> dict[str, Any]:
-    from kiln.data.pipeline import Document, run_steps
+    from kiln.clean.pipeline import Document, run_steps
 
     warm = [Document(t["id"], text=t["text"]) for t in texts[:WARMUP]]
     list(run_steps(warm, kiln_filter_steps()))
@@ -193,7 +193,7 @@ def kiln_filters_chained(texts: list[dict[str, str]], repeat: int) -> dict[str, 
 
 def kiln_decisions(texts: list[dict[str, str]]) -> dict[str, Any]:
     """Each filter on its own over every text: [reason or None] per filter, and seconds per filter."""
-    from kiln.data.pipeline import Document
+    from kiln.clean.pipeline import Document
 
     steps = dict(zip(FILTERS, kiln_filter_steps(), strict=True))
     out: dict[str, Any] = {"decisions": {}, "seconds": {}}

@@ -9,13 +9,13 @@ code-heavy pages with a lot of navigation around them.
 
 Two measurements per engine, side by side:
 - engine: the extraction function alone, in-process, on pages decoded beforehand (the engine's own speed);
-- step: `kiln.data.extract.Extractor` as `kiln clean` runs it (charset decoding, checks, the worker
+- step: `kiln.clean.extract.Extractor` as `kiln clean` runs it (charset decoding, checks, the worker
   process with its per-page time limit, tidying): what the pipeline actually gets.
 
 docs/s and MB/s (of raw HTML bytes, MB = 10^6) of the best of `--rounds` rounds (timeit's rule: other work
 on a shared machine only ever slows a round down); rounds alternate between engines so a drift in machine
 speed hits both. The last columns say how much text came out: a fast extractor that drops the article is no
-bargain (see the module docstring of kiln.data.extract for the quality comparison).
+bargain (see the module docstring of kiln.clean.extract for the quality comparison).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kiln.data.extract import ENGINES, Extractor, declared_charset, decode_html, engine_function
-from kiln.data.pipeline import Document, run_steps
-from kiln.data.warc import IngestStats, iter_records
+from kiln.acquire.warc import IngestStats, iter_records
+from kiln.clean.extract import ENGINES, Extractor, declared_charset, decode_html, engine_function
+from kiln.clean.pipeline import Document, run_steps
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "web"
 WARC_DIR = SHARED / "warc"

@@ -5,7 +5,7 @@
 Every file in the folder (Common Crawl WARC/WET/WAT, wget, warcio's example, the clueweb09 quirk file) is
 read with all record types and every body read in full:
 
-- kiln: `kiln.data.warc.iter_records(path, stats, record_types=None)` (FastWARC in strict mode, HTTP heads
+- kiln: `kiln.acquire.warc.iter_records(path, stats, record_types=None)` (FastWARC in strict mode, HTTP heads
   parsed in quirks mode, response bodies decoded, the lookahead and end-of-file checks of a robust reader);
 - warcio: `ArchiveIterator(f, arc2warc=True)` with `record.content_stream().read()` (decoded bodies too);
 - FastWARC alone, raw blocks, no checks: the floor kiln's reader is built on, for scale.
@@ -28,7 +28,7 @@ from pathlib import Path
 from fastwarc.warc import ArchiveIterator as FastArchiveIterator
 from warcio.archiveiterator import ArchiveIterator as WarcioIterator
 
-from kiln.data.warc import IngestStats, iter_records
+from kiln.acquire.warc import IngestStats, iter_records
 
 WARC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "web" / "warc"
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash
 
-from kiln.data.minhash import (
+from kiln.clean.minhash import (
     FINEWEB_BANDS,
     FINEWEB_ROWS,
     NUM_BANDS,

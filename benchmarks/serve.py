@@ -30,8 +30,8 @@ import httpx
 import torch
 
 from kiln.model import build
+from kiln.model.checkpoint import save_checkpoint
 from kiln.tokenizer import get_tokenizer
-from kiln.train.checkpoint import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT2 = ROOT / "tests" / "fixtures" / "tokenizers" / "gpt2"

@@ -42,10 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = Path(tempfile.gettempdir()) / "kiln-bench-tokenizer"
 
+from kiln.tokenize.tokenize_corpus import TokenizeConfig, tokenize_corpus  # noqa: E402
 from kiln.tokenizer import load_pretrained, train_bpe  # noqa: E402
 from kiln.tokenizer.hf_export import export_hf  # noqa: E402
 from kiln.tokenizer.patterns import GPT4_PATTERN  # noqa: E402
-from kiln.tokenizer.tokenize_corpus import TokenizeConfig, tokenize_corpus  # noqa: E402
 
 
 class _Text(html.parser.HTMLParser):

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from kiln.model import build, preset
+from kiln.tokenize.shards import write_shard
 from kiln.tokenizer import CharTokenizer
-from kiln.tokenizer.shards import write_shard
 from kiln.train.config import TrainConfig
 from kiln.train.metrics import peak_tflops
 from kiln.train.trainer import train

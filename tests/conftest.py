@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import FIXTURES, SHARED_DATA
 from kiln.model import GPT, GPTConfig
 
 
@@ -45,10 +46,6 @@ def rand_ids() -> Callable[..., torch.Tensor]:
     return make
 
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (real corpora and vocabularies). CI always has it; a fresh clone may not, and then the
@@ -63,18 +60,18 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-@pytest.fixture(scope="session")
-def serve_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two tiny checkpoints trained for real by `kiln train` (see tests/serve_support.py)."""
-    from serve_support import build_models
-
-    return build_models(tmp_path_factory.mktemp("serve"))
+STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "serve")
 
 
-@pytest.fixture(scope="session")
-def server(serve_models: Path):
-    """`kiln serve` on those models, on a free 127.0.0.1 port, shared by the tests of a session."""
-    from serve_support import run_server
+def pytest_configure(config: pytest.Config) -> None:
+    for stage in STAGES:
+        config.addinivalue_line("markers", f"{stage}: a test of kiln.{stage} (tests/{stage}/)")
 
-    with run_server(serve_models) as running:
-        yield running
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its stage (the folder it lives in), so `pytest -m clean` selects one stage."""
+    root = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(root)
+        if len(rel.parts) > 1 and rel.parts[0] in STAGES:
+            item.add_marker(rel.parts[0])

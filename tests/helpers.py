@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+from pathlib import Path
 
 import torch
+
+# ../shared/data beside the repository (CI has it; a bare clone may not) and the small files the repo ships.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 POS_ENCODINGS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 

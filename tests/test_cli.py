@@ -13,7 +13,7 @@ import pytest
 from helpers import TINY_TRAIN, run_cli
 from kiln import __version__
 from kiln.cli import main
-from kiln.train.checkpoint import resolve_checkpoint
+from kiln.model.checkpoint import resolve_checkpoint
 
 TINY = TINY_TRAIN
 CORPUS = (

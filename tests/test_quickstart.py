@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import run_cli
+from kiln.model.checkpoint import load_checkpoint
 from kiln.quickstart import unigram_loss
 from kiln.tokenizer import load_tokenizer
-from kiln.train.checkpoint import load_checkpoint
 
 ARGS = [
     "--no-serve",

@@ -74,8 +74,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     from kiln.generate import SamplingParams, stream_batch
     from kiln.model import build
+    from kiln.model.checkpoint import load_checkpoint
     from kiln.tokenizer import ByteTokenizer
-    from kiln.train.checkpoint import load_checkpoint
 
     params = SamplingParams(
         temperature=args.temperature,
@@ -146,9 +146,9 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from kiln.tokenize.corpus import ReadStats, iter_corpus
     from kiln.tokenizer import CharTokenizer, WordTokenizer, train_bpe
     from kiln.tokenizer.bpe import CHAT_TOKENS, ENDOFTEXT
-    from kiln.tokenizer.corpus import ReadStats, iter_corpus
     from kiln.tokenizer.hf_export import export_hf
 
     specials = list(dict.fromkeys([ENDOFTEXT, *(args.special or []), *(CHAT_TOKENS if args.chat_tokens else ())]))
@@ -238,7 +238,7 @@ def _tokenizer_export(args: argparse.Namespace) -> int:
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    from kiln.tokenizer.tokenize_corpus import TokenizeConfig, tokenize_corpus
+    from kiln.tokenize.tokenize_corpus import TokenizeConfig, tokenize_corpus
 
     cfg = TokenizeConfig(
         inputs=args.inputs,
@@ -269,7 +269,7 @@ def _tokenize(args: argparse.Namespace) -> int:
 
 
 def _crawl(args: argparse.Namespace) -> int:
-    from kiln.data.crawl import CrawlConfig, crawl
+    from kiln.acquire.crawl import CrawlConfig, crawl
 
     seeds = list(args.seeds)
     if args.seeds_file:
@@ -313,7 +313,7 @@ def _crawl(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from kiln.data.ingest import ingest
+    from kiln.acquire.ingest import ingest
 
     # 'all' anywhere in a list means no filter; without the option, HTML responses (what `kiln clean` reads).
     types = None if "all" in (args.type or []) else (args.type or ["response"])
@@ -331,7 +331,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _clean(args: argparse.Namespace) -> int:
-    from kiln.data.clean import CleanConfig, clean, load_steps_toml
+    from kiln.clean.runner import CleanConfig, clean, load_steps_toml
 
     cfg = CleanConfig(
         inputs=args.inputs, out_dir=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address

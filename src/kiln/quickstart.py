@@ -93,7 +93,7 @@ def serve_directory(root: Path) -> Iterator[int]:
 def unigram_loss(tokens_dir: Path) -> float:
     """Cross-entropy (nats/token) of the val tokens under the train tokens' unigram frequencies (add-one
     smoothing): the loss of a model that ignores context, which a trained model must beat."""
-    from kiln.tokenizer.shards import open_shard, read_header
+    from kiln.tokenize.shards import open_shard, read_header
 
     train = sorted(tokens_dir.glob("train_*.bin"))
     val = sorted(tokens_dir.glob("val_*.bin"))
@@ -327,8 +327,8 @@ class Quickstart:
 
     # ------------------------------------------------------------------ the summary
     def summary(self) -> dict[str, Any]:
+        from kiln.model.checkpoint import read_config, resolve_checkpoint
         from kiln.tokenizer import load_tokenizer
-        from kiln.train.checkpoint import read_config, resolve_checkpoint
 
         def load(path: Path) -> Any:
             return json.loads(path.read_text(encoding="utf-8"))

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kiln.generate.sampling import SamplingParams
+from kiln.model.checkpoint import CheckpointError, read_config, resolve_checkpoint
 from kiln.serve import openai_format as fmt
 from kiln.serve.chat import chat_stop_ids, render_chat
 from kiln.serve.errors import APIError, bad_param, error_body
@@ -35,7 +36,6 @@ from kiln.serve.metrics import Metrics
 from kiln.serve.models import CHAT_TOKENS, LoadedModel, ModelRegistry
 from kiln.serve.protocol import ChatRequest, CompletionRequest, NextTokenRequest, SamplingFields, TokenizeRequest
 from kiln.serve.visualise import BUILTIN, pretrained, tokenize, vocab_files
-from kiln.train.checkpoint import CheckpointError, read_config, resolve_checkpoint
 
 log = logging.getLogger("kiln.serve")
 MAX_CHOICES = 64

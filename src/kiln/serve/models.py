@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.generate.batcher import ContinuousBatcher
+from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint
 from kiln.model.gpt import GPT
 from kiln.tokenizer import ByteTokenizer, Tokenizer
-from kiln.train.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint
 
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 EOS = "<|endoftext|>"

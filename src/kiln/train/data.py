@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from kiln.tokenize.shards import write_shard
 from kiln.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
-from kiln.tokenizer.shards import write_shard
 from kiln.utils.io import atomic_write_text
 
 

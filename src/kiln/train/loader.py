@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kiln.tokenizer.shards import open_shard
+from kiln.tokenize.shards import open_shard
 
 
 class _Windows:

@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from kiln.model.checkpoint import CHECKPOINTS, STATE, latest_checkpoint, step_dirs
 from kiln.utils.io import atomic_write, atomic_write_text, sha256_file
 
-CHECKPOINTS = "checkpoints"
-STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"
-_STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
 class ResumeError(ValueError):
@@ -100,38 +97,6 @@ def unflatten_optimizer_states(tensors: dict[str, torch.Tensor], meta: list[dict
         for name, scalars in m["scalars"].items():
             states[i]["state"].setdefault(name, {}).update(scalars)
     return states
-
-
-# ------------------------------------------------------------------------------------- directories
-def step_dirs(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = []
-    for d in root.iterdir():
-        m = _STEP_DIR.match(d.name)
-        if m and d.is_dir() and (d / STATE).exists():
-            found.append((int(m.group(1)), d))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    dirs = step_dirs(run_dir)
-    return dirs[-1][1] if dirs else None
-
-
-def best_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint with the lowest validation loss (as the latest one records it), else the latest."""
-    latest = latest_checkpoint(run_dir)
-    if latest is None:
-        return None
-    try:
-        best_step = json.loads((latest / STATE).read_text(encoding="utf-8")).get("best_step")
-    except (OSError, json.JSONDecodeError):
-        return latest
-    best = Path(run_dir) / CHECKPOINTS / f"step_{best_step:07d}" if isinstance(best_step, int) else None
-    return best if best is not None and (best / STATE).exists() else latest
 
 
 def write_checkpoint(run_dir: Path, step: int, write_model, trainer_state: dict[str, Any], optim_tensors) -> Path:

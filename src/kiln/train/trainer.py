@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from kiln.config import from_dict, load_config, to_dict
 from kiln.generate import SamplingParams, generate
 from kiln.model import GPT
+from kiln.model.checkpoint import load_checkpoint, save_checkpoint
 from kiln.train import distributed as D
-from kiln.train.checkpoint import load_checkpoint, save_checkpoint
 from kiln.train.config import TrainConfig
 from kiln.train.data import bytes_per_token, prepare_data, token_byte_lengths
 from kiln.train.loader import TokenLoader, count_windows, val_batches
