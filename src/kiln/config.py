@@ -23,11 +23,14 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 __all__ = [
     "ConfigError",
     "apply_overrides",
+    "describe_type",
     "dump_toml",
     "from_dict",
     "load_config",
     "parse_override",
+    "plain",
     "to_dict",
+    "toml_value",
 ]
 
 T = TypeVar("T")
@@ -530,3 +533,9 @@ def load_config(
         data = _deep_merge(data, file_data)
     data = _apply_overrides(data, overrides, mark=True)
     return from_dict(cls, data, where=where)
+
+
+# Public names for the CLI (kiln.command), which renders types, defaults and values the way configs are written.
+describe_type = _describe
+plain = _plain
+toml_value = _toml_value

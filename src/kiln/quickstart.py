@@ -3,8 +3,9 @@
     serve the bundled Python docs site on 127.0.0.1 -> kiln crawl -> kiln ingest (Common Crawl samples)
     -> kiln clean -> kiln tokenizer train -> kiln tokenize -> kiln train -> kiln generate -> kiln serve
 
-Each stage is the ordinary `kiln` command, run in this process through the CLI's own entry point, and
-printed before it runs: what the quickstart does, a user can redo stage by stage. A stage that finished
+Each stage is the ordinary stage: the quickstart builds its config, prints the equivalent `kiln` command line
+(`kiln.command.command_line`, which parses back to the same config) and calls the stage's `run(config)`: what the
+quickstart does, a user can redo stage by stage. A stage that finished
 leaves a marker in `<workspace>/.quickstart/`, so an interrupted quickstart resumes at the stage it was
 in (and that stage resumes its own work where it can: clean, tokenize and train do).
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import io
 import json
 import math
 import shlex
@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kiln.stage import Summary
 from kiln.utils.io import atomic_write_text
 
 SITE_ARCHIVE = "python-3.11.2-docs-html.tar.xz"
@@ -47,27 +48,55 @@ class QuickstartConfig:
     """Options of `kiln quickstart`."""
 
     workspace: Path = Path("kiln-quickstart")
+    """Where every stage writes (a rerun with the same workspace resumes)."""
     minutes: float = 5.0
     """Training budget (the training loop's wall clock); the other stages take about a minute together."""
     serve: bool = True
+    """Start `kiln serve` with the trained model at the end (--no-serve stops after the summary)."""
     port: int = 8000
+    """Port of the playground."""
     max_pages: int = 0
     """Pages to crawl (0 = the whole bundled site, 526 reachable pages)."""
     vocab_size: int = 4096
+    """Vocabulary size of the BPE tokenizer the quickstart trains."""
     workers: int = 0
+    """Processes for clean and tokenize (0 = one per CPU)."""
     train_overrides: list[str] = field(default_factory=list)
-    """Extra `kiln train` key=value settings (after the quickstart's own, so they win)."""
+    """Extra `kiln train` key=value settings (--train KEY=VALUE, repeatable; after the quickstart's own, so they
+    win)."""
+
+    def validate(self) -> QuickstartConfig:
+        if self.minutes <= 0:
+            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+        return self
 
 
 @dataclass
 class Stage:
     name: str
     title: str
-    argv: Callable[[], list[str]]
-    """The kiln command (arguments after `kiln`), computed when the stage runs."""
+    config: Callable[[], Any]
+    """The stage's config, built when the stage runs (the crawl's URL needs the site server's port)."""
+    command: str = ""
+    """The kiln command (a key of kiln.stages.STAGES); empty for the quickstart's own sampling step."""
     before: Callable[[], None] | None = None
     shell: list[str] = field(default_factory=list)
     """Commands to print ahead of the kiln command (e.g. the web server the crawl reads from)."""
+
+
+@dataclass
+class QuickstartSummary(Summary):
+    """The quickstart's own summary is printed as it goes; this is the exit code of the last stage it ran."""
+
+    code: int = 0
+    workspace: str = ""
+
+    def render(self) -> str:
+        return ""
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -125,81 +154,71 @@ class Quickstart:
         return self.ws / "models" / "quickstart"
 
     def stages(self) -> list[Stage]:
+        from kiln.acquire.crawl import CrawlConfig
+        from kiln.acquire.ingest import IngestConfig
+        from kiln.clean.config import CleanConfig
+        from kiln.tokenize.tokenize_corpus import TokenizeConfig
+        from kiln.tokenize.train_tokenizer import TokenizerTrainConfig
+
         cfg, a = self.cfg, assets()
         text_inputs = [str(self.path("clean")), str(a / "tinystories.txt.gz")]
-        crawl_extra = ["--max-pages", str(cfg.max_pages)] if cfg.max_pages else []
-        workers = ["--workers", str(cfg.workers)] if cfg.workers else []
         return [
             Stage(
                 "crawl",
                 "Crawl: a real HTTP crawl of the bundled Python docs site, served on 127.0.0.1",
-                lambda: [
-                    "crawl",
-                    f"http://127.0.0.1:{self.port}/index.html",
-                    "--out",
-                    str(self.path("crawl")),
-                    "--delay",
-                    "0",
-                    "--per-host",
-                    "8",
-                    "--concurrency",
-                    "8",
-                    "--quiet",
-                    *crawl_extra,
-                ],
+                lambda: CrawlConfig(
+                    seeds=[f"http://127.0.0.1:{self.port}/index.html"],
+                    out_dir=str(self.path("crawl")),
+                    delay=0.0,
+                    per_host=8,
+                    concurrency=8,
+                    max_pages=cfg.max_pages,
+                    quiet=True,
+                ),
+                "crawl",
                 before=self._start_site,
                 shell=[f"python -m http.server --bind 127.0.0.1 --directory {self.path('site') / 'html'} PORT &"],
             ),
             Stage(
                 "ingest",
                 "Ingest: Common Crawl and wget WARC samples -> HTML responses",
-                lambda: ["ingest", str(a / "warc"), "--out", str(self.path("ingest")), "--quiet"],
+                lambda: IngestConfig(inputs=[str(a / "warc")], out_dir=str(self.path("ingest")), quiet=True),
+                "ingest",
             ),
             Stage(
                 "clean",
                 "Clean: extract text, language ID, Gopher/C4/FineWeb filters, dedup, PII -> Parquet",
-                lambda: [
-                    "clean",
-                    str(self.path("crawl")),
-                    str(self.path("ingest")),
-                    "--out",
-                    str(self.path("clean")),
-                    "--quiet",
-                    *workers,
-                ],
+                lambda: CleanConfig(
+                    inputs=[str(self.path("crawl")), str(self.path("ingest"))],
+                    out_dir=str(self.path("clean")),
+                    workers=cfg.workers,
+                    quiet=True,
+                ),
+                "clean",
             ),
             Stage(
                 "tokenizer",
                 "Tokenizer: train a byte-level BPE vocabulary on the cleaned web text + TinyStories",
-                lambda: [
-                    "tokenizer",
-                    "train",
-                    *text_inputs,
-                    "--vocab-size",
-                    str(cfg.vocab_size),
-                    "--out",
-                    str(self.path("tokenizer")),
-                    "--quiet",
-                ],
+                lambda: TokenizerTrainConfig(
+                    inputs=text_inputs, vocab_size=cfg.vocab_size, out_dir=str(self.path("tokenizer")), quiet=True
+                ),
+                "tokenizer train",
             ),
             Stage(
                 "tokenize",
                 "Tokenize: text -> train/val token shards",
-                lambda: [
-                    "tokenize",
-                    *text_inputs,
-                    "--tokenizer",
-                    str(self.path("tokenizer")),
-                    "--out",
-                    str(self.path("tokens")),
-                    "--val-fraction",
-                    "0.05",
-                    "--quiet",
-                    *workers,
-                ],
+                lambda: TokenizeConfig(
+                    inputs=text_inputs,
+                    tokenizer=str(self.path("tokenizer")),
+                    out_dir=str(self.path("tokens")),
+                    val_fraction=0.05,
+                    workers=cfg.workers,
+                    quiet=True,
+                ),
+                "tokenize",
             ),
-            Stage("train", "Pretrain: a small Llama-style transformer, on the clock", self._train_argv),
-            Stage("sample", "Generate: samples from the trained model", lambda: []),
+            Stage("train", "Pretrain: a small Llama-style transformer, on the clock", self._train_config, "train"),
+            Stage("sample", "Generate: samples from the trained model", lambda: None),
         ]
 
     # ------------------------------------------------------------------ stage details
@@ -220,7 +239,12 @@ class Quickstart:
         self.port = stack.enter_context(serve_directory(site / "html"))
         self._site_server = stack
 
-    def _train_argv(self) -> list[str]:
+    def _train_config(self) -> Any:
+        from kiln.model.checkpoint import latest_checkpoint
+        from kiln.train.config import load_train_config
+
+        if self.run_dir.exists() and latest_checkpoint(self.run_dir) is not None:
+            return load_train_config(None, [f"resume={self.run_dir}"])
         settings = [
             f"data={self.path('tokens')}",
             f"out_dir={self.run_dir}",
@@ -240,11 +264,7 @@ class Quickstart:
             "eval_batches=10",
             "sample_tokens=0",
         ]
-        from kiln.train.state import latest_checkpoint
-
-        if self.run_dir.exists() and latest_checkpoint(self.run_dir) is not None:
-            return ["train", "--resume", str(self.run_dir)]
-        return ["train", *settings, *self.cfg.train_overrides, "overwrite=true"]
+        return load_train_config(None, [*settings, *self.cfg.train_overrides, "overwrite=true"])
 
     # ------------------------------------------------------------------ running
     def done(self, stage: str) -> bool:
@@ -254,9 +274,20 @@ class Quickstart:
         self.markers.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.markers / f"{stage}.done", json.dumps(info, indent=1))
 
-    def run(self) -> int:
-        from kiln.cli import main as kiln
+    def run_stage(self, command: str, config: Any) -> int:
+        """Print `kiln <command> ...` for `config`, then run the stage itself; its exit code."""
+        from kiln.command import command_line
+        from kiln.stages import STAGES
 
+        spec = STAGES[command]
+        self.out(f"$ kiln {command} " + shlex.join(command_line(spec, config)))
+        summary = spec.run_function()(config)
+        text = summary.render()
+        if text:
+            self.out(text)
+        return summary.exit_code
+
+    def run(self) -> int:
         self.ws.mkdir(parents=True, exist_ok=True)
         t_all = time.perf_counter()
         try:
@@ -267,15 +298,13 @@ class Quickstart:
                     continue
                 t0 = time.perf_counter()
                 if stage.name == "sample":
-                    self._sample(kiln)
+                    self._sample()
                 else:
                     if stage.before:
                         stage.before()
                     for line in stage.shell:
                         self.out(f"$ {line.replace('PORT', str(self.port))}")
-                    argv = stage.argv()
-                    self.out("$ kiln " + shlex.join(argv))
-                    rc = kiln(argv)
+                    rc = self.run_stage(stage.command, stage.config())
                     if rc != 0:
                         self.out(f"kiln quickstart: stage '{stage.name}' failed (exit {rc}); fix and rerun to resume")
                         return rc
@@ -291,37 +320,29 @@ class Quickstart:
         atomic_write_text(self.ws / "summary.json", json.dumps(summary, indent=1))
         self.print_summary(summary)
         if self.cfg.serve:
-            argv = ["serve", "--models", str(self.ws / "models"), "--port", str(self.cfg.port)]
+            from kiln.stages import STAGES
+
+            # Through the stage table: nothing below the CLI imports kiln.serve (import-linter checks it).
+            serve_config = STAGES["serve"].config_class()(models=self.ws / "models", port=self.cfg.port)
             self.out("\n== 8. Play: the OpenAI-compatible API and the playground (Ctrl-C to stop)")
-            self.out("$ kiln " + shlex.join(argv))
-            return kiln(argv)
+            return self.run_stage("serve", serve_config)
         return 0
 
-    def _sample(self, kiln: Callable[[list[str]], int]) -> None:
+    def _sample(self) -> None:
+        from kiln.generate.run import GenerateConfig
+
         texts = []
         for prompt in PROMPTS:
-            argv = [
-                "generate",
-                "--checkpoint",
-                str(self.run_dir),
-                "--prompt",
-                prompt,
-                "--max-new-tokens",
-                "80",
-                "--temperature",
-                "0.8",
-                "--top-k",
-                "50",
-                "--seed",
-                "1",
-            ]
-            self.out("$ kiln " + shlex.join(argv))
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                rc = kiln(argv)
-            if rc != 0:
-                raise RuntimeError(f"kiln generate failed (exit {rc})")
-            texts.append(buf.getvalue().rstrip())
+            config = GenerateConfig(
+                checkpoint=self.run_dir, prompt=prompt, max_new_tokens=80, temperature=0.8, top_k=50, seed=1,
+                stream=False,
+            )  # fmt: skip
+            from kiln.command import command_line
+            from kiln.stages import STAGES
+
+            self.out("$ kiln generate " + shlex.join(command_line(STAGES["generate"], config)))
+            summary = STAGES["generate"].run_function()(config)
+            texts.append(summary.samples[0].rstrip())
             self.out(texts[-1])
         atomic_write_text(self.ws / "samples.json", json.dumps(texts, indent=1, ensure_ascii=False))
 
@@ -388,11 +409,11 @@ class Quickstart:
             out(f"playground {s['playground']}")
 
 
-def quickstart(cfg: QuickstartConfig) -> int:
-    if cfg.minutes <= 0:
-        raise ValueError(f"--minutes must be > 0, got {cfg.minutes}")
-    return Quickstart(cfg, out=lambda line: print(line, flush=True)).run()
+def run(config: QuickstartConfig) -> QuickstartSummary:
+    config.validate()
+    code = Quickstart(config, out=lambda line: print(line, flush=True)).run()
+    return QuickstartSummary(code=code, workspace=str(config.workspace))
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(quickstart(QuickstartConfig()))
+    sys.exit(run(QuickstartConfig()).exit_code)
