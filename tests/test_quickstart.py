@@ -6,6 +6,7 @@ a rerun resumes instead of redoing."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -13,8 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from helpers import run_cli
+from kiln.cli import find_stage
+from kiln.command import parse
+from kiln.config import load_config, to_dict
 from kiln.model.checkpoint import load_checkpoint
 from kiln.quickstart import unigram_loss
+from kiln.stage import config_file_name
 from kiln.tokenizer import load_tokenizer
 
 ARGS = [
@@ -61,6 +66,25 @@ def test_every_stage_prints_its_command_and_leaves_its_output(workspace):
     assert model.config.n_layer == 2 and tokenizer is not None and tokenizer.vocab_size == 1024
     samples = json.loads((ws / "samples.json").read_text())
     assert len(samples) == 2 and samples[0].startswith("Once upon a time") and len(samples[0]) > 40
+
+
+def test_each_printed_command_rebuilds_the_config_the_stage_ran_with(workspace):
+    """The quickstart prints, before each stage, a `kiln` command; parsed by the CLI, it gives exactly the config
+    the stage ran with (which each stage wrote beside its output as kiln-<stage>.toml)."""
+    ws, out = workspace
+    commands = [shlex.split(line[len("$ kiln ") :]) for line in out.splitlines() if line.startswith("$ kiln ")]
+    seen = set()
+    for argv in commands:
+        spec, rest = find_stage(argv)
+        config = parse(spec, rest)
+        if spec.name == "generate":
+            assert config.checkpoint == ws / "models" / "quickstart" and config.seed == 1 and config.top_k == 50
+            continue
+        out_dir = Path(config.out_dir)
+        ran = load_config(type(config), out_dir / config_file_name(spec.name))
+        assert to_dict(config) == to_dict(ran), spec.name
+        seen.add(spec.name)
+    assert seen == {"crawl", "ingest", "clean", "tokenizer train", "tokenize", "train"}
 
 
 def test_the_model_beats_the_unigram_baseline(workspace):

@@ -67,7 +67,7 @@ class QuickstartConfig:
 
     def validate(self) -> QuickstartConfig:
         if self.minutes <= 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes}")
+            raise ValueError(f"--minutes must be > 0, got {self.minutes}")
         return self
 
 
@@ -280,7 +280,10 @@ class Quickstart:
         from kiln.stages import STAGES
 
         spec = STAGES[command]
-        self.out(f"$ kiln {command} " + shlex.join(command_line(spec, config)))
+        resume = getattr(config, "resume", None)
+        # A resumed run is its saved config: `--resume DIR` is the command that rebuilds it.
+        argv = ["--resume", str(resume)] if resume else command_line(spec, config)
+        self.out(f"$ kiln {command} " + shlex.join(argv))
         summary = spec.run_function()(config)
         text = summary.render()
         if text:
