@@ -17,6 +17,8 @@ from numbers import Integral, Real
 import torch
 from torch import Tensor
 
+from kiln.generate.stops import MAX_STOP_CHARS
+
 __all__ = [
     "SamplingParams",
     "apply_min_p",
@@ -101,6 +103,8 @@ class SamplingParams:
         for s in self.stop:
             if not isinstance(s, str) or not s:
                 raise ValueError(f"stop strings must be non-empty str, got {s!r}")
+            if len(s) > MAX_STOP_CHARS:
+                raise ValueError(f"stop strings must be at most {MAX_STOP_CHARS} characters, got one of {len(s)}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, Integral)):
             raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
         return self

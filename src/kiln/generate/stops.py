@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["StopMatcher", "truncate_at_stop"]
+__all__ = ["MAX_STOP_CHARS", "StopMatcher", "truncate_at_stop"]
+
+# Longest stop string accepted. Matching costs memory linear in the stops' length and time per token that grows
+# with it; a cap keeps one request from holding a server's worker (a stop string is a word or a marker, not a
+# document).
+MAX_STOP_CHARS = 4096
 
 
 def _check_stops(stops: Sequence[str]) -> tuple[str, ...]:
@@ -22,6 +27,8 @@ def _check_stops(stops: Sequence[str]) -> tuple[str, ...]:
     for s in stops:
         if not isinstance(s, str) or not s:
             raise ValueError(f"stop strings must be non-empty str, got {s!r}")
+        if len(s) > MAX_STOP_CHARS:
+            raise ValueError(f"stop strings must be at most {MAX_STOP_CHARS} characters, got one of {len(s)}")
         if s not in out:
             out.append(s)
     return tuple(out)
@@ -64,8 +71,6 @@ class StopMatcher:
 
     def __init__(self, stops: Sequence[str]):
         self.stops: tuple[str, ...] = _check_stops(stops)
-        self._prefixes = {s[:i] for s in self.stops for i in range(1, len(s))}
-        self._max_held = max((len(s) - 1 for s in self.stops), default=0)
         self._pending = ""
         self._emitted: list[str] = []
         self._stopped = False
@@ -93,11 +98,20 @@ class StopMatcher:
         return self._pending
 
     def _held_from(self, buf: str) -> int:
-        """Start of the longest suffix of ``buf`` that is a proper prefix of some stop (len(buf) if none)."""
-        for n in range(min(len(buf), self._max_held), 0, -1):
-            if buf[-n:] in self._prefixes:
-                return len(buf) - n
-        return len(buf)
+        """Start of the longest suffix of ``buf`` that is a proper prefix of some stop (len(buf) if none).
+
+        Memory stays linear in the stops' length (a table of every prefix would be quadratic: one 100 KB stop
+        string once took gigabytes): for each stop, only positions in the last len(stop) - 1 characters where
+        the stop's first character occurs are candidates, each checked by one C-level comparison."""
+        best = len(buf)
+        for stop in self.stops:
+            i = buf.find(stop[0], max(0, len(buf) - len(stop) + 1))
+            while i != -1 and i < best:
+                if stop.startswith(buf[i:]):
+                    best = i  # the earliest candidate of this stop is its longest suffix
+                    break
+                i = buf.find(stop[0], i + 1)
+        return best
 
     def _emit(self, s: str) -> str:
         if s:
