@@ -319,3 +319,11 @@ def test_bundled_recipe_loads_and_validates() -> None:
     cfg = load_train_config(str(path), []).validate()
     assert cfg.optimizer == "muon" and cfg.max_minutes is not None
     assert cfg.model.n_embd == 128 and cfg.model.n_layer == preset("char-cpu").n_layer
+
+
+def test_filesystem_errors_are_one_line_naming_the_path() -> None:
+    from kiln.cli import _message
+
+    assert _message(PermissionError(13, "Permission denied", "/ro/out")) == "/ro/out: permission denied"
+    assert _message(NotADirectoryError(20, "Not a directory", "/f/x")) == "/f/x: not a directory"
+    assert _message(ValueError("batch_size must be >= 1")) == "batch_size must be >= 1"

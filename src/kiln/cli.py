@@ -76,11 +76,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, ConnectionError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:
         if debug or (isinstance(e, ImportError) and e.name != "ray"):
             raise  # a broken install of a dependency keeps its traceback; only a missing optional Ray is the user's
-        print(f"kiln {spec.name}: error: {e}", file=sys.stderr)
+        print(f"kiln {spec.name}: error: {_message(e)}", file=sys.stderr)
         return 2
+
+
+def _message(e: BaseException) -> str:
+    """One line for the user. Filesystem errors name the path and what is wrong with it (an --out that is a file,
+    a read-only directory), which is what the user can fix; everything else says what it says."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+        return f"{where}: {e.strerror.lower()}"
+    return str(e)
 
 
 def _run(spec: Spec, argv: list[str]) -> int:
