@@ -230,7 +230,7 @@ class BPETokenizer:
         pattern, special = meta.get("pattern"), meta.get("special_tokens", {})
         if not isinstance(pattern, str) or not isinstance(special, dict):
             raise ValueError(f"{path}: a bpe tokenizer needs a 'pattern' string and a 'special_tokens' object")
-        ranks = read_tiktoken_file(path.parent / str(meta.get("ranks_file", RANKS_FILE)))
+        ranks = read_tiktoken_file(_inside(path.parent, meta.get("ranks_file", RANKS_FILE), path))
         return cls(ranks, pattern, {str(k): int(v) for k, v in special.items()}, str(meta.get("name", "kiln-bpe")))
 
     def __getstate__(self) -> dict[str, Any]:
@@ -246,6 +246,18 @@ class BPETokenizer:
 def _check_special_name(name: str) -> None:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a special token needs a non-empty name, got {name!r}")
+
+
+def _inside(directory: Path, name: object, meta_path: Path) -> Path:
+    """The file `name` of a tokenizer directory, refusing any other: a tokenizer may come from an untrusted
+    checkpoint, and a `ranks_file` of "/etc/passwd" or "../../secret" must not make kiln read (and echo in an
+    error message) a file outside it."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{meta_path}: 'ranks_file' must be a file name, got {name!r}")
+    target = (directory / name).resolve()
+    if target.parent != directory.resolve():
+        raise ValueError(f"{meta_path}: 'ranks_file' must name a file in the tokenizer's own directory, got {name!r}")
+    return target
 
 
 def read_tiktoken_file(path: str | Path) -> dict[bytes, int]:
