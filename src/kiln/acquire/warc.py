@@ -22,7 +22,9 @@ run, so:
   a too-long one swallows the next record), so it is kept only if its WARC-Block-Digest verifies.
 - HTTP headers are parsed per record in FastWARC's quirks mode: strict parsing reads LF-only headers
   *wrongly* (the status line becomes half the page) without any error.
-- A record shorter than its Content-Length (a truncated file) is counted, never passed on.
+- A record shorter than its Content-Length (a truncated file, or a Content-Length that is simply wrong and
+  runs past the end) is counted, never passed on, and reading resumes at the next record start after its
+  header: a wrong length must not take the records after it down with it.
 
 Response bodies are handed on decoded (`kiln.acquire.http_payload`), because the next stage wants the page,
 not the wire bytes.
@@ -204,6 +206,7 @@ def _iter_warc(
             last_offset = start
             error: str | None = None
             current_counted = False
+            truncated_at: int | None = None  # a record whose body ran past the end of the data it could read
             read_any = False
             try:
                 for rec in FastArchiveIterator(f, parse_http=False, verify_digests=False):
@@ -223,8 +226,17 @@ def _iter_warc(
                     except _Malformed as e:
                         current_counted = True
                         stats.malformed(path, offset, str(e))
+                        if "truncated" in str(e):
+                            truncated_at = offset
             except OSError as e:  # FastWARC's error for a broken header, boundary or gzip stream
                 error = str(e) or type(e).__name__
+            if error is None and truncated_at is not None and truncated_at == last_offset:
+                # A Content-Length past the end swallowed everything after it: the records it swallowed are
+                # still there, so look for the next record start after its header and read on from there.
+                nxt = _next_sync_point(f, truncated_at + 1, gz)
+                if nxt is not None:
+                    bad_stretch, start = True, nxt
+                    continue
             if error is None:
                 if not read_any:  # ended quietly without a record: e.g. a gzip header cut short
                     if not bad_stretch:
