@@ -25,7 +25,7 @@ clock starts on both sides (kiln's steps load them in their constructors, datatr
      GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter(filter_no_terminal_punct=False) ->
      FineWebQualityFilter), its steps' `run` generators chained in one process, writers skipped, after its
      WarcReader's decoding (UTF-8, else cchardet's guess). docs/s = pages in / seconds.
-   - WARC files, each side's reader: `clean(CleanConfig(workers=1))` as `kiln clean` runs it (reading the
+   - WARC files, each side's reader: `run(CleanConfig(workers=1))` as `kiln clean` runs it (reading the
      WARC files, both phases, Parquet output) against datatrove's WarcReader + the same 7 steps.
    - filters only: the same extracted texts (trafilatura, extracted once by kiln; the WARC pages and the C4
      docs) through language ID + the four quality filters, chained, on each side.
@@ -56,7 +56,7 @@ Caveats:
 - Within one pass trafilatura's dedup still acts on datatrove's side: the clueweb09 file holds near-copies
   of one page, and all but one come out empty (kiln's trafilatura runs with `deduplicate=False`).
 - kiln's default `c4` step runs with FineWeb's setting (no terminal-punctuation rule, `STEP_DEFAULTS` in
-  kiln/clean/runner.py), as datatrove's side does; the agreement table compares C4 with that setting on both sides.
+  kiln/clean/registry.py), as datatrove's side does; the agreement table compares C4 with that setting on both sides.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def kiln_pages() -> list[dict[str, Any]]:
 def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict[str, Any]:
     """kiln's default pipeline (every step of `kiln clean`, in its order) over in-memory pages, no file I/O."""
     from kiln.clean.pipeline import Document, run_steps
-    from kiln.clean.runner import DEFAULT_STEPS, build_step
+    from kiln.clean.registry import DEFAULT_STEPS, build_step
 
     specs: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
     if engine != "resiliparse":
@@ -159,17 +159,18 @@ def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict
 
 
 def kiln_clean_e2e(out_dir: Path, engine: str, repeat: int) -> dict[str, Any]:
-    from kiln.clean.runner import DEFAULT_STEPS, CleanConfig, clean
+    from kiln.clean import CleanConfig, run
+    from kiln.clean.registry import DEFAULT_STEPS
 
     steps: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
     if engine != "resiliparse":
         steps = [{"name": "extract", "engine": engine} if s["name"] == "extract" else s for s in steps]
-    cfg = CleanConfig(inputs=[str(p) for p in warc_files()], out_dir=str(out_dir), workers=1, steps=steps)
+    cfg = CleanConfig(inputs=[str(p) for p in warc_files()], out_dir=str(out_dir), workers=1, steps=steps, quiet=True)
     total = new_total()
     for _ in range(repeat):
         shutil.rmtree(out_dir, ignore_errors=True)  # `clean` resumes finished shards: start from nothing
         t0 = time.perf_counter()
-        stats = clean(cfg, progress=False)
+        stats = run(cfg).to_json()
         seconds = time.perf_counter() - t0
         docs = stats["steps"][0]["in"]
         add_pass(total, seconds, docs, stats["documents_out"], [(s["name"], s["kept"]) for s in stats["steps"]])

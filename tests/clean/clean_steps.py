@@ -1,6 +1,6 @@
 """Stand-in `kiln clean` steps in an importable module (not a test file), for runners whose workers import kiln
 afresh: a Ray worker cannot see classes defined in a test module's namespace or a monkeypatched registry, but it
-can import `clean_steps` once `tests/` is on its PYTHONPATH (see kiln.clean.runner.worker_runtime_env)."""
+can import `clean_steps` once `tests/` is on its PYTHONPATH (see kiln.clean.executors.worker_runtime_env)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Boom(Step):
         return None
 
 
-# For monkeypatching kiln.clean.runner.STEPS: name -> (module, class, runs in phase 2).
+# For monkeypatching kiln.clean.registry.STEPS: name -> (module, class, runs in phase 2).
 REGISTRY: dict[str, tuple[str, str, bool]] = {
     "short": (__name__, "ShortFilter", False),
     "upper": (__name__, "Upper", False),

@@ -14,7 +14,8 @@ import pytest
 from helpers import run_cli
 from kiln.acquire.warc import IngestStats, iter_records
 from kiln.acquire.warc_writer import RotatingWarcWriter
-from kiln.clean.runner import DEFAULT_STEPS, CleanConfig, clean
+from kiln.clean import CleanConfig, run
+from kiln.clean.registry import DEFAULT_STEPS
 from kiln.tokenize.tokenize_corpus import TokenizeConfig, tokenize_corpus
 
 
@@ -29,7 +30,7 @@ def _kept(out: Path) -> list[dict]:
 def test_default_pipeline_on_real_warc_files(shared_data: Path, tmp_path: Path) -> None:
     warcs = shared_data / "web" / "warc"
     out = tmp_path / "clean"
-    stats = clean(CleanConfig(inputs=[str(warcs)], out_dir=str(out), workers=2), progress=False)
+    stats = run(CleanConfig(inputs=[str(warcs)], out_dir=str(out), workers=2, quiet=True)).to_json()
 
     assert [s["name"] for s in stats["steps"]] == [
         "url_filter", "extract", "langid", "gopher_repetition", "gopher_quality", "c4", "fineweb",
@@ -127,7 +128,7 @@ def test_damaged_and_odd_input_is_dropped_with_reasons_and_the_run_goes_on(tmp_p
 
     out = tmp_path / "out"
     inputs = [str(p) for p in (good, odd, torn, empty, junk)]
-    stats = clean(CleanConfig(inputs=inputs, out_dir=str(out), workers=1), progress=False)
+    stats = run(CleanConfig(inputs=inputs, out_dir=str(out), workers=1, quiet=True)).to_json()
     by_name = {s["name"]: s for s in stats["steps"]}
     assert by_name["extract"]["dropped_by_reason"].get("extract_empty", 0) >= 1
     assert by_name["extract"]["dropped_by_reason"].get("extract_binary", 0) == 1
@@ -152,7 +153,7 @@ def test_cli_prints_the_table_and_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_the_c4_step_uses_fineweb_setting_unless_told_otherwise() -> None:
-    from kiln.clean.runner import build_step
+    from kiln.clean.registry import build_step
 
     assert build_step({"name": "c4"}).filter_no_terminal_punct is False  # FineWeb keeps unpunctuated lines
     assert build_step({"name": "c4", "filter_no_terminal_punct": True}).filter_no_terminal_punct is True
@@ -187,7 +188,7 @@ def test_one_extraction_worker_serves_every_shard(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(extract.ExtractWorker, "_start", counting_start)
     inputs = [str(_warc(tmp_path / f"{i}.warc.gz", [(f"http://a.example/{i}", PAGE)])) for i in range(3)]
-    stats = clean(CleanConfig(inputs=inputs, out_dir=str(tmp_path / "o"), workers=1), progress=False)
+    stats = run(CleanConfig(inputs=inputs, out_dir=str(tmp_path / "o"), workers=1, quiet=True)).to_json()
     assert stats["steps"][1]["name"] == "extract" and stats["steps"][1]["kept"] == 3
     assert starts == [1]
     assert [p for p in mp.active_children() if p.name == "kiln-extract"] == []

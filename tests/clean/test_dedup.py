@@ -32,7 +32,7 @@ from kiln.clean.dedup import (
     shingle_hashes,
 )
 from kiln.clean.pipeline import Document, run_steps
-from kiln.clean.runner import build_step
+from kiln.clean.registry import build_step
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
