@@ -5,6 +5,7 @@ mean", and `command_line` (what the quickstart prints) parses back to the same c
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from pathlib import Path
 
@@ -20,7 +21,7 @@ NAMES = list(STAGES)
 
 
 # Settings a stage cannot run without although no single field is required (generate needs a model source).
-NEEDED: dict[str, dict[str, str]] = {"generate": {"preset": "tiny"}}
+NEEDED: dict[str, dict[str, object]] = {"generate": {"preset": "tiny"}, "clean": {"inputs": ["x"]}}
 
 
 def _explicit(spec) -> dict[str, object]:
@@ -32,7 +33,7 @@ def _explicit(spec) -> dict[str, object]:
 
 def _minimal_argv(spec) -> list[str]:
     """Those values as a user would type them: key=value."""
-    return [f"{k}=" + ('["x"]' if isinstance(v, list) else str(v)) for k, v in _explicit(spec).items()]
+    return [f"{k}=" + (json.dumps(v) if isinstance(v, list) else str(v)) for k, v in _explicit(spec).items()]
 
 
 def _all_fields(cls: type, prefix: str = "") -> list[tuple[str, type, str]]:

@@ -358,16 +358,35 @@ def dump_toml(obj: Any) -> str:
 
 
 def _write_table(lines: list[str], table: Mapping[str, Any], path: list[str]) -> None:
-    """Write `table`'s plain keys, then each sub-table under its own [header] (TOML requires that order)."""
+    """Write `table`'s plain keys, then each sub-table under its own [header], then each list of flat tables as
+    [[header]] blocks (e.g. clean's [[steps]]: easier to read and edit than one line of inline tables). TOML
+    requires plain keys before any header."""
     if path:
         lines.append("")
         lines.append(f"[{'.'.join(_toml_key(p) for p in path)}]")
     for key, value in table.items():
-        if value is not None and not isinstance(value, Mapping):
+        if value is not None and not isinstance(value, Mapping) and not _is_table_array(value):
             lines.append(f"{_toml_key(key)} = {_toml_value(value, '.'.join([*path, key]))}")
     for key, value in table.items():
         if isinstance(value, Mapping):
             _write_table(lines, value, [*path, key])
+    for key, value in table.items():
+        if _is_table_array(value):
+            header = ".".join(_toml_key(p) for p in [*path, key])
+            for i, item in enumerate(value):
+                lines += ["", f"[[{header}]]"]
+                for k, v in item.items():
+                    if v is not None:
+                        lines.append(f"{_toml_key(k)} = {_toml_value(v, f'{header}[{i}].{k}')}")
+
+
+def _is_table_array(value: Any) -> bool:
+    """A non-empty list of tables whose values are all plain (no nested table): written as [[header]] blocks."""
+    return (
+        isinstance(value, list | tuple)
+        and bool(value)
+        and all(isinstance(v, Mapping) and not any(isinstance(x, Mapping) for x in v.values()) for v in value)
+    )
 
 
 def _toml_key(key: str) -> str:
