@@ -92,14 +92,15 @@ def test_config_file_plus_override_for_every_stage(name: str, tmp_path: Path) ->
     data = to_dict(base)
     # The first int, str or one-of field (other than what _explicit set) gets a new value on the command line.
     hints = typing.get_type_hints(cls)
+    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name in _explicit(spec))  # explicit ones last
     key, new = next(
         (f.name, _another(hints[f.name], data[f.name]))
-        for f in dataclasses.fields(cls)
-        if f.init and f.name not in _explicit(spec) and _another(hints[f.name], data[f.name]) is not None
+        for f in fields
+        if f.init and _another(hints[f.name], data[f.name]) is not None
     )
     toml = tmp_path / "my.toml"
     toml.write_text(dump_toml(data), encoding="utf-8")
-    value = str(new)
+    value = str(new).lower() if isinstance(new, bool) else str(new)
     try:
         got = parse(spec, [str(toml), f"{key}={value}"])
     except ConfigError as e:  # a validate() that refuses 7 or "changed" still proves the value arrived
@@ -110,7 +111,9 @@ def test_config_file_plus_override_for_every_stage(name: str, tmp_path: Path) ->
 
 
 def _another(tp: object, value: object) -> object:
-    """A different valid value of an int, str or Literal field; None for other types."""
+    """A different valid value of a bool, int, str or Literal field; None for other types."""
+    if tp is bool:
+        return not value
     if tp is int:
         return value + 7 if isinstance(value, int) else 7
     if tp is str:

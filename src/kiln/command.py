@@ -181,6 +181,7 @@ def _required_placeholders(cls: type) -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             tp = _strip_optional(hints[f.name])
+            tp = get_origin(tp) or tp  # list[str] -> list
             out[f.name] = tp() if isinstance(tp, type) else None
     return out
 
