@@ -16,9 +16,9 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from kiln.train.loader import TokenLoader, count_windows, val_batches
 from kiln.train.metrics import MetricsLog, peak_tflops
 from kiln.train.optim import build_optimizers, set_lr
 from kiln.train.precision import autocast, grad_scaler, resolve_precision
+from kiln.train.progress import Progress, StepResult, Throughput
 from kiln.train.schedule import lr_multiplier
 from kiln.train.signals import StopSignals
 from kiln.train.state import (
@@ -81,57 +82,6 @@ def train(cfg: TrainConfig, log: Log = print, resume: str | Path | None = None) 
         return Trainer(cfg, info, device, log, resume if resume is not None else cfg.resume).fit()
     finally:
         D.shutdown()
-
-
-@dataclass
-class Progress:
-    """How far the run is: the counters the loop carries from step to step. All but train_loss are saved."""
-
-    step: int = 0
-    tokens: int = 0
-    elapsed: float = 0.0
-    """Training wall-clock seconds over all sessions of the run (max_minutes counts them)."""
-    best_val: float = math.inf
-    best_step: int | None = None
-    val_loss: float = math.nan
-    val_bpb: float = math.nan
-    loss_ema: float | None = None
-    """Running average of the training loss after warmup, which loss spikes are measured against."""
-    train_loss: float = math.nan
-    """The last step's; not saved, since the next step computes its own."""
-
-    SAVED: ClassVar[tuple[str, ...]] = (
-        "step",
-        "tokens",
-        "elapsed",
-        "best_val",
-        "best_step",
-        "val_loss",
-        "val_bpb",
-        "loss_ema",
-    )
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {key: getattr(self, key) for key in self.SAVED}
-        state["best_val"] = None if math.isinf(self.best_val) else self.best_val  # JSON has no infinity
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in self.SAVED:
-            if key in state:  # checkpoints of older versions lack some counters: keep the defaults
-                setattr(self, key, math.inf if state[key] is None and key == "best_val" else state[key])
-
-
-@dataclass
-class StepResult:
-    """What one optimizer step reports to the loop."""
-
-    loss: float
-    """Training loss averaged over micro-steps and processes."""
-    grad_norm: Tensor
-    """The global gradient norm before clipping; a tensor, so it is read (a device sync) only when logged."""
-    stop: bool
-    """Some process caught SIGINT/SIGTERM: save and stop after this step."""
 
 
 class Trainer:
@@ -182,18 +132,17 @@ class Trainer:
         )
         self.val = self.build_val_batches()
         self.val_bytes_per_token = bytes_per_token(self.val, token_byte_lengths(self.tokenizer))
+        self.tokens_per_step = cfg.batch_size * self.block * info.world_size * self.accum
+        self.flops_per_token = self.raw.flops_per_token(self.block)
+        # Before the RNG states are restored: on CPU this may time a matmul of random matrices.
+        self.peak = peak_tflops(device, self.precision, cfg.peak_tflops)
         if saved is not None:
             self.load_state_dict(self._read_resume_state(saved))
         self.metrics = self._open_run_files()
-
-        self.tokens_per_step = cfg.batch_size * self.block * info.world_size * self.accum
-        self.flops_per_token = self.raw.flops_per_token(self.block)
-        self.peak = peak_tflops(device, self.precision, cfg.peak_tflops)
         self.budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
         self.checkpoint_every = cfg.checkpoint_interval or cfg.eval_interval
         self._flag = torch.zeros(2, dtype=torch.float64, device=device)  # [loss, signal], one all-reduce a step
-        self._rate = [0, 0.0]  # tokens and seconds of training steps (not eval or checkpoints), first step excluded
-        self._window = [0, 0.0]  # the same since the last metrics line
+        self.throughput = Throughput()
         self.log(self.describe())
 
     # ------------------------------------------------------------------------------------------------- setup
@@ -467,12 +416,8 @@ class Trainer:
         p.train_loss = loss
         if p.step > self.cfg.warmup_steps:
             p.loss_ema = loss if p.loss_ema is None else 0.9 * p.loss_ema + 0.1 * loss
-        if p.step > 1 or self.resume_from is not None:  # the first step pays for compilation and warm-up
-            self._rate = [self._rate[0] + self.tokens_per_step, self._rate[1] + seconds]
-        self._window = [self._window[0] + self.tokens_per_step, self._window[1] + seconds]
-
-    def _window_tokens_per_s(self) -> float:
-        return self._window[0] / max(self._window[1], 1e-9)
+        # The first step pays for compilation and warm-up: the run's rate leaves it out.
+        self.throughput.add(self.tokens_per_step, seconds, warm=p.step > 1 or self.resume_from is not None)
 
     def _show_progress(self, loss: float) -> None:
         p = self.progress
@@ -481,7 +426,7 @@ class Trainer:
             fit = p.step + (self.budget - p.elapsed) * p.step / max(p.elapsed, 1e-9)
             self.bar.total = max(p.step, min(self.cfg.max_steps, int(fit)))
         self.bar.update(1)
-        self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{self._window_tokens_per_s():,.0f}")
+        self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{self.throughput.window_rate():,.0f}")
 
     # ------------------------------------------------------------------------------------------------ hooks
     def evaluate_loss(self) -> float:
@@ -502,7 +447,7 @@ class Trainer:
     def on_log(self, result: StepResult, evaluated: bool) -> None:
         """A metrics.jsonl line (rank 0); starts a new throughput window."""
         p = self.progress
-        tok_s = self._window_tokens_per_s()
+        tok_s = self.throughput.window_rate()
         world = self.info.world_size
         record = {
             "step": p.step,
@@ -518,7 +463,7 @@ class Trainer:
             record.update(val_loss=round(p.val_loss, 6), val_bpb=round(p.val_bpb, 6))
         if self.metrics is not None:
             self.metrics.write(record)
-        self._window = [0, 0.0]
+        self.throughput.new_window()
 
     def on_checkpoint(self, reason: str) -> None:
         self.last_checkpoint = self.save(reason) or self.last_checkpoint
@@ -550,7 +495,7 @@ class Trainer:
             "val_loss": p.val_loss,
             "best_val_loss": p.best_val,
             "val_bpb": p.val_bpb,
-            "tokens_per_s": self._rate[0] / self._rate[1] if self._rate[1] else math.nan,
+            "tokens_per_s": self.throughput.rate(),
             "elapsed_s": time.perf_counter() - self.t_start,
             "out_dir": str(self.out_dir),
             "is_main": self.info.is_main,
