@@ -329,7 +329,8 @@ def test_only_rank_zero_writes(kind: str, request) -> None:
     lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == STEPS, "\n".join(lines)  # log_interval=1: one line per step, none from rank 1
     assert [json.loads(line)["step"] for line in lines] == list(range(1, STEPS + 1))
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "data", "metrics.jsonl"]
+    # kiln-train.toml: the resolved config, written by rank 0 like everything else here
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "data", "kiln-train.toml", "metrics.jsonl"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
         f"step_{step:07d}" for step in range(EVAL_EVERY, STEPS + 1, EVAL_EVERY)
     ]  # and no temporaries left behind by another rank

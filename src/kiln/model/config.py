@@ -27,33 +27,51 @@ class GPTConfig:
     """
 
     vocab_size: int = 50257
+    """Token ids the model embeds and predicts; `kiln train` sets it from the tokenizer."""
     block_size: int = 1024
     """Context length: the most tokens the model attends over at once."""
     n_layer: int = 12
+    """Transformer blocks (depth)."""
     n_head: int = 12
+    """Attention (query) heads per block; n_embd must be a multiple of it."""
     n_embd: int = 768
+    """Width of the residual stream (the embedding size)."""
     n_kv_head: int | None = None
     """Key/value heads: None or n_head = multi-head; 1 = multi-query; in between = grouped-query."""
     pos_encoding: PosEncoding = "learned"
+    """How the model knows token order: learned or sinusoidal absolute embeddings (GPT-2, Transformer), rope
+    (rotary, Llama), alibi (linear attention biases) or none (causal masking alone)."""
     rope_theta: float = 10000.0
+    """RoPE's base wavelength; larger values suit longer contexts (Llama 3 uses 500000)."""
     norm: NormKind = "layernorm"
+    """layernorm (GPT-2) or rmsnorm (Llama: no mean subtraction, no bias)."""
     norm_position: NormPosition = "pre"
+    """pre: normalise each block's input (GPT-2 onward, stable); post: its output, as the original Transformer."""
     norm_eps: float = 1e-5
+    """Added to the variance inside the norm, so a near-zero input does not divide by zero."""
     activation: Activation = "gelu"
     """gelu is GPT-2's tanh approximation (so OpenAI's weights load exactly); swiglu is Llama's gated MLP."""
     mlp_hidden: int | None = None
     """MLP inner width; None = 4·n_embd (gelu/relu) or 8/3·n_embd rounded up to mlp_multiple_of (swiglu)."""
     mlp_multiple_of: int = 64
+    """The default swiglu width is rounded up to a multiple of this (hardware-friendly matmul shapes)."""
     bias: bool = True
+    """Bias vectors in linear layers and norms (GPT-2 has them; Llama drops them)."""
     dropout: float = 0.0
+    """Dropout probability on the embeddings, attention weights and residual branches in training (0 = off)."""
     tie_embeddings: bool = True
+    """Share the token embedding matrix with the output head (saves vocab_size x n_embd parameters)."""
     attention_window: int | None = None
     """Sliding-window (local) attention: each token sees at most this many tokens, itself included."""
     n_experts: int = 0
     """0 = dense MLP; > 0 = mixture of experts with this many MLPs per layer."""
     moe_top_k: int = 2
+    """Experts each token is routed to (mixture of experts only)."""
     moe_aux_loss_coef: float = 0.01
+    """Weight of the load-balancing loss that keeps the router from favouring a few experts."""
     init_std: float = 0.02
+    """Standard deviation of the normal initialisation of weights and embeddings (GPT-2's 0.02); residual
+    projections get it divided by sqrt(2·n_layer)."""
 
     @property
     def kv_heads(self) -> int:

@@ -1,12 +1,18 @@
-"""`TrainConfig`: everything a training run needs, as one typed dataclass (TOML file + key=value overrides)."""
+"""`TrainConfig`: everything a training run needs, as one typed dataclass (TOML file + key=value overrides),
+and `load_train_config`, which builds it the way `kiln train [CONFIG.toml] [key=value ...]` does."""
 
 from __future__ import annotations
 
+import contextlib
+import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from kiln.config import from_dict, load_config, parse_override
 from kiln.model import GPTConfig, preset
+from kiln.train.state import find_resume_dir, read_trainer_state
 from kiln.utils.checks import require
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -23,9 +29,12 @@ class TrainConfig:
     """A UTF-8 text file (char-level), "shakespeare" (the bundled Tiny Shakespeare), or a directory of
     token shards written by `kiln tokenize` (train*.bin, val*.bin and tokenizer/)."""
     out_dir: Path = Path("runs/shakespeare-char")
+    """The run directory: checkpoints/, metrics.jsonl, data/ (a tokenized text file) and kiln-train.toml (this
+    resolved config, without `resume`)."""
     preset: str = "char-cpu"
     """The model preset; `model.<field>=...` overrides any of its fields."""
     model: GPTConfig = field(default_factory=lambda: preset("char-cpu"))
+    """The model's shape and architecture: the preset's, with any `model.<field>=...` applied on top."""
 
     # ---- batch
     batch_size: int = 32
@@ -34,6 +43,7 @@ class TrainConfig:
     """Tokens per optimizer step over all processes; a multiple of batch_size x block_size x world size,
     reached by gradient accumulation. None = one micro-step per process (no accumulation)."""
     max_steps: int = 2000
+    """Optimizer steps to train for (the schedule's length)."""
     max_minutes: float | None = None
     """Stop after this much wall-clock time (checked every step), whatever max_steps says; the schedule
     then anneals by time, so a time-boxed run still ends on a low learning rate."""
@@ -44,18 +54,28 @@ class TrainConfig:
     lr: float = 3e-3
     """AdamW's peak learning rate."""
     muon_lr: float = 0.02
+    """Muon's peak learning rate (optimizer=muon), for the hidden weight matrices."""
     muon_momentum: float = 0.95
+    """Muon's Nesterov momentum."""
     muon_weight_decay: float = 0.0
+    """Muon's decoupled weight decay."""
     weight_decay: float = 0.1
+    """AdamW's decoupled weight decay, for matrices only (never norm gains or biases)."""
     beta1: float = 0.9
+    """AdamW's first-moment (momentum) decay."""
     beta2: float = 0.99
+    """AdamW's second-moment decay (0.99 rather than 0.999 suits small models and short runs, as nanoGPT)."""
     eps: float = 1e-8
+    """AdamW's epsilon, added to the root of the second moment."""
     schedule: Schedule = "cosine"
     """cosine: warmup then cosine decay to min_lr_ratio; wsd: warmup, stable, then a linear decay over the
     last decay_fraction of the run (warmup-stable-decay); constant: warmup then flat."""
     min_lr_ratio: float = 0.1
+    """The learning rate the schedule decays to, as a fraction of the peak."""
     warmup_steps: int = 100
+    """Steps of linear warmup from lr/warmup_steps to the peak (0 = none)."""
     decay_fraction: float = 0.2
+    """For schedule=wsd: the share of the run (by steps, or by time with max_minutes) spent decaying."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 = off)."""
     loss_spike_factor: float = 4.0
@@ -71,13 +91,18 @@ class TrainConfig:
     parallel: Parallel = "ddp"
     """Under torchrun with more than one process: ddp (replicate) or fsdp (FSDP2 fully_shard)."""
     device: str = "auto"
+    """auto (cuda if available, else cpu), cpu, cuda or cuda:N; under torchrun each process takes its local
+    rank's GPU."""
     threads: int | None = None
     """CPU threads for torch (None = torch's default, one per core)."""
     seed: int = 1337
+    """Seeds the model's initialisation and the data order (every process starts from the same weights)."""
 
     # ---- evaluation, logging, checkpoints
     eval_interval: int = 250
+    """Evaluate on the validation batches every this many steps (and at the end)."""
     eval_batches: int = 20
+    """Validation batches per evaluation, each a whole optimizer-step batch (fewer if the split is smaller)."""
     val_fraction: float = 0.1
     """For a text file: the share of it (at the end) held out for validation."""
     log_interval: int = 10
@@ -87,9 +112,13 @@ class TrainConfig:
     overwrite: bool = False
     """Start over in an out_dir that holds an earlier run (deleting its checkpoints, data and metrics);
     without it, such an out_dir is an error (continue it with --resume instead)."""
+    resume: str | None = None
+    """Continue the run in this directory exactly from its latest checkpoint (or from this checkpoint
+    directory); the run's saved config is the base, other keys override it. Never saved with a run."""
     keep_last: int = 2
     """Checkpoints kept besides the best one."""
     tensorboard: bool = False
+    """Also write TensorBoard events (out_dir/tensorboard) besides metrics.jsonl."""
     peak_tflops: float | None = None
     """The device's peak for MFU (per process). None = a table for known GPUs, a quick matmul probe on CPU."""
     sample_tokens: int = 300
@@ -129,6 +158,8 @@ class TrainConfig:
             require(self.max_minutes > 0, f"max_minutes must be > 0, got {self.max_minutes}")
         if self.peak_tflops is not None:
             require(self.peak_tflops > 0, f"peak_tflops must be > 0, got {self.peak_tflops}")
+        if self.resume is not None:
+            require(bool(self.resume.strip()), "resume must name a run or checkpoint directory, got an empty string")
         self.model.validate()
         return self
 
@@ -143,3 +174,69 @@ class TrainConfig:
             f"block_size {self.model.block_size} x {world_size} process(es) = {per_micro}",
         )
         return self.total_batch_tokens // per_micro
+
+
+def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The config of `kiln train [CONFIG.toml] [key=value ...]`.
+
+    With `resume=DIR` (an override, or a key of the file) the base is the config that run was started with
+    (`resume_config`), and the file's other keys and the overrides change it. A config file together with a
+    `resume=` override is an error: resuming continues a run with its own config. Otherwise the preset (an
+    override beats the file) picks the model's starting shape, and the file's and the command line's model.*
+    keys apply on top of it, so `preset=tiny model.n_layer=2` is tiny with two layers.
+    """
+    file_data = _peek(path)
+    resume_overrides = [item for item in overrides if parse_override(item)[0] == "resume"]
+    others = [item for item in overrides if item not in resume_overrides]
+    resume = _resume_dir(resume_overrides[-1]) if resume_overrides else None
+    if resume is not None and path is not None:
+        raise ValueError("resume continues a run with its own saved config; give only key=value overrides, no file")
+    if resume is None and not resume_overrides and isinstance(file_data.get("resume"), str):
+        resume = file_data["resume"]
+    if resume is not None:
+        cfg = load_config(TrainConfig, path, others, base=resume_config(resume))
+        cfg.resume = resume
+        return cfg
+    # Any resume= override left here is resume=none, which must beat a resume key in the file.
+    name = preset_name(path, overrides)
+    return load_config(TrainConfig, path, overrides, base=TrainConfig(preset=name, model=preset(name)))
+
+
+def resume_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """The config a run was started with (from its latest checkpoint), with `key=value` overrides applied
+    (max_steps=..., say, to train on); out_dir is the run's directory and `resume` is `path`."""
+    ckpt = find_resume_dir(path)
+    state = read_trainer_state(ckpt)
+    base = from_dict(TrainConfig, state["train_config"], where=str(ckpt / "trainer_state.json"))
+    base.out_dir = ckpt.parent.parent
+    base.resume = str(path)
+    return load_config(TrainConfig, None, overrides, base=base)
+
+
+def preset_name(path: str | Path | None, overrides: Sequence[str] = ()) -> str:
+    """The `preset` a train config asks for (an override beats the file), read before the full load."""
+    name = str(_peek(path).get("preset", TrainConfig.preset))
+    for item in overrides:
+        key, value = parse_override(item)
+        if key == "preset":
+            name = str(value)
+    return name
+
+
+def _peek(path: str | Path | None) -> dict[str, Any]:
+    """The file's top-level keys, or {} when there is no readable file: load_config then reports a missing or
+    malformed file, naming it."""
+    if path is None or not Path(path).is_file():
+        return {}
+    with contextlib.suppress(tomllib.TOMLDecodeError, UnicodeDecodeError, OSError):
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    return {}
+
+
+def _resume_dir(override: str) -> str | None:
+    """The directory of a `resume=...` override (None for resume=none), as typed: `resume=runs/2024` is a path,
+    not a number."""
+    value = parse_override(override)[1]
+    if value is None:
+        return None
+    return value if isinstance(value, str) else override.partition("=")[2].strip()

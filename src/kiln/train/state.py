@@ -176,3 +176,22 @@ def read_optimizer_tensors(ckpt: Path, expected_sha256: str | None) -> dict[str,
         raise ResumeError(f"{path} is missing") from None
     except (SafetensorError, OSError, ValueError) as e:
         raise ResumeError(f"{path} is corrupt or truncated ({e})") from e
+
+
+def claim_run_dir(out_dir: Path, overwrite: bool) -> None:
+    """A new run must not mix with an earlier run's checkpoints, metrics and cached data in the same directory."""
+    earlier = step_dirs(out_dir)
+    if not earlier and not (out_dir / "data").exists():
+        return
+    if not overwrite:
+        what = f"checkpoints up to step {earlier[-1][0]}" if earlier else "data from an earlier run"
+        raise ValueError(
+            f"{out_dir} already holds {what}: continue it with `kiln train --resume {out_dir}`, "
+            "start fresh with overwrite=true (deletes it), or choose another out_dir="
+        )
+    for name in (CHECKPOINTS, "data", "metrics.jsonl", "tensorboard"):
+        target = out_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
