@@ -98,8 +98,8 @@ def _run(spec: Spec, argv: list[str]) -> int:
     config = parse(spec, argv)
     summary = spec.run_function()(config)
     text = summary.render()
-    if text:
-        print(text)
+    if text:  # a stage that ends in failure (e.g. training diverged) says why on stderr
+        print(text, file=sys.stderr if summary.exit_code else sys.stdout)
     return summary.exit_code
 
 
