@@ -271,15 +271,9 @@ def _tokenize(args: argparse.Namespace) -> int:
 def _crawl(args: argparse.Namespace) -> int:
     from kiln.acquire.crawl import CrawlConfig, crawl
 
-    seeds = list(args.seeds)
-    if args.seeds_file:
-        try:
-            lines = Path(args.seeds_file).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"seeds file not found: {args.seeds_file}") from None
-        seeds += [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
     cfg = CrawlConfig(
-        seeds=seeds,
+        seeds=list(args.seeds),
+        seeds_file=args.seeds_file,
         out_dir=args.out,
         scope=args.scope,
         allow=args.allow or [],
@@ -290,10 +284,9 @@ def _crawl(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         per_host=args.per_host,
         delay=args.delay,
-        read_timeout=args.timeout,
-        connect_timeout=min(args.timeout, 10.0),
+        timeout=args.timeout,
         retries=args.retries,
-        progress=not args.quiet,
+        quiet=args.quiet,
     )
     if args.user_agent:
         cfg.user_agent = args.user_agent
