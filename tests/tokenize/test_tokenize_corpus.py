@@ -224,7 +224,7 @@ def test_tiny_shakespeare_alone_gets_a_val_split(bpe: tuple[Path, BPETokenizer],
     corpus.write_text(SHAKESPEARE, encoding="utf-8")
     out = tmp_path / "out"
     summary = _run(inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1)
-    assert TokenizeConfig().val_fraction == 0.02
+    assert TokenizeConfig(inputs=[]).val_fraction == 0.02
     assert summary["documents"] == 1
     assert summary["val_tokens"] > 0 and list(out.glob("val_*.bin"))
     assert summary["train_tokens"] > 20 * summary["val_tokens"]
@@ -293,11 +293,10 @@ def test_the_resolved_config_repeats_the_run_and_no_reader_takes_it_for_data(
     many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], tmp_path: Path
 ) -> None:
     """The run leaves kiln-tokenize.toml in out_dir: the config as given (segment_kb not narrowed), which run again
-    (with a progress bar this time: quiet is not part of the job) resumes every part (overwrite replaces only
-    another job's shards). Neither `kiln tokenize` on the
+    (with a progress bar this time: quiet is not part of the job) resumes every part. Neither `kiln tokenize` on the
     directory nor `kiln train`'s shard reader reads it."""
     out = tmp_path / "out"
-    cfg = TokenizeConfig(quiet=True, overwrite=True, **_many_parts(many, bpe, out))
+    cfg = TokenizeConfig(quiet=True, **_many_parts(many, bpe, out))
     first = run_tokenize(cfg)
     path = out / "kiln-tokenize.toml"
     ran = load_config(TokenizeConfig, path)

@@ -15,7 +15,7 @@ ALL = "all"  # in `type` or `content_type`: keep everything, no filter
 class IngestConfig:
     """A `kiln ingest` run: which archives to read, which of their records to keep, and where they go."""
 
-    inputs: list[str] = field(default_factory=list)
+    inputs: list[str]
     """WARC, WET, WAT or ARC files (.warc, .warc.gz, .arc, .arc.gz, ...; gzip or plain), or directories of them."""
     out_dir: str = "ingest"
     """Output directory: ingest-NNNNN.warc.gz (what `kiln clean` reads), ingest-stats.json and the resolved

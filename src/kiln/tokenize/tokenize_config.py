@@ -4,7 +4,7 @@ command-line option of the same name). A run writes it back as `<out_dir>/kiln-t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kiln.utils.checks import require
 
@@ -13,7 +13,7 @@ from kiln.utils.checks import require
 class TokenizeConfig:
     """A `kiln tokenize` run: which corpus, which tokenizer, how the val split is drawn, and where the shards go."""
 
-    inputs: list[str] = field(default_factory=list)
+    inputs: list[str]
     """Corpus files (.txt, .md, .jsonl, .parquet; .txt/.md/.jsonl optionally .gz) or directories searched for
     them."""
     out_dir: str = "data/tokens"

@@ -104,10 +104,8 @@ def _prepare_out_dir(out: Path, plan: dict, overwrite: bool) -> None:
             old = json.loads(plan_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = None
-        if old == plan:
-            # Same job: resume, with or without overwrite (which replaces another job's shards), so that a
-            # killed `--overwrite` run, or its kiln-tokenize.toml, continues instead of starting over.
-            return
+        if old == plan and not overwrite:
+            return  # same job: resume
         if not overwrite:
             raise ValueError(
                 f"{out} already holds shards of a different corpus, tokenizer or settings; "

@@ -27,7 +27,7 @@ TRAINERS = ("rustbpe", "reference")
 class TokenizerTrainConfig:
     """A `kiln tokenizer train` run: which corpus, which kind of tokenizer and how big, and where it is saved."""
 
-    inputs: list[str] = field(default_factory=list)
+    inputs: list[str]
     """Corpus files (.txt, .md, .jsonl, .parquet; .txt/.md/.jsonl optionally .gz) or directories searched for
     them."""
     out_dir: str = "tokenizer"
