@@ -6,7 +6,7 @@ User-Agent, start and end times) in a thread-safe list, so a test can assert on 
 and when. Use it as a context manager:
 
     with SiteServer(TrapSite()) as server:
-        crawl(CrawlConfig(seeds=[server.url("/")], ...))
+        run(CrawlConfig(seeds=[server.url("/")], ...))
         assert server.count("/a") == 1
 
 Sites:

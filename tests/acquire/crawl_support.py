@@ -15,13 +15,12 @@ from kiln.acquire.crawl import STATE_FILE, CrawlConfig
 # Fast settings: no politeness delay unless it is under test, short timeouts and backoff.
 FAST = dict(
     delay=0.0,
-    read_timeout=0.3,
-    connect_timeout=2.0,
+    timeout=0.3,
     backoff=0.05,
     retries=2,
     max_redirects=5,
     max_page_mb=1.0,
-    progress=False,
+    quiet=True,
 )
 SUBPROCESS_TIMEOUT = 60  # a guard against a hung `kiln crawl` process, far above the few seconds it takes
 

@@ -28,7 +28,7 @@ from crawl_support import (
 )
 
 from kiln import __version__
-from kiln.acquire.crawl import CrawlConfig, crawl
+from kiln.acquire.crawl import CrawlConfig, CrawlSummary, run
 
 # ------------------------------------------------------------------------------------------------ the trap site
 
@@ -40,7 +40,7 @@ class TrapCrawl:
     server: SiteServer
     site: TrapSite
     out: Path
-    summary: dict
+    summary: CrawlSummary
     records: list[Record]
     requests: list[Request]
 
@@ -60,7 +60,7 @@ def trap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrapCrawl]:
     site = TrapSite()
     out = tmp_path_factory.mktemp("trap")
     with SiteServer(site) as server:
-        summary = crawl(config(server, out))
+        summary = run(config(server, out))
         yield TrapCrawl(server, site, out, summary, warc_records(out), server.requests)
 
 
@@ -69,10 +69,10 @@ def test_trap_crawl_writes_exactly_the_expected_pages_once(trap: TrapCrawl) -> N
     written = [r.uri for r in trap.records]
     assert Counter(written) == Counter(trap.server.url(p) for p in TrapSite.PAGES)
     assert all(r.status == "200" for r in trap.records)
-    assert trap.summary["pages"] == trap.summary["pages_this_run"] == len(TrapSite.PAGES)
-    assert trap.summary["queued"] == 0
-    assert trap.summary["bytes"] == sum(len(r.body) for r in trap.records)
-    assert trap.summary["warc_files"] == ["crawl-00000.warc.gz"]
+    assert trap.summary.pages == trap.summary.pages_this_run == len(TrapSite.PAGES)
+    assert trap.summary.queued == 0
+    assert trap.summary.bytes == sum(len(r.body) for r in trap.records)
+    assert trap.summary.warc_files == ["crawl-00000.warc.gz"]
 
 
 def test_trap_records_hold_what_the_server_served_with_depth_and_parent(trap: TrapCrawl) -> None:
@@ -109,14 +109,14 @@ def test_trap_robots_txt_first_and_disallowed_paths_never_requested(trap: TrapCr
     """robots.txt is the first request to the host; /private/ (Disallow) is never fetched but is recorded."""
     assert trap.requests[0].path == "/robots.txt"
     assert not [r for r in trap.requests if r.path.startswith("/private")]
-    assert trap.summary["skipped"]["robots.txt disallows"] == 2
+    assert trap.summary.skipped["robots.txt disallows"] == 2
     rows = state_rows(trap.out)
     assert rows[trap.server.url("/private/secret")] == ("skipped", "robots.txt disallows")
 
 
 def test_trap_redirects_loop_chain_and_plain(trap: TrapCrawl) -> None:
     """A redirect loop ends (the target is already seen); a chain stops after max_redirects hops with the reason in
-    summary["failed"]; /old's target /new is crawled; a redirect out of scope is recorded, not followed."""
+    summary.failed; /old's target /new is crawled; a redirect out of scope is recorded, not followed."""
     rows = state_rows(trap.out)
     url = trap.server.url
     assert rows[url("/loop1")] == ("redirect", f"http 302 -> {url('/loop2')}")
@@ -126,16 +126,16 @@ def test_trap_redirects_loop_chain_and_plain(trap: TrapCrawl) -> None:
     assert url("/chain/6") not in rows
     port = trap.server.port
     assert rows[url("/away")] == ("redirect", f"http 302 -> http://localhost:{port}/x (out of scope)")
-    assert trap.summary["redirects"] == 9  # loop1, loop2, chain/0..4, old, away
-    assert trap.summary["failed"]["more than 5 redirects"] == 1
+    assert trap.summary.redirects == 9  # loop1, loop2, chain/0..4, old, away
+    assert trap.summary.failed["more than 5 redirects"] == 1
     assert trap.record("/new").warc["WARC-Kiln-Parent"] == url("/old")
 
 
 def test_trap_failures_and_retries(trap: TrapCrawl) -> None:
     """5xx and timeouts are retried with exponential backoff; /flaky succeeds on its retry; /always500 and /slow
     fail after 1 + retries attempts; a 404 fails at once."""
-    assert trap.summary["failed"] == {"http 404": 1, "http 500": 1, "more than 5 redirects": 1, "timeout": 1}
-    assert trap.summary["retries"] == 5  # flaky 1, always500 2, slow 2
+    assert trap.summary.failed == {"http 404": 1, "http 500": 1, "more than 5 redirects": 1, "timeout": 1}
+    assert trap.summary.retries == 5  # flaky 1, always500 2, slow 2
     rows = state_rows(trap.out)
     assert rows[trap.server.url("/always500")] == ("failed", "http 500")
     assert rows[trap.server.url("/slow")] == ("failed", "timeout")
@@ -168,7 +168,7 @@ def test_trap_huge_page_truncated_to_max_page_mb(trap: TrapCrawl) -> None:
 
 def test_trap_binary_files_skipped_with_a_content_type_reason(trap: TrapCrawl) -> None:
     """Non-HTML responses are recorded as skipped (by content type) and their bodies are not stored."""
-    assert trap.summary["skipped"] == {
+    assert trap.summary.skipped == {
         "content-type image/png": 1,
         "content-type application/pdf": 1,
         "robots.txt disallows": 2,
@@ -225,11 +225,11 @@ def test_trap_user_agent_names_kiln(trap: TrapCrawl) -> None:
 def test_max_depth(max_depth: int, tmp_path: Path) -> None:
     """Links more than max_depth hops from the seed are not even requested."""
     with SiteServer(TrapSite()) as server:
-        summary = crawl(config(server, tmp_path, max_depth=max_depth, deny=["/slow"]))
+        summary = run(config(server, tmp_path, max_depth=max_depth, deny=["/slow"]))
         paths = server.paths()
     expected = {server.url(p) for p, (depth, _) in TrapSite.PAGES.items() if depth <= max_depth}
     assert Counter(uris(tmp_path)) == Counter(expected)
-    assert summary["pages"] == len(expected)
+    assert summary.pages == len(expected)
     assert f"/d{max_depth}" in paths or max_depth == 0
     assert f"/d{max_depth + 1}" not in paths
     if max_depth == 0:
@@ -239,10 +239,10 @@ def test_max_depth(max_depth: int, tmp_path: Path) -> None:
 def test_max_pages_stops_after_exactly_that_many_pages(tmp_path: Path) -> None:
     """max_pages counts pages written; the rest stays queued."""
     with SiteServer(TrapSite()) as server:
-        summary = crawl(config(server, tmp_path, max_pages=4, deny=["/slow"]))
+        summary = run(config(server, tmp_path, max_pages=4, deny=["/slow"]))
     assert len(uris(tmp_path)) == len(set(uris(tmp_path))) == 4
-    assert summary["pages"] == summary["pages_this_run"] == 4
-    assert summary["queued"] > 0
+    assert summary.pages == summary.pages_this_run == 4
+    assert summary.queued > 0
 
 
 # ------------------------------------------------------------------------------------------------ politeness
@@ -260,9 +260,9 @@ def _check_spacing(requests: list[Request], gap: float, slack: float = 0.05) -> 
 def test_politeness_one_connection_and_a_delay_per_host(tmp_path: Path) -> None:
     """per_host=1, delay=0.15 with concurrency 8: requests to the host never overlap and start >= delay apart."""
     with SiteServer(TreeSite(6, robots_status=200)) as server:
-        summary = crawl(config(server, tmp_path, seed="/p/0", delay=0.15, per_host=1, concurrency=8))
+        summary = run(config(server, tmp_path, seed="/p/0", delay=0.15, per_host=1, concurrency=8))
         requests = server.requests
-    assert summary["pages"] == 6
+    assert summary.pages == 6
     _check_spacing(requests, 0.15)
 
 
@@ -270,9 +270,9 @@ def test_politeness_robots_crawl_delay_raises_the_gap(tmp_path: Path) -> None:
     """The trap site with `Crawl-delay: 0.3` in robots.txt and delay=0.05: page requests are spaced by the larger
     one (4 pages: /, /a, /q, /~user, the first links of /)."""
     with SiteServer(TrapSite(crawl_delay=0.3)) as server:
-        summary = crawl(config(server, tmp_path, delay=0.05, per_host=1, concurrency=8, max_pages=4))
+        summary = run(config(server, tmp_path, delay=0.05, per_host=1, concurrency=8, max_pages=4))
         requests = server.requests
-    assert summary["pages"] == 4
+    assert summary.pages == 4
     assert [r.path for r in requests] == ["/robots.txt", "/", "/a", "/q?x=1&y=2", "/~user"]
     _check_spacing(requests, 0.3)
 
@@ -280,7 +280,7 @@ def test_politeness_robots_crawl_delay_raises_the_gap(tmp_path: Path) -> None:
 def test_politeness_robots_txt_counts_as_a_request(tmp_path: Path) -> None:
     """robots.txt is a request to the host too: the first page waits `delay` after it."""
     with SiteServer(TreeSite(2, robots_status=200)) as server:
-        crawl(config(server, tmp_path, seed="/p/0", delay=0.15, per_host=1))
+        run(config(server, tmp_path, seed="/p/0", delay=0.15, per_host=1))
         robots, first = server.requests[:2]
     assert (robots.path, first.path) == ("/robots.txt", "/p/0")
     assert first.start - robots.start >= 0.15 - 0.03
@@ -289,11 +289,11 @@ def test_politeness_robots_txt_counts_as_a_request(tmp_path: Path) -> None:
 def test_robots_txt_server_error_keeps_the_crawler_out(tmp_path: Path) -> None:
     """robots.txt answering 5xx means "stay out" (the cautious reading): nothing else is requested."""
     with SiteServer(TreeSite(3, robots_status=503)) as server:
-        summary = crawl(config(server, tmp_path, seed="/p/0"))
+        summary = run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
     assert paths == ["/robots.txt"]
-    assert summary["pages"] == 0
-    assert summary["skipped"] == {"robots.txt disallows": 1}
+    assert summary.pages == 0
+    assert summary.skipped == {"robots.txt disallows": 1}
 
 
 # ------------------------------------------------------------------------------------------------ scope
@@ -331,19 +331,19 @@ def test_scope_modes(mode: str, followed: list[str], tmp_path: Path) -> None:
     Hosts out of scope get no request at all (not even robots.txt)."""
     with SiteServer(HostsSite(HOSTS)) as server:
         seed = f"http://www.kiln.test:{server.port}/"
-        summary = crawl(CrawlConfig(seeds=[seed], out_dir=str(tmp_path), scope=mode, **FAST))  # type: ignore[arg-type]
+        summary = run(CrawlConfig(seeds=[seed], out_dir=str(tmp_path), scope=mode, **FAST))  # type: ignore[arg-type]
         requests = server.requests
     port = server.port
     assert {r.host for r in requests} == {f"{h}:{port}" for h in followed}
     expected = {seed} | {f"http://{h}:{port}/page" for h in followed}
     assert Counter(uris(tmp_path)) == Counter(expected)
-    assert summary["pages"] == len(expected)
+    assert summary.pages == len(expected)
 
 
 def test_allow_regex_limits_what_is_followed(tmp_path: Path) -> None:
     """With allow regexes only matching links are followed (the seed is always fetched)."""
     with SiteServer(TrapSite()) as server:
-        crawl(config(server, tmp_path, allow=[r"/d\d+$"]))
+        run(config(server, tmp_path, allow=[r"/d\d+$"]))
         paths = server.paths()
     assert paths == ["/robots.txt", "/", "/d1", "/d2", "/d3", "/d4", "/d5", "/d6"]
     assert set(uris(tmp_path)) == {server.url(p) for p in ["/", "/d1", "/d2", "/d3", "/d4", "/d5", "/d6"]}
@@ -353,7 +353,7 @@ def test_deny_regexes_exclude_links(tmp_path: Path) -> None:
     """Deny regexes drop matching links before they are requested, whatever else they match."""
     deny = [r"/d[3-9]$", r"\.(png|pdf)$", "/slow", "always500", "/chain/", "/loop"]
     with SiteServer(TrapSite()) as server:
-        summary = crawl(config(server, tmp_path, deny=deny, allow=[r":\d+/(d\d|doc\.pdf|slow|a)?$"]))
+        summary = run(config(server, tmp_path, deny=deny, allow=[r":\d+/(d\d|doc\.pdf|slow|a)?$"]))
         paths = server.paths()
     assert paths == ["/robots.txt", "/", "/a", "/d1", "/d2"]
-    assert summary["skipped"] == {} and summary["failed"] == {}
+    assert summary.skipped == {} and summary.failed == {}

@@ -15,7 +15,7 @@ from crawl_support import (
 )
 
 from helpers import run_cli
-from kiln.acquire.crawl import CrawlConfig, Crawler, crawl, detect_charset, extract_links
+from kiln.acquire.crawl import CrawlConfig, Crawler, detect_charset, extract_links, run
 
 # ------------------------------------------------------------------------------------------------ a real site
 
@@ -39,15 +39,15 @@ def test_python_docs_site(shared_data: Path, tmp_path: Path) -> None:
     assert len(html) == 530 and html >= DOCS_ORPHANS
     out = tmp_path / "crawl"
     with SiteServer(StaticSite(tmp_path / "site")) as server:
-        cfg = config(server, out, seed="/html/index.html", per_host=8, concurrency=8, read_timeout=20, max_page_mb=5)
-        summary = crawl(cfg)
+        cfg = config(server, out, seed="/html/index.html", per_host=8, concurrency=8, timeout=20, max_page_mb=5)
+        summary = run(cfg)
         counts = Counter(server.paths())
     expected = {server.url(f"/html/{p}") for p in html - DOCS_ORPHANS}
     written = uris(out)
-    assert len(written) == summary["pages"] == 526
+    assert len(written) == summary.pages == 526
     assert set(written) == expected
-    assert summary["failed"] == {"http 404": 4}
-    assert summary["skipped"] == {}
+    assert summary.failed == {"http 404": 4}
+    assert summary.skipped == {}
     assert max(counts.values()) == 1
 
 

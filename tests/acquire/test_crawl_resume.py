@@ -23,7 +23,7 @@ from crawl_support import (
     uris,
 )
 
-from kiln.acquire.crawl import STATE_FILE, crawl
+from kiln.acquire.crawl import STATE_FILE, run
 from kiln.acquire.warc_writer import RotatingWarcWriter
 
 # ------------------------------------------------------------------------------------------------ resume
@@ -34,12 +34,12 @@ def test_resume_after_max_pages_fetches_nothing_twice(tmp_path: Path) -> None:
     (no URL requested again, only robots.txt once per run), and the WARC holds every page once."""
     site = TrapSite()
     with SiteServer(site) as server:
-        first = crawl(config(server, tmp_path, max_pages=6, deny=["/slow"]))
+        first = run(config(server, tmp_path, max_pages=6, deny=["/slow"]))
         n_first = len(server.requests)
-        second = crawl(config(server, tmp_path, max_pages=100, deny=["/slow"]))
+        second = run(config(server, tmp_path, max_pages=100, deny=["/slow"]))
         requests = server.requests
-    assert first["pages"] == 6
-    assert second["pages"] == len(TrapSite.PAGES) and second["pages_this_run"] == len(TrapSite.PAGES) - 6
+    assert first.pages == 6
+    assert second.pages == len(TrapSite.PAGES) and second.pages_this_run == len(TrapSite.PAGES) - 6
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in TrapSite.PAGES)
     counts = Counter(r.path for r in requests)
     assert counts["/robots.txt"] == 2
@@ -52,10 +52,10 @@ def test_warc_rotation_and_resume_keep_every_page_once(tmp_path: Path) -> None:
     """Tiny WARC files rotate; a second run appends to the newest file and the set of records stays exact."""
     site = TreeSite(20)
     with SiteServer(site) as server:
-        crawl(config(server, tmp_path, seed="/p/0", max_pages=7, warc_mb=0.003))
-        summary = crawl(config(server, tmp_path, seed="/p/0", warc_mb=0.003))
+        run(config(server, tmp_path, seed="/p/0", max_pages=7, warc_mb=0.003))
+        summary = run(config(server, tmp_path, seed="/p/0", warc_mb=0.003))
         counts = Counter(server.paths())
-    assert len(summary["warc_files"]) > 2
+    assert len(summary.warc_files) > 2
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in site.pages)
     assert all(counts[p] == 1 for p in site.pages)
 
@@ -67,7 +67,7 @@ TREE = 31  # a complete binary tree: /p/i's children 2i+1 and 2i+2 are linked fr
 
 def _stopped_crawl(server: SiteServer, out: Path) -> None:
     """Crawl the tree up to max_pages=5 (/p/0 .. /p/4); /p/5 is next in the frontier."""
-    crawl(config(server, out, seed="/p/0", max_pages=5))
+    run(config(server, out, seed="/p/0", max_pages=5))
     db = sqlite3.connect(out / STATE_FILE)
     (url,) = db.execute("SELECT url FROM urls WHERE status = 'queued' ORDER BY depth, seq LIMIT 1").fetchone()
     db.close()
@@ -92,18 +92,18 @@ def _append_record(server: SiteServer, site: TreeSite, out: Path, i: int) -> tup
 
 def test_crash_between_warc_write_and_commit_is_recovered(tmp_path: Path) -> None:
     """A record on disk but not committed is taken as done: not requested again, counted in
-    summary["recovered_from_warc"], and its links (re-extracted from the stored body) are crawled."""
+    summary.recovered_from_warc, and its links (re-extracted from the stored body) are crawled."""
     site = TreeSite(TREE)
     with SiteServer(site) as server:
         _stopped_crawl(server, tmp_path)
         _append_record(server, site, tmp_path, 5)
         server.clear()
-        summary = crawl(config(server, tmp_path, seed="/p/0"))
+        summary = run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
-    assert summary["recovered_from_warc"] == 1
+    assert summary.recovered_from_warc == 1
     assert "/p/5" not in paths
     assert "/p/11" in paths and "/p/12" in paths  # only /p/5 links to them
-    assert summary["pages"] == TREE
+    assert summary.pages == TREE
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in site.pages)
 
 
@@ -119,11 +119,11 @@ def test_torn_warc_tail_is_cut_off_and_the_page_refetched_once(keep: int, tmp_pa
         assert end - start > 4 * keep
         os.truncate(tmp_path / name, start + keep)
         server.clear()
-        summary = crawl(config(server, tmp_path, seed="/p/0"))
+        summary = run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
-    assert summary["recovered_from_warc"] == 0
+    assert summary.recovered_from_warc == 0
     assert paths.count("/p/5") == 1
-    assert summary["pages"] == TREE
+    assert summary.pages == TREE
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in site.pages)
 
 
@@ -137,9 +137,9 @@ def test_torn_warc_tail_missing_its_last_bytes(lost: int, tmp_path: Path) -> Non
         name, _, end = _append_record(server, site, tmp_path, 5)
         os.truncate(tmp_path / name, end - lost)
         server.clear()
-        summary = crawl(config(server, tmp_path, seed="/p/0"))
+        summary = run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
-    assert summary["recovered_from_warc"] == 0
+    assert summary.recovered_from_warc == 0
     assert paths.count("/p/5") == 1
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in site.pages)
 
@@ -151,12 +151,12 @@ def test_recovery_commits_the_true_warc_offset(tmp_path: Path) -> None:
     with SiteServer(site) as server:
         _stopped_crawl(server, tmp_path)
         _append_record(server, site, tmp_path, 5)
-        assert crawl(config(server, tmp_path, seed="/p/0", max_pages=6))["recovered_from_warc"] == 1
+        assert run(config(server, tmp_path, seed="/p/0", max_pages=6)).recovered_from_warc == 1
         name, offset = committed_offset(tmp_path)
         true_end = (tmp_path / name).stat().st_size
         _append_record(server, site, tmp_path, 6)  # the next run's first write, then a crash
         server.clear()
-        crawl(config(server, tmp_path, seed="/p/0"))
+        run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
     assert "/p/6" not in paths
     assert Counter(uris(tmp_path)) == Counter(server.url(p) for p in site.pages)

@@ -20,8 +20,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from helpers import SHARED_DATA, run_cli
-from kiln.acquire.ingest import ingest
+from kiln.acquire import IngestConfig, IngestSummary, run_ingest
 from kiln.acquire.warc import IngestStats, WarcRecord, iter_records
+from kiln.config import load_config, to_dict
 
 WARC_DIR = SHARED_DATA / "web" / "warc"
 REAL_FILES = sorted(p.name for p in WARC_DIR.iterdir()) if WARC_DIR.is_dir() else ["(shared data absent)"]
@@ -405,7 +406,7 @@ def test_ingest_writes_kept_records_and_stats(tmp_path):
     torn = tmp_path / "torn.warc"
     torn.write_bytes(_record(4, gz=False) + _record(5, gz=False)[:300])
     out = tmp_path / "out"
-    stats = ingest([good, torn], out)
+    stats = run_ingest(IngestConfig(inputs=[str(good), str(torn)], out_dir=str(out), quiet=True))
     written = _written(out)
     assert [w["url"] for w in written] == [f"http://example.com/{i}" for i in (0, 1, 2, 4)]
     assert [w["body"] for w in written] == [_body(i) for i in (0, 1, 2, 4)]
@@ -423,7 +424,7 @@ def test_ingest_rotates_output_files(tmp_path):
     src = tmp_path / "many.warc.gz"
     src.write_bytes(b"".join(_record(i) for i in range(10)))
     out = tmp_path / "out"
-    ingest([src], out, max_file_bytes=1000)
+    run_ingest(IngestConfig(inputs=[str(src)], out_dir=str(out), warc_mb=1000 / (1 << 20)))
     assert len(list(out.glob("ingest-*.warc.gz"))) > 1
     assert [w["url"] for w in _written(out)] == [f"http://example.com/{i}" for i in range(10)]
 
@@ -433,7 +434,8 @@ def test_ingest_real_files_round_trip(shared_data, tmp_path):
     d = shared_data / "web" / "warc"
     names = ["cc-main-2020-34-excerpt.warc.gz", CLUEWEB, "wget-sample-0001.warc.gz", "whirlwind.warc.wet.gz"]
     out = tmp_path / "out"
-    stats = ingest([d / n for n in names], out, record_types=["response", "conversion"], content_types=["text/html"])
+    inputs = [str(d / n) for n in names]
+    stats = run_ingest(IngestConfig(inputs=inputs, out_dir=str(out), type=["response", "conversion"]))
     expected = [
         r
         for n in names
@@ -465,4 +467,48 @@ def test_cli_ingest_missing_file_is_one_line_exit_2(tmp_path):
     rc, out, err = run_cli(["ingest", str(tmp_path / "missing.warc.gz"), "--out", str(tmp_path / "out")])
     assert rc == 2 and out == ""
     assert err.strip().splitlines() == [f"kiln ingest: error: no such file: {tmp_path / 'missing.warc.gz'}"]
+    assert not (tmp_path / "out").exists()
+
+
+# --- the stage contract -----------------------------------------------------------------------------------
+
+
+def test_run_renders_what_the_command_prints_and_leaves_its_config(tmp_path):
+    """`run_ingest`'s summary renders the lines `kiln ingest` prints (one line with quiet), is ingest-stats.json,
+    and the run leaves kiln-ingest.toml, which loads back to the config it ran with."""
+    src = tmp_path / "a.warc.gz"
+    src.write_bytes(_record(0) + b"junk" * 10 + _record(1) + _record(2, content_type="image/png"))
+    for quiet in (False, True):
+        cli_out, run_out = tmp_path / f"cli-{quiet}", tmp_path / f"run-{quiet}"
+        rc, printed, err = run_cli(["ingest", str(src), "--out", str(cli_out), *(["--quiet"] if quiet else [])])
+        assert rc == 0, err
+        config = IngestConfig(inputs=[str(src)], out_dir=str(run_out), quiet=quiet)
+        summary = run_ingest(config)
+        assert isinstance(summary, IngestSummary) and summary.kept == 2
+        assert summary.render().replace(str(run_out), str(cli_out)) + "\n" == printed
+        assert len(summary.render().splitlines()) == (1 if quiet else 3)
+        assert json.loads((run_out / "ingest-stats.json").read_text()) == summary.to_json()
+        assert summary.to_json() == json.loads((cli_out / "ingest-stats.json").read_text())
+        assert to_dict(load_config(IngestConfig, run_out / "kiln-ingest.toml")) == to_dict(config)
+    everything = run_ingest(IngestConfig(inputs=[str(src)], out_dir=str(tmp_path / "all"), content_type=["all"]))
+    assert everything.kept == 3
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("inputs", [], "inputs"),
+        ("type", ["responce"], "type: unknown WARC record type"),
+        ("type", [], "type"),
+        ("content_type", [" "], "content_type"),
+        ("warc_mb", 0.0, "warc_mb"),
+    ],
+)
+def test_bad_settings_name_the_field_and_write_nothing(field, value, message, tmp_path):
+    src = tmp_path / "a.warc.gz"
+    src.write_bytes(_record(0))
+    config = IngestConfig(inputs=[str(src)], out_dir=str(tmp_path / "out"))
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=message):
+        run_ingest(config)
     assert not (tmp_path / "out").exists()

@@ -23,9 +23,12 @@ import pytest
 
 from helpers import TINY_TRAIN
 from kiln.cli import main
+from kiln.config import load_config, to_dict
 from kiln.model.checkpoint import load_checkpoint, resolve_checkpoint
+from kiln.tokenize import TokenizeConfig, TokenizeSummary, run_tokenize
+from kiln.tokenize.corpus import find_inputs
 from kiln.tokenize.shards import open_shard, read_header
-from kiln.tokenize.tokenize_corpus import PART_COUNTS, TokenizeConfig, tokenize_corpus
+from kiln.tokenize.tokenize_corpus import PART_COUNTS
 from kiln.tokenizer import BPETokenizer, ByteTokenizer, get_tokenizer, load_tokenizer, train_bpe
 from kiln.tokenizer.bpe import RANKS_FILE
 from kiln.train.data import bundled_text, open_shard_dir
@@ -62,7 +65,8 @@ def _write_jsonl(path: Path, docs: list[str]) -> Path:
 
 
 def _run(**kwargs) -> dict:
-    return tokenize_corpus(TokenizeConfig(**kwargs), progress=False)
+    """`kiln tokenize` without a progress bar; the summary as the dict summary.json holds."""
+    return run_tokenize(TokenizeConfig(quiet=True, **kwargs)).to_json()
 
 
 def _shards(out: Path) -> dict[str, bytes]:
@@ -220,7 +224,7 @@ def test_tiny_shakespeare_alone_gets_a_val_split(bpe: tuple[Path, BPETokenizer],
     corpus.write_text(SHAKESPEARE, encoding="utf-8")
     out = tmp_path / "out"
     summary = _run(inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1)
-    assert TokenizeConfig().val_fraction == 0.02
+    assert TokenizeConfig(inputs=[]).val_fraction == 0.02
     assert summary["documents"] == 1
     assert summary["val_tokens"] > 0 and list(out.glob("val_*.bin"))
     assert summary["train_tokens"] > 20 * summary["val_tokens"]
@@ -283,6 +287,44 @@ def test_a_lost_or_truncated_shard_is_redone_even_with_its_marker(
     assert second["parts_resumed"] == first["parts"] - 2
     assert _shards(out) == before
     assert {k: second[k] for k in COUNTS} == {k: first[k] for k in COUNTS}
+
+
+def test_the_resolved_config_repeats_the_run_and_no_reader_takes_it_for_data(
+    many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], tmp_path: Path
+) -> None:
+    """The run leaves kiln-tokenize.toml in out_dir: the config as given (segment_kb not narrowed), which run again
+    (with a progress bar this time: quiet is not part of the job) resumes every part. Neither `kiln tokenize` on the
+    directory nor `kiln train`'s shard reader reads it."""
+    out = tmp_path / "out"
+    cfg = TokenizeConfig(quiet=True, **_many_parts(many, bpe, out))
+    first = run_tokenize(cfg)
+    path = out / "kiln-tokenize.toml"
+    ran = load_config(TokenizeConfig, path)
+    assert to_dict(ran) == to_dict(cfg)
+    ran.quiet = False
+    again = run_tokenize(ran)
+    assert isinstance(again, TokenizeSummary) and again.parts_resumed == first.parts
+    assert {k: getattr(again, k) for k in COUNTS} == {k: getattr(first, k) for k in COUNTS}
+    (tmp_path / "notes.txt").write_text("a corpus file beside the output", encoding="utf-8")
+    assert find_inputs([str(tmp_path)]) == [tmp_path / "notes.txt"]
+    assert open_shard_dir(out).train == sorted(out.glob("train_*.bin"))
+
+
+def test_the_summary_renders_what_the_command_prints(bpe: tuple[Path, BPETokenizer], tmp_path: Path) -> None:
+    """TokenizeSummary.render() (built from summary.json) is, line for line, what `kiln tokenize` prints."""
+    tok_dir, _ = bpe
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "latin.txt").write_bytes(b"caf\xe9 ok " + SHAKESPEARE[:50_000].encode("utf-8"))
+    (corpus / "docs.jsonl").write_text("{}\n" + json.dumps({"text": SHAKESPEARE[50_000:]}) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = main(["tokenize", str(corpus), "--tokenizer", str(tok_dir), "--out", str(out), "--quiet"])
+    assert rc == 0
+    summary = TokenizeSummary(**json.loads((out / "summary.json").read_text(encoding="utf-8")))
+    assert summary.skipped_records == 1 and summary.replaced_bytes == 1
+    assert summary.render() + "\n" == stdout.getvalue()
 
 
 def test_kill_9_mid_run_then_rerun_gives_the_clean_run_shards(bpe: tuple[Path, BPETokenizer], tmp_path: Path) -> None:
@@ -423,7 +465,7 @@ def test_invalid_settings_are_value_errors(field: str, value: object, message: s
     cfg = TokenizeConfig(inputs=[str(corpus)], out_dir=str(tmp_path / "out"), tokenizer="byte")
     setattr(cfg, field, value)
     with pytest.raises(ValueError, match=message):
-        tokenize_corpus(cfg, progress=False)
+        run_tokenize(cfg)
     assert not (tmp_path / "out").exists()
 
 

@@ -35,7 +35,9 @@ def _error(argv: list[str], command: str) -> str:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"kiln {command}: error: "), err
+    # The stage table's CLI names the whole command ("kiln tokenizer train: error: ..."); the argparse one it
+    # replaces named only the group ("kiln tokenizer: error: ..."). TODO(cli switch): keep only `command`.
+    assert any(lines[0].startswith(f"kiln {name}: error: ") for name in (command, command.split()[0])), err
     assert out == ""
     return lines[0]
 
@@ -279,7 +281,9 @@ def test_export_hf_writes_a_loadable_tokenizer_json(tok_dir: Path, tmp_path: Pat
 
 
 def test_export_hf_refuses_a_non_bpe_tokenizer(tmp_path: Path) -> None:
-    line = _error(["tokenizer", "export-hf", "--tokenizer", "byte", "--out", str(tmp_path / "t.json")], "tokenizer")
+    line = _error(
+        ["tokenizer", "export-hf", "--tokenizer", "byte", "--out", str(tmp_path / "t.json")], "tokenizer export-hf"
+    )
     assert "only byte-level BPE" in line and "'byte'" in line
     assert not (tmp_path / "t.json").exists()
 
@@ -365,23 +369,25 @@ def test_tokenize_bad_settings_exit_2(tok_dir: Path, corpus: Path, tmp_path: Pat
 
 def test_tokenizer_train_errors_exit_2(corpus: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "t")
-    line = _error(["tokenizer", "train", str(corpus), "--out", out, "--vocab-size", "100", "--quiet"], "tokenizer")
+    line = _error(
+        ["tokenizer", "train", str(corpus), "--out", out, "--vocab-size", "100", "--quiet"], "tokenizer train"
+    )
     assert "vocab_size 100 is too small" in line
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
-    assert "empty corpus" in _error(["tokenizer", "train", str(empty), "--out", out, "--quiet"], "tokenizer")
+    assert "empty corpus" in _error(["tokenizer", "train", str(empty), "--out", out, "--quiet"], "tokenizer train")
     bad_pattern = ["tokenizer", "train", str(corpus), "--out", out, "--pattern", "(unclosed", "--quiet"]
-    assert "split pattern" in _error(bad_pattern, "tokenizer")
+    assert "split pattern" in _error(bad_pattern, "tokenizer train")
     assert not Path(out).exists()
 
 
 def test_unknown_tokenizer_and_bad_ids_exit_2(tok_dir: Path, tmp_path: Path) -> None:
-    line = _error(["tokenizer", "encode", "--tokenizer", "no-such-vocab", "hi"], "tokenizer")
+    line = _error(["tokenizer", "encode", "--tokenizer", "no-such-vocab", "hi"], "tokenizer encode")
     assert "unknown tokenizer 'no-such-vocab'" in line and "cl100k_base" in line
-    line = _error(["tokenizer", "decode", "--tokenizer", str(tok_dir), "12", "x7", "3"], "tokenizer")
+    line = _error(["tokenizer", "decode", "--tokenizer", str(tok_dir), "12", "x7", "3"], "tokenizer decode")
     assert "token ids must be integers" in line and "x7" in line
     (tmp_path / "not_a_tokenizer").mkdir()
-    line = _error(["tokenizer", "encode", "--tokenizer", str(tmp_path / "not_a_tokenizer"), "hi"], "tokenizer")
+    line = _error(["tokenizer", "encode", "--tokenizer", str(tmp_path / "not_a_tokenizer"), "hi"], "tokenizer encode")
     assert "holds no tokenizer" in line
 
 
@@ -397,7 +403,7 @@ def test_a_pretrained_name_offline_exits_2(
         spec = pretrained_module.PRETRAINED[name]
         monkeypatch.setitem(pretrained_module.PRETRAINED, name, dataclasses.replace(spec, url="http://127.0.0.1:9/x"))
 
-    line = _error(["tokenizer", "encode", "--tokenizer", "cl100k_base", "hi"], "tokenizer")
+    line = _error(["tokenizer", "encode", "--tokenizer", "cl100k_base", "hi"], "tokenizer encode")
     assert "could not fetch the cl100k_base vocabulary" in line and "offline?" in line
     # "gpt2" (the alias of r50k_base, and kiln tokenize's default) fails the same way.
     line = _error(["tokenize", str(corpus), "--tokenizer", "gpt2", "--out", str(tmp_path / "o"), "--quiet"], "tokenize")

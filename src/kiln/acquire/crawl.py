@@ -29,52 +29,21 @@ from pathlib import Path
 
 import httpx
 
-from kiln import __version__
+from kiln.acquire.crawl_config import CrawlConfig
 from kiln.acquire.crawl_state import CrawlState
+from kiln.acquire.crawl_summary import SUMMARY_FILE, CrawlSummary
 from kiln.acquire.urls import Scope, host_of, normalize_url
 from kiln.acquire.warc_writer import RotatingWarcWriter, truncate_to, warc_date
+from kiln.stage import write_resolved_config
 from kiln.utils.checks import require
+
+__all__ = ["CrawlConfig", "CrawlSummary", "Crawler", "crawl", "detect_charset", "extract_links", "run"]
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 STATE_FILE = "crawl.sqlite"
 WARC_PREFIX = "crawl"
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _HOP_HEADERS = {"content-encoding", "transfer-encoding", "content-length", "connection", "keep-alive"}
-
-
-@dataclass
-class CrawlConfig:
-    seeds: list[str] = field(default_factory=list)
-    out_dir: str = "crawl"
-    scope: str = "host"  # host | domain | any
-    allow: list[str] = field(default_factory=list)  # regexes a URL must match (one of), if given
-    deny: list[str] = field(default_factory=list)  # regexes that exclude a URL
-    max_depth: int = 10  # link hops from a seed
-    max_pages: int = 0  # pages written (0 = no limit)
-    max_page_mb: float = 5.0  # larger bodies are truncated (WARC-Truncated: length)
-    concurrency: int = 16  # fetches in flight, all hosts together
-    per_host: int = 1  # connections per host
-    delay: float = 1.0  # seconds between requests to one host (robots.txt Crawl-delay can raise it)
-    user_agent: str = f"kiln/{__version__} (educational LLM data crawler; obeys robots.txt)"
-    connect_timeout: float = 10.0
-    read_timeout: float = 20.0
-    retries: int = 2  # extra attempts after a 5xx, 429 or network error
-    backoff: float = 1.0  # seconds before the first retry; doubles each time
-    max_redirects: int = 5
-    warc_mb: float = 100.0  # rotate WARC files at this size
-    progress: bool = True
-
-    def validate(self) -> CrawlConfig:
-        require(bool(self.seeds), "give at least one seed URL")
-        require(self.max_depth >= 0, f"max_depth must be >= 0, got {self.max_depth}")
-        require(self.max_pages >= 0, f"max_pages must be >= 0 (0 = no limit), got {self.max_pages}")
-        require(self.max_page_mb > 0, f"max_page_mb must be > 0, got {self.max_page_mb}")
-        require(self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}")
-        require(self.per_host >= 1, f"per_host must be >= 1, got {self.per_host}")
-        require(self.delay >= 0, f"delay must be >= 0, got {self.delay}")
-        require(self.retries >= 0 and self.max_redirects >= 0, "retries and max_redirects must be >= 0")
-        require(self.connect_timeout > 0 and self.read_timeout > 0, "timeouts must be > 0")
-        return self
 
 
 @dataclass
@@ -231,7 +200,7 @@ async def fetch(client: httpx.AsyncClient, url: str, cfg: CrawlConfig) -> Fetch:
     """GET one URL: a page, a redirect, a skip (not HTML), or a retry/failure."""
     limit = int(cfg.max_page_mb * (1 << 20))
     try:
-        async with asyncio.timeout(cfg.connect_timeout + 4 * cfg.read_timeout):
+        async with asyncio.timeout(cfg.connect_timeout + 4 * cfg.timeout):
             async with client.stream("GET", url) as resp:
                 status = resp.status_code
                 if 300 <= status < 400:
@@ -277,8 +246,9 @@ async def fetch(client: httpx.AsyncClient, url: str, cfg: CrawlConfig) -> Fetch:
 class Crawler:
     def __init__(self, cfg: CrawlConfig) -> None:
         self.cfg = cfg.validate()
-        seeds = [normalize_url(s) for s in cfg.seeds]
-        bad = [s for s, n in zip(cfg.seeds, seeds, strict=True) if n is None]
+        given = cfg.all_seeds()
+        seeds = [normalize_url(s) for s in given]
+        bad = [s for s, n in zip(given, seeds, strict=True) if n is None]
         require(not bad, f"not crawlable http(s) URLs: {bad}")
         self.seeds = [s for s in seeds if s]
         self.scope = Scope(cfg.scope, self.seeds, cfg.allow, cfg.deny)
@@ -393,17 +363,15 @@ class Crawler:
         self.host_next[host] = max(self.host_next.get(host, 0.0), time.monotonic() + gap)
         return await fetch(client, url, self.cfg)
 
-    async def run(self) -> dict:
+    async def run(self) -> CrawlSummary:
         cfg = self.cfg
         self.state.add((s, host_of(s), 0, None, 0) for s in self.seeds)
         recovered = self.recover()
         from tqdm import tqdm
 
         done_before = self.pages_before = self.state.counters().get("pages", 0)
-        bar = tqdm(
-            total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=not cfg.progress
-        )
-        timeout = httpx.Timeout(cfg.read_timeout, connect=cfg.connect_timeout)
+        bar = tqdm(total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=cfg.quiet)
+        timeout = httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout)
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         tasks: dict[asyncio.Task, tuple] = {}
         async with httpx.AsyncClient(
@@ -458,32 +426,36 @@ class Crawler:
             tasks[asyncio.create_task(self._task(client, robots, row))] = row
             started += 1
 
-    def summary(self, recovered: int = 0) -> dict:
+    def summary(self, recovered: int = 0) -> CrawlSummary:
         counts = self.state.counters()
-        elapsed = time.monotonic() - self.started
         statuses = self.state.status_counts()
-        return {
-            "pages": counts.get("pages", 0),
-            "pages_this_run": counts.get("pages", 0) - getattr(self, "pages_before", 0),
-            "bytes": counts.get("bytes", 0),
-            "redirects": statuses.get("redirect", 0),
-            "skipped": self.state.reasons("skipped"),
-            "failed": self.state.reasons("failed"),
-            "queued": statuses.get("queued", 0),
-            "retries": counts.get("retries", 0),
-            "recovered_from_warc": recovered,
-            "seconds": elapsed,
-            "out_dir": str(self.out),
-            "warc_files": sorted(p.name for p in self.out.glob(f"{WARC_PREFIX}-*.warc.gz")),
-        }
+        return CrawlSummary(
+            pages=counts.get("pages", 0),
+            pages_this_run=counts.get("pages", 0) - getattr(self, "pages_before", 0),
+            bytes=counts.get("bytes", 0),
+            redirects=statuses.get("redirect", 0),
+            skipped=self.state.reasons("skipped"),
+            failed=self.state.reasons("failed"),
+            queued=statuses.get("queued", 0),
+            retries=counts.get("retries", 0),
+            recovered_from_warc=recovered,
+            seconds=time.monotonic() - self.started,
+            out_dir=str(self.out),
+            warc_files=sorted(p.name for p in self.out.glob(f"{WARC_PREFIX}-*.warc.gz")),
+        )
+
+
+def run(config: CrawlConfig) -> CrawlSummary:
+    """Run (or continue) a crawl. The config is checked (seeds too) before anything is created on disk; the
+    resolved config is written before the first fetch, so an interrupted crawl can be continued from it; the
+    summary is also written to <out_dir>/summary.json."""
+    crawler = Crawler(config)
+    write_resolved_config(config, config.out_dir, "crawl")
+    summary = asyncio.run(crawler.run())
+    summary.write(Path(config.out_dir) / SUMMARY_FILE)
+    return summary
 
 
 def crawl(cfg: CrawlConfig) -> dict:
-    """Run (or continue) a crawl; returns its summary (also written to <out_dir>/summary.json)."""
-    import json
-
-    from kiln.utils.io import atomic_write_text
-
-    summary = asyncio.run(Crawler(cfg).run())
-    atomic_write_text(Path(cfg.out_dir) / "summary.json", json.dumps(summary, indent=1))
-    return summary
+    """`run`, returning the summary as a dict (the entry point from before the stage contract)."""
+    return run(cfg).to_json()

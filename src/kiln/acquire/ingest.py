@@ -2,13 +2,13 @@
 
 Reading (and all the robustness against broken archives) is `kiln.acquire.warc.iter_records`; this module only
 writes what it keeps: HTTP responses rewritten with their decoded body, other records copied as they are,
-each with `WARC-Kiln-Source` naming its file, and `ingest-stats.json` at the end.
+each with `WARC-Kiln-Source` naming its file, and `ingest-stats.json` at the end. `run(IngestConfig)` is the
+stage (`kiln ingest`); it also leaves the resolved config, `kiln-ingest.toml`, beside the output.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -16,9 +16,13 @@ from http import HTTPStatus
 from pathlib import Path
 
 from kiln.acquire.http_payload import header
+from kiln.acquire.ingest_config import IngestConfig
+from kiln.acquire.ingest_summary import STATS_FILE, IngestSummary
 from kiln.acquire.warc import IngestStats, WarcRecord, check_types, expand_inputs, iter_records
 from kiln.acquire.warc_writer import RotatingWarcWriter, warc_date
-from kiln.utils.io import atomic_write_text
+from kiln.stage import write_resolved_config
+
+__all__ = ["IngestConfig", "IngestSummary", "ingest", "run"]
 
 _WARC_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$")
 
@@ -69,6 +73,20 @@ def write_other(writer: RotatingWarcWriter, record: WarcRecord) -> tuple[str, in
     return writer.write_record(built)
 
 
+def run(config: IngestConfig) -> IngestSummary:
+    """`kiln ingest`: copy the kept records of `config.inputs` into `<out_dir>/ingest-NNNNN.warc.gz`. The config
+    and the inputs are checked before anything is written; the summary is also `<out_dir>/ingest-stats.json`."""
+    config.validate()
+    files = expand_inputs(config.inputs)
+    write_resolved_config(config, config.out_dir, "ingest")
+    stats = copy_records(
+        files, config.out_dir, config.record_types(), config.content_types(), int(config.warc_mb * (1 << 20))
+    )
+    summary = IngestSummary.from_stats(stats, files, config.out_dir, config.quiet)
+    summary.write(Path(config.out_dir) / STATS_FILE)
+    return summary
+
+
 def ingest(
     paths: Iterable[str | Path],
     out_dir: str | Path,
@@ -76,17 +94,29 @@ def ingest(
     content_types: Sequence[str] | None = ("text/html",),
     max_file_bytes: int = 100 << 20,
 ) -> IngestStats:
-    """Copy the kept records of `paths` into `out_dir/ingest-NNNNN.warc.gz` (rotated) for `kiln clean`.
-
-    HTTP responses are rewritten with their decoded body (see `kiln.acquire.http_payload`) and a `WARC-Kiln-Source`
-    header naming the file they came from; other records are copied as they are. Ends by writing
-    `ingest-stats.json` (atomically) beside them.
-    """
+    """Copy the kept records of `paths` into `out_dir/ingest-NNNNN.warc.gz` (rotated) for `kiln clean`, ending with
+    `ingest-stats.json`; the entry point from before the stage contract (`run` takes an `IngestConfig`)."""
     files = expand_inputs(paths)
     check_types(record_types)
+    stats = copy_records(files, out_dir, record_types, content_types, max_file_bytes)
+    IngestSummary.from_stats(stats, files, out_dir, quiet=False).write(Path(out_dir) / STATS_FILE)
+    return stats
+
+
+def copy_records(
+    files: list[Path],
+    out_dir: str | Path,
+    record_types: Sequence[str] | None,
+    content_types: Sequence[str] | None,
+    max_file_bytes: int,
+) -> IngestStats:
+    """Write the kept records of `files` into `out_dir/ingest-NNNNN.warc.gz` (rotated at `max_file_bytes`).
+
+    HTTP responses are rewritten with their decoded body (see `kiln.acquire.http_payload`) and a `WARC-Kiln-Source`
+    header naming the file they came from; other records are copied as they are.
+    """
     stats = IngestStats()
-    out = Path(out_dir)
-    with RotatingWarcWriter(out, prefix="ingest", max_bytes=max_file_bytes) as writer:
+    with RotatingWarcWriter(Path(out_dir), prefix="ingest", max_bytes=max_file_bytes) as writer:
         for path in files:
             for record in iter_records(path, stats, record_types, content_types):
                 if record.record_type == "response" and record.http_status is not None:
@@ -100,7 +130,4 @@ def ingest(
                     )
                 else:
                     write_other(writer, record)
-    outputs = sorted(p.name for p in out.glob("ingest-*.warc.gz"))
-    summary = {**stats.to_dict(), "inputs": [str(p) for p in files], "outputs": outputs}
-    atomic_write_text(out / "ingest-stats.json", json.dumps(summary, indent=2) + "\n")
     return stats

@@ -5,7 +5,9 @@ part's shards itself (`train_<part>.bin`, `val_<part>.bin`) and then a small don
 (`parts/<part>.json` with its counts), all atomically. A rerun of the same command reads `plan.json`, skips
 every part whose marker exists and does the rest, so a killed job loses at most the parts in flight and
 never redoes or double-counts finished ones. A different corpus, tokenizer or setting in the same directory
-is refused unless `overwrite` is set.
+is refused unless `overwrite` is set. `run(TokenizeConfig)` is the stage (`kiln tokenize`); it also leaves the
+resolved config, `kiln-tokenize.toml`, in the output directory (not a corpus or shard name: neither a rerun's
+input search nor `kiln train`'s shard reader picks it up).
 
 Documents are separated by <|endoftext|>. The val split is chosen per *segment* (a document, or a ~64 KB piece
 of a longer one) by a systematic sampler whose phase comes from a hash of the part, so it is deterministic,
@@ -23,21 +25,24 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
+from kiln.stage import write_resolved_config
 from kiln.tokenize.corpus import Part, ReadStats, cut_segments, find_inputs, plan_parts, read_part
 from kiln.tokenize.shards import ShardError, read_header, write_shard
+from kiln.tokenize.tokenize_config import TokenizeConfig
+from kiln.tokenize.tokenize_summary import SUMMARY_FILE, TokenizeSummary
 from kiln.tokenizer.base import Tokenizer
 from kiln.tokenizer.bpe import ENDOFTEXT, BPETokenizer, _fork_context
 from kiln.tokenizer.registry import get_tokenizer
-from kiln.utils.checks import require
 from kiln.utils.io import atomic_write_text, sha256_file
 
+__all__ = ["TokenizeConfig", "TokenizeSummary", "run", "tokenize_corpus"]
+
 PLAN_FILE = "plan.json"
-SUMMARY_FILE = "summary.json"
 PARTS_DIR = "parts"
 TOKENIZER_DIR = "tokenizer"
 # What each part's marker counts; summary.json holds their sums.
@@ -52,30 +57,6 @@ PART_COUNTS = (
     "replaced_bytes",
     "skipped_records",
 )
-
-
-@dataclass
-class TokenizeConfig:
-    inputs: list[str] = field(default_factory=list)
-    out_dir: str = "data/tokens"
-    tokenizer: str = "gpt2"  # a tokenizer directory, "byte", or a pretrained name (see kiln.tokenizer.get_tokenizer)
-    workers: int = 0  # 0 = one per CPU
-    val_fraction: float = 0.02  # share of segments (documents or ~64 KB pieces) held out for validation
-    text_field: str = "text"  # JSONL key / Parquet column with the document text
-    separator: str | None = None  # splits .txt files into documents, e.g. "<|endoftext|>"
-    part_mb: float = 32.0  # input per work unit (and per shard)
-    segment_kb: int = 64  # longer documents are split into pieces of about this size for the val sampling
-    overwrite: bool = False
-
-    def validate(self) -> TokenizeConfig:
-        require(bool(self.inputs), "give at least one corpus file or directory")
-        require(self.workers >= 0, f"workers must be >= 0 (0 = one per CPU), got {self.workers}")
-        require(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        require(self.part_mb > 0, f"part_mb must be > 0, got {self.part_mb}")
-        require(self.segment_kb > 0, f"segment_kb must be > 0, got {self.segment_kb}")
-        require(bool(self.text_field), "text_field must be a non-empty name")
-        require(self.separator != "", "separator must be non-empty when given")
-        return self
 
 
 def tokenizer_fingerprint(tok: Tokenizer) -> str:
@@ -103,8 +84,9 @@ def _plan(cfg: TokenizeConfig, tok: Tokenizer) -> tuple[dict, list[Part]]:
     total = sum(p.size for p in parts)
     cfg.segment_kb = max(1, min(cfg.segment_kb, int(total * cfg.val_fraction / 8 / 1024)))
     inputs = [{"path": str(p.resolve()), "size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in files]
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("inputs", "out_dir", "tokenizer", "workers")}
-    settings.pop("overwrite")
+    # What the shards depend on; how the run is done (where, how many workers, overwrite, quiet) is not.
+    ignored = ("inputs", "out_dir", "tokenizer", "workers", "overwrite", "quiet")
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ignored}
     plan = {
         "version": 1,
         "inputs": inputs,
@@ -247,14 +229,21 @@ def _work(part: Part) -> dict:
 
 
 def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True) -> dict:
-    """Run (or resume) the job; returns the summary that is also written to `<out_dir>/summary.json`."""
-    cfg = dataclasses.replace(cfg).validate()  # a copy: the plan may narrow segment_kb
+    """`run`, returning the summary as a dict (the entry point from before the stage contract)."""
+    return run(dataclasses.replace(cfg, quiet=cfg.quiet or not progress)).to_json()
+
+
+def run(config: TokenizeConfig) -> TokenizeSummary:
+    """Run (or resume) the job; the summary is also written to `<out_dir>/summary.json`. The resolved config goes
+    into out_dir once it is known to be this job's directory (a foreign one is refused untouched)."""
+    cfg = dataclasses.replace(config).validate()  # a copy: the plan may narrow segment_kb
     t0 = time.perf_counter()
     tok = get_tokenizer(cfg.tokenizer)
     out = Path(cfg.out_dir)
     plan, parts = _plan(cfg, tok)
     _prepare_out_dir(out, plan, cfg.overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    write_resolved_config(config, out, "tokenize")
     tok.save(out / TOKENIZER_DIR)
     atomic_write_text(out / PLAN_FILE, json.dumps(plan, indent=1))
 
@@ -269,7 +258,7 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True) -> dict:
         unit="B",
         unit_scale=True,
         desc="tokenize",
-        disable=not progress,
+        disable=cfg.quiet,
         dynamic_ncols=True,
     )
     with bar:
@@ -304,22 +293,22 @@ def tokenize_corpus(cfg: TokenizeConfig, progress: bool = True) -> dict:
 
 def _summarize(
     cfg: TokenizeConfig, tok: Tokenizer, out: Path, results: list[dict], resumed: int, seconds: float
-) -> dict:
+) -> TokenizeSummary:
     total = {k: sum(r[k] for r in results) for k in PART_COUNTS}
     problems = [p for r in results for p in r["problems"]][:5]
     text_tokens = total["train_tokens"] + total["val_tokens"] - total["separators"]
-    summary = {
+    summary = TokenizeSummary(
         **total,
-        "tokens": total["train_tokens"] + total["val_tokens"],
-        "bytes_per_token": total["text_bytes"] / text_tokens if text_tokens else 0.0,
-        "vocab_size": tok.vocab_size,
-        "parts": len(results),
-        "parts_resumed": resumed,
-        "problems": problems,
-        "seconds": seconds,
-        "out_dir": str(out),
-    }
-    atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=1))
+        tokens=total["train_tokens"] + total["val_tokens"],
+        bytes_per_token=total["text_bytes"] / text_tokens if text_tokens else 0.0,
+        vocab_size=tok.vocab_size,
+        parts=len(results),
+        parts_resumed=resumed,
+        problems=problems,
+        seconds=seconds,
+        out_dir=str(out),
+    )
+    summary.write(out / SUMMARY_FILE)
     if total["documents"] == 0 and total["segments"] == 0:
         raise ValueError(f"the corpus is empty: no document text in {', '.join(cfg.inputs)}")
     if cfg.val_fraction > 0 and total["val_tokens"] == 0:
