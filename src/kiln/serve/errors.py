@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import JSONResponse
-
 TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -23,7 +21,10 @@ TYPES = {
 
 
 class APIError(Exception):
-    """Raised anywhere in a request; the app turns it into the JSON body above."""
+    """Raised anywhere in a request; the app's handler (handlers.py) turns it into the JSON body above.
+
+    Plain Python, no FastAPI: the request checks in validate.py raise it and are unit-testable on their own.
+    """
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -31,9 +32,6 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, param=self.param, code=self.code)
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status)
 
 
 def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:

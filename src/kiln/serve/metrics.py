@@ -12,6 +12,8 @@ RATE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 
 class Metrics:
+    """The server's counters, gauges and histograms (one registry per app)."""
+
     def __init__(self, queue_depth: Callable[[], int], active: Callable[[], int]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -34,3 +36,15 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def requests_answered(self) -> int:
+        """HTTP requests answered so far, whatever their status."""
+        return int(_total(self.requests))
+
+    def tokens_generated(self) -> int:
+        return int(_total(self.completion_tokens))
+
+
+def _total(counter: Counter) -> float:
+    """The sum of a counter's `_total` samples over all its labels."""
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))

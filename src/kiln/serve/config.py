@@ -1,0 +1,71 @@
+"""`ServeConfig`: every option of `kiln serve`, with its default written once, here.
+
+The CLI derives `--models`, `--api-key`, ... from these fields, and a TOML file can hold them too. Two fall back
+to the environment when left unset ($KILN_API_KEY, $KILN_VOCAB_DIR), so a secret need not appear on a command
+line or in a file: `resolved()` applies those fallbacks, and `run` serves the resolved copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+
+
+@dataclass
+class ServeConfig:
+    """Options of `kiln serve`: what to serve, where, and the limits that keep one client from starving others."""
+
+    models: Path
+    """A directory of checkpoints or training runs (or a single one); each is offered under its relative path."""
+    host: str = "127.0.0.1"
+    """The address to bind. Anything but loopback exposes the server beyond this machine and needs an API key."""
+    port: int = 8000
+    """The TCP port to listen on."""
+    api_key: str | None = None
+    """Require 'Authorization: Bearer KEY' on /v1, /api and /metrics (unset: $KILN_API_KEY, if set)."""
+    max_batch: int = 32
+    """Sequences one model decodes together; more rows raise throughput and memory."""
+    max_queue: int = 256
+    """Requests waiting for a batch row, per model, before new ones are refused with 429."""
+    max_memory_gb: float = 4.0
+    """Memory for loaded models (weights + KV cache); past it the least recently used idle model is unloaded."""
+    max_body_bytes: int = 4 << 20
+    """The largest request body accepted; a bigger one gets 413 before it is parsed."""
+    vocab_dir: Path | None = None
+    """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
+    log_level: str = "warning"
+    """uvicorn's log level: critical, error, warning, info, debug or trace."""
+
+    def validate(self) -> None:
+        """Refuse values that cannot work, naming the field (ValueError)."""
+        if not self.host:
+            raise ValueError("host: must not be empty")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: must be between 0 and 65535, got {self.port}")
+        for name in ("max_batch", "max_queue", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if not self.max_memory_gb > 0:
+            raise ValueError(f"max_memory_gb: must be positive, got {self.max_memory_gb}")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+
+    def resolved(self) -> ServeConfig:
+        """A copy with the environment's fallbacks applied ($KILN_API_KEY, $KILN_VOCAB_DIR) for fields left unset."""
+        vocab = os.environ.get("KILN_VOCAB_DIR")
+        return dataclasses.replace(
+            self,
+            api_key=self.api_key or os.environ.get("KILN_API_KEY") or None,
+            vocab_dir=self.vocab_dir if self.vocab_dir is not None else (Path(vocab) if vocab else None),
+            log_level=self.log_level.lower(),
+        )
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether `host` is reachable from this machine only."""
+        return self.host in LOOPBACK or self.host.startswith("127.")

@@ -1,0 +1,110 @@
+"""The playground: its page and static files, and the helpers only it calls — `/api/tokenizers`,
+`/api/tokenize` (the tokenizer visualiser) and `/api/next_token` (the sampling explainer).
+
+The static files are ES modules, which browsers run only when served with a JavaScript MIME type; Python's
+`mimetypes` takes that from the system's tables, which can say otherwise (Windows' registry often does), so
+`.js` is set here rather than guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import Scope
+
+from kiln.serve import openai_format as fmt
+from kiln.serve.errors import bad_param
+from kiln.serve.protocol import NextTokenRequest, TokenizeRequest
+from kiln.serve.state import Server
+from kiln.serve.validate import check_prompt, encode
+from kiln.serve.visualise import BUILTIN, pretrained, tokenize, vocab_files
+
+STATIC = resources.files("kiln.serve") / "static"
+JAVASCRIPT = "text/javascript; charset=utf-8"
+
+router = APIRouter()
+
+
+class StaticModules(StaticFiles):
+    """The page's files, with `.js` always served as JavaScript (module scripts are refused otherwise)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        if path.endswith(".js") and response.status_code in (200, 304):
+            response.headers["content-type"] = JAVASCRIPT
+        return response
+
+
+def static_files() -> StaticModules:
+    """The app mounts this at /static."""
+    return StaticModules(directory=str(STATIC))
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(str(STATIC / "index.html"))
+
+
+@router.get("/api/tokenizers")
+async def list_tokenizers(server: Server) -> dict[str, Any]:
+    found = await server.available()
+    names = [f"model:{n}" for n in found] + list(BUILTIN) + sorted(vocab_files(server.config.vocab_dir))
+    return {"tokenizers": names}
+
+
+@router.post("/api/tokenize")
+async def tokenize_text(body: TokenizeRequest, server: Server) -> dict[str, Any]:
+    names = body.tokenizers or ["char", "byte", "word"]
+    results = []
+    for name in names:
+        if name in BUILTIN:
+            results.append(tokenize(name, None, body.text))
+            continue
+        if name.startswith("model:"):
+            tok = (await server.load(name[len("model:") :])).tokenizer
+        else:
+            tok = await run_in_threadpool(pretrained, name, server.config.vocab_dir)
+            if tok is None:
+                raise bad_param("tokenizers", f"unknown or unavailable tokenizer '{name}'; see GET /api/tokenizers")
+        try:
+            results.append(await run_in_threadpool(tokenize, name, tok, body.text))
+        except ValueError as e:
+            raise bad_param("text", f"{name} cannot encode this text: {e}") from None
+    return {"results": results}
+
+
+@router.post("/api/next_token")
+async def next_token(body: NextTokenRequest, server: Server) -> dict[str, Any]:
+    """The raw next-token distribution (top_n logits and the log-normaliser of all of them): the page
+    applies temperature, top-k, top-p and min-p itself, so its bars follow the sliders without a
+    round trip."""
+    lm = await server.load(body.model)
+    ids = encode(lm, body.prompt) if isinstance(body.prompt, str) else list(body.prompt)
+    if not ids:
+        ids = list(lm.eos_ids[:1])
+        if not ids:
+            raise bad_param("prompt", "the prompt is empty")
+    check_prompt(lm, ids)
+
+    def probe(model: Any) -> tuple[list[float], list[int], float]:
+        import torch
+
+        logits = model(torch.tensor([ids], device=lm.batcher.device))[0][0, -1].float()
+        top = logits.topk(min(body.top_n, logits.numel()))
+        return top.values.tolist(), top.indices.tolist(), float(torch.logsumexp(logits, 0))
+
+    values, top_ids, lse = await asyncio.wrap_future(lm.batcher.call(probe))
+    return {
+        "model": lm.name,
+        "prompt_ids": ids,
+        "vocab_size": lm.model.config.vocab_size,
+        "logsumexp": lse,
+        "tokens": [{"id": i, "token": fmt.token_text(lm, i), "logit": v} for i, v in zip(top_ids, values, strict=True)],
+    }
