@@ -21,7 +21,11 @@ NAMES = list(STAGES)
 
 
 # Settings a stage cannot run without although no single field is required (generate needs a model source).
-NEEDED: dict[str, dict[str, object]] = {"generate": {"preset": "tiny"}, "clean": {"inputs": ["x"]}}
+NEEDED: dict[str, dict[str, object]] = {
+    "generate": {"preset": "tiny"},
+    "clean": {"inputs": ["x"]},
+    "crawl": {"seeds": ["http://127.0.0.1/"]},
+}
 
 
 def _explicit(spec) -> dict[str, object]:

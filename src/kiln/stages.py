@@ -80,6 +80,6 @@ STAGES: dict[str, Spec] = {
         Spec("serve", "an OpenAI-compatible API and the web playground for the checkpoints in a directory",
              "kiln.serve.config:ServeConfig", "kiln.serve.run:run"),
         Spec("quickstart", "every stage for real on bundled data (crawl ... train), then the playground",
-             "kiln.quickstart:QuickstartConfig", "kiln.quickstart:run"),
+             "kiln.quickstart:QuickstartConfig", "kiln.quickstart:run", aliases={"train": "train_overrides"}),
     ]
 }  # fmt: skip
