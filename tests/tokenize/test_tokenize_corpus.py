@@ -224,7 +224,7 @@ def test_tiny_shakespeare_alone_gets_a_val_split(bpe: tuple[Path, BPETokenizer],
     corpus.write_text(SHAKESPEARE, encoding="utf-8")
     out = tmp_path / "out"
     summary = _run(inputs=[str(corpus)], out_dir=str(out), tokenizer=str(tok_dir), workers=1)
-    assert TokenizeConfig(inputs=[]).val_fraction == 0.02
+    assert TokenizeConfig(inputs=[], tokenizer="byte").val_fraction == 0.02
     assert summary["documents"] == 1
     assert summary["val_tokens"] > 0 and list(out.glob("val_*.bin"))
     assert summary["train_tokens"] > 20 * summary["val_tokens"]

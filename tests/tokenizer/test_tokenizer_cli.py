@@ -35,9 +35,7 @@ def _error(argv: list[str], command: str) -> str:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    # The stage table's CLI names the whole command ("kiln tokenizer train: error: ..."); the argparse one it
-    # replaces named only the group ("kiln tokenizer: error: ..."). TODO(cli switch): keep only `command`.
-    assert any(lines[0].startswith(f"kiln {name}: error: ") for name in (command, command.split()[0])), err
+    assert lines[0].startswith(f"kiln {command}: error: "), err  # the whole command, e.g. "kiln tokenizer train"
     assert out == ""
     return lines[0]
 

@@ -16,12 +16,12 @@ class TokenizeConfig:
     inputs: list[str]
     """Corpus files (.txt, .md, .jsonl, .parquet; .txt/.md/.jsonl optionally .gz) or directories searched for
     them."""
+    tokenizer: str
+    """A tokenizer directory (from `kiln tokenizer train`), 'byte', or a pretrained vocabulary name (gpt2,
+    cl100k_base, o200k_base, ...)."""
     out_dir: str = "data/tokens"
     """Output directory: train_*.bin, val_*.bin, tokenizer/, plan.json, parts/, summary.json and the resolved
     config; the same command again resumes an interrupted run in it."""
-    tokenizer: str = "gpt2"
-    """A tokenizer directory (from `kiln tokenizer train`), 'byte', or a pretrained vocabulary name (gpt2,
-    cl100k_base, o200k_base, ...)."""
     workers: int = 0
     """Processes encoding parts in parallel (0 = one per CPU)."""
     val_fraction: float = 0.02
