@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -40,6 +41,18 @@ def _warc_bytes(n: int) -> bytes:
     return buf.getvalue()
 
 
+def _member_bounds(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each gzip member (one per record)."""
+    bounds, pos = [], 0
+    while pos < len(data):
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(data[pos:])
+        end = len(data) - len(d.unused_data)
+        bounds.append((pos, end))
+        pos = end
+    return bounds
+
+
 def _clean(inputs: list[Path], out: Path) -> dict:
     cfg = CleanConfig(inputs=[str(p) for p in inputs], out_dir=str(out), workers=1, steps=STEPS, quiet=True)
     return run(cfg).to_json()
@@ -64,7 +77,8 @@ def test_every_unreadable_input_is_named_with_its_problem(tmp_path: Path) -> Non
     garbage.write_bytes(bytes(range(256)) * 40)
     warc = _warc_bytes(6)
     torn = tmp_path / "torn.warc.gz"
-    torn.write_bytes(warc[: len(warc) // 2])
+    start, end = _member_bounds(warc)[3]
+    torn.write_bytes(warc[: (start + end) // 2])  # three records, then half of the fourth
     fake_gz = tmp_path / "fake.jsonl.gz"
     fake_gz.write_bytes(_jsonl(TEXTS))  # not gzipped at all
     not_jsonl = tmp_path / "prose.jsonl"
@@ -82,7 +96,7 @@ def test_every_unreadable_input_is_named_with_its_problem(tmp_path: Path) -> Non
     assert "not a WARC/ARC, JSONL or Parquet file" in by_path["page.html"]["problem"]
     assert "gzip" in by_path["fake.jsonl.gz"]["problem"]
     assert '"text"' in by_path["prose.jsonl"]["problem"]
-    assert 0 < by_path["torn.warc.gz"]["documents"] < 6 and "malformed" in by_path["torn.warc.gz"]["problem"]
+    assert by_path["torn.warc.gz"]["documents"] == 3 and "malformed" in by_path["torn.warc.gz"]["problem"]
     assert json.loads((out / "stats.json").read_text())["inputs"] == stats["inputs"]
 
     rc, printed, err = run_cli(["clean", *map(str, inputs), "--out", str(tmp_path / "o2"), "--quiet", "--workers", "1"])

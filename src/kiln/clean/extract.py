@@ -78,6 +78,9 @@ _BOMS = (
 )
 _MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\x7fELF", b"RIFF")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+MAX_TIMEOUT = 3600.0  # seconds a page may take: past this a time limit means nothing
+MAX_BATCH = 4096  # pages a batch: the step reads this many documents ahead
+MAX_HTML_BYTES = 1 << 30  # a page larger than a GiB is never prose (and WARC records are held in memory)
 BATCH_CHARS = 4 << 20  # HTML characters sent to the worker at once (a batch holds at least one page)
 _WARMUP_HTML = "<html><head><title>t</title></head><body><h1>Warm up</h1><p>A first paragraph.</p></body></html>"
 
@@ -414,10 +417,12 @@ class Extractor(Step):
         batch_size: int = 16,
     ) -> None:
         super().__init__()
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive (or None for no limit)")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout must be in (0, {MAX_TIMEOUT}] seconds (or None for no limit), got {timeout}")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
+        if not 1 <= max_html_bytes <= MAX_HTML_BYTES:
+            raise ValueError(f"max_html_bytes must be between 1 and {MAX_HTML_BYTES}, got {max_html_bytes}")
         self.engine = engine if isinstance(engine, str) else getattr(engine, "__name__", "custom")
         self.fn = engine_function(engine)
         self.timeout = timeout
