@@ -54,6 +54,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import multiprocessing as mp
+import os
 import re
 import signal
 import threading
@@ -233,9 +234,14 @@ def tidy(text: str) -> str:
 Reply = tuple[str, str]  # ("ok", text) | ("error", message) | ("timeout", "") | ("crash", message)
 
 
-def _serve(conn: Connection, fn: ExtractFn) -> None:
+def _serve(conn: Connection, fn: ExtractFn, parent: int | None = None) -> None:
     """Worker loop: warm up, say ready, then take batches of (html, url) and answer each page, in order and as
-    soon as it is done, with ("ok", text) or ("error", message)."""
+    soon as it is done, with ("ok", text) or ("error", message). Dies with `parent` (`kiln.clean.lifeline`):
+    a worker stuck in C code on a page would otherwise outlive a killed run."""
+    if parent is not None:
+        from kiln.clean.lifeline import die_with_parent
+
+        die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     with contextlib.suppress(Exception):
         fn(_WARMUP_HTML, "")
@@ -281,7 +287,7 @@ class ExtractWorker:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.fn), daemon=True, name="kiln-extract")
+        proc = ctx.Process(target=_serve, args=(child, self.fn, os.getpid()), daemon=True, name="kiln-extract")
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
