@@ -44,14 +44,15 @@ class CleanConfig:
     """A `kiln clean` run: which files, where the output goes, the pipeline, and where phase 1 runs."""
 
     inputs: list[str] = field(default_factory=list)
-    """WARC/ARC (.warc, .warc.gz, .arc, .arc.gz), JSONL (.jsonl, .jsonl.gz) or Parquet files, or directories
-    searched for them; each file is one shard."""
+    """WARC/ARC (.warc, .warc.gz, .arc, .arc.gz), JSONL (.jsonl, .jsonl.gz) or Parquet files (a `text` column
+    of strings), or directories searched for them; each file is one shard."""
     out_dir: str = "clean"
     """Output directory: one Parquet shard per input file, stats.json, dropped_samples.json and the resolved
-    config; a rerun into it resumes (finished shards are skipped)."""
+    config; a rerun into it resumes (shards whose input and steps are unchanged are skipped, others redone,
+    shards of inputs not in this run removed)."""
     workers: int = 0
-    """Processes for the per-shard steps (0 = one per CPU); with executor "ray" and no ray_address, the CPUs of
-    the Ray started here."""
+    """Processes for the per-shard steps (0 = one per CPU, at most 1024); with executor "ray" and no
+    ray_address, the CPUs of the Ray started here."""
     executor: Literal["local", "ray"] = "local"
     """Where the per-shard steps run: "local" processes, or "ray" tasks (needs kiln[ray]); the output is the
     same, so a run can be resumed with the other executor."""
