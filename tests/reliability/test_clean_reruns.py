@@ -113,3 +113,16 @@ def test_other_files_in_the_output_directory_are_left_alone(tmp_path: Path) -> N
     mine.write_bytes(b"not kiln's")
     _clean([path], out)
     assert mine.read_bytes() == b"not kiln's"
+
+
+def test_a_killed_runs_temporary_files_are_removed(tmp_path: Path) -> None:
+    path = _warc(tmp_path / "x.warc.gz", [("http://a.example/1", "A page with some text in it.")])
+    out = tmp_path / "out"
+    _clean([path], out)
+    leftovers = [out / ".00000-x.parquet.tmp", out / ".stage1" / ".00000-x.parquet.tmp",
+                 out / ".stage1" / ".00000-x.json.k2j4l1.tmp"]  # fmt: skip
+    for leftover in leftovers:
+        leftover.write_bytes(b"half a write")
+    _clean([path], out)
+    assert [p for p in leftovers if p.exists()] == []
+    assert _urls(out) == ["http://a.example/1"]

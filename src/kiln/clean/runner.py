@@ -67,6 +67,7 @@ STAGE1_DIR = ".stage1"  # hidden, so `kiln tokenize <out>` reads only the final 
 SAMPLES_FILE = "dropped_samples.json"  # not .jsonl: `kiln tokenize <out>` must not read it as a corpus
 INPUT_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz", ".jsonl", ".jsonl.gz", ".parquet")
 _SHARD_FILE = re.compile(r"\d{5}-.*\.(parquet|json)")  # what `_shard_name` names (and its .json marker)
+_TEMP_FILE = re.compile(r"\.\d{5}-.*\.tmp")  # a write that a killed run left unfinished
 
 
 def run(config: CleanConfig) -> CleanSummary:
@@ -128,10 +129,12 @@ def _remove_stale(out: Path, stage1: Path, current: set[str]) -> None:
     if not stage1.is_dir():
         return
     for path in out.iterdir():
-        if path.is_file() and path.suffix == ".parquet" and _SHARD_FILE.fullmatch(path.name):
+        if path.is_file() and ((path.suffix == ".parquet" and _SHARD_FILE.fullmatch(path.name))
+                               or _TEMP_FILE.fullmatch(path.name)):  # fmt: skip
             path.unlink()
     for path in stage1.iterdir():
-        if path.is_file() and _SHARD_FILE.fullmatch(path.name) and path.name.rsplit(".", 1)[0] not in current:
+        stale = _SHARD_FILE.fullmatch(path.name) and path.name.rsplit(".", 1)[0] not in current
+        if path.is_file() and (stale or _TEMP_FILE.fullmatch(path.name)):
             path.unlink()
 
 
