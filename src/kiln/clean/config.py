@@ -28,6 +28,7 @@ from kiln.clean import registry
 from kiln.utils.checks import require
 
 EXECUTORS = ("local", "ray")
+MAX_WORKERS = 1024  # processes (or Ray CPUs) for phase 1: past this, a typo, not a machine
 # What ray.init(address=...) accepts: "auto" (RAY_ADDRESS or the cluster running on this node), a head's GCS
 # "host:port" (usually 6379) or a Ray Client "ray://host:port" (usually 10001). Checked up front because a
 # dashboard URL ("http://head:8265", the Jobs API address) is the usual mistake and Ray's own error is obscure.
@@ -43,14 +44,15 @@ class CleanConfig:
     """A `kiln clean` run: which files, where the output goes, the pipeline, and where phase 1 runs."""
 
     inputs: list[str] = field(default_factory=list)
-    """WARC/ARC (.warc, .warc.gz, .arc, .arc.gz), JSONL (.jsonl, .jsonl.gz) or Parquet files, or directories
-    searched for them; each file is one shard."""
+    """WARC/ARC (.warc, .warc.gz, .arc, .arc.gz), JSONL (.jsonl, .jsonl.gz) or Parquet files (a `text` column
+    of strings), or directories searched for them; each file is one shard."""
     out_dir: str = "clean"
     """Output directory: one Parquet shard per input file, stats.json, dropped_samples.json and the resolved
-    config; a rerun into it resumes (finished shards are skipped)."""
+    config; a rerun into it resumes (shards whose input and steps are unchanged are skipped, others redone,
+    shards of inputs not in this run removed)."""
     workers: int = 0
-    """Processes for the per-shard steps (0 = one per CPU); with executor "ray" and no ray_address, the CPUs of
-    the Ray started here."""
+    """Processes for the per-shard steps (0 = one per CPU, at most 1024); with executor "ray" and no
+    ray_address, the CPUs of the Ray started here."""
     executor: Literal["local", "ray"] = "local"
     """Where the per-shard steps run: "local" processes, or "ray" tasks (needs kiln[ray]); the output is the
     same, so a run can be resumed with the other executor."""
@@ -66,7 +68,8 @@ class CleanConfig:
 
     def validate(self) -> CleanConfig:
         require(bool(self.inputs), "inputs: give at least one input file or directory")
-        require(self.workers >= 0, f"workers must be >= 0 (0 = one per CPU), got {self.workers}")
+        require(0 <= self.workers <= MAX_WORKERS,
+                f"workers must be between 0 (one per CPU) and {MAX_WORKERS}, got {self.workers}")  # fmt: skip
         require(self.executor in EXECUTORS, f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.ray_address is not None:
             require(self.executor == "ray", f"ray_address {self.ray_address!r} needs executor 'ray'")
@@ -74,6 +77,7 @@ class CleanConfig:
                     f"ray_address must be 'auto', 'host:port' (a head node's GCS port, usually 6379) or "
                     f"'ray://host:port' (Ray Client, usually 10001), got {self.ray_address!r}")  # fmt: skip
         for i, spec in enumerate(self.steps):
-            require(isinstance(spec, dict) and spec.get("name") in registry.STEPS,  # looked up now: tests patch it
+            name = spec.get("name") if isinstance(spec, dict) else None
+            require(isinstance(name, str) and name in registry.STEPS,  # looked up now: tests patch it
                     f"steps[{i}]: unknown step {spec!r}; known: {', '.join(registry.STEPS)}")  # fmt: skip
         return self

@@ -88,6 +88,15 @@ class ExactDedup(Step):
         return "exact_duplicate"
 
 
+MAX_BANDS = 256  # 256 x 8 = 2048 hashes a document: far past any useful curve (FineWeb: 14 x 8)
+MAX_BATCH = 1 << 16
+
+
+def _within(option: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{option} must be between {low} and {high}, got {value}")
+
+
 class MinHashDedup(Step):
     """Drop near-duplicates: documents sharing a MinHash LSH band bucket with an earlier document (and, when
     `verify` > 0, agreeing with it on at least that fraction of the signature's minima).
@@ -114,6 +123,15 @@ class MinHashDedup(Step):
         batch_size: int = 64,
     ) -> None:
         super().__init__()
+        # Checked before anything is allocated: the hasher holds bands x rows x 2 x 512 uint64 of scratch (a
+        # million bands asked for terabytes).
+        _within("bands", bands, 1, MAX_BANDS)
+        _within("rows", rows, 1, 8)  # a band's minima are mixed into one 64-bit key, at most 8 of them
+        _within("ngram", ngram, 1, 8)
+        _within("batch_size", batch_size, 1, MAX_BATCH)
+        _within("seed", seed, 0, 2**63 - 1)
+        if not 0 <= verify <= 1:
+            raise ValueError(f"verify must be between 0 (off) and 1, got {verify}")
         self.index = LSHIndex(bands, rows, verify) if index is None else index
         if self.index.settings != (bands, rows, float(verify)):
             raise ValueError("the index's band or verify settings differ from the step's")

@@ -96,7 +96,7 @@ class LocalExecutor:
 
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self._pool = ProcessPoolExecutor(
-            self.processes, mp_context=ctx, initializer=_enter_for_life, initargs=(self._per_process,)
+            self.processes, mp_context=ctx, initializer=_enter_for_life, initargs=(self._per_process, os.getpid())
         )
         return self
 
@@ -113,9 +113,14 @@ class LocalExecutor:
             yield futures[fut], fut.result()
 
 
-def _enter_for_life(per_process: PerProcess | None) -> None:
-    """Pool process initializer: enter `per_process` and never leave it. What it holds open (kiln clean's
+def _enter_for_life(per_process: PerProcess | None, parent: int | None = None) -> None:
+    """Pool process initializer: die with `parent` (see `kiln.clean.lifeline`: a `kill -9` of the run leaves
+    no pool process behind), then enter `per_process` and never leave it. What it holds open (kiln clean's
     extraction worker, a daemon process) ends with the pool process."""
+    if parent is not None:
+        from kiln.clean.lifeline import die_with_parent
+
+        die_with_parent(parent)
     if per_process is not None:
         per_process().__enter__()
 

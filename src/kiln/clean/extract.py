@@ -54,6 +54,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import multiprocessing as mp
+import os
 import re
 import signal
 import threading
@@ -78,6 +79,9 @@ _BOMS = (
 )
 _MAGIC = (b"%PDF", b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"PK\x03\x04", b"\x1f\x8b", b"BZh", b"\x7fELF", b"RIFF")
 _BLANK_RUNS = re.compile(r"\n{3,}")
+MAX_TIMEOUT = 3600.0  # seconds a page may take: past this a time limit means nothing
+MAX_BATCH = 4096  # pages a batch: the step reads this many documents ahead
+MAX_HTML_BYTES = 1 << 30  # a page larger than a GiB is never prose (and WARC records are held in memory)
 BATCH_CHARS = 4 << 20  # HTML characters sent to the worker at once (a batch holds at least one page)
 _WARMUP_HTML = "<html><head><title>t</title></head><body><h1>Warm up</h1><p>A first paragraph.</p></body></html>"
 
@@ -230,9 +234,14 @@ def tidy(text: str) -> str:
 Reply = tuple[str, str]  # ("ok", text) | ("error", message) | ("timeout", "") | ("crash", message)
 
 
-def _serve(conn: Connection, fn: ExtractFn) -> None:
+def _serve(conn: Connection, fn: ExtractFn, parent: int | None = None) -> None:
     """Worker loop: warm up, say ready, then take batches of (html, url) and answer each page, in order and as
-    soon as it is done, with ("ok", text) or ("error", message)."""
+    soon as it is done, with ("ok", text) or ("error", message). Dies with `parent` (`kiln.clean.lifeline`):
+    a worker stuck in C code on a page would otherwise outlive a killed run."""
+    if parent is not None:
+        from kiln.clean.lifeline import die_with_parent
+
+        die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     with contextlib.suppress(Exception):
         fn(_WARMUP_HTML, "")
@@ -278,7 +287,7 @@ class ExtractWorker:
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         ctx = mp.get_context(method)
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.fn), daemon=True, name="kiln-extract")
+        proc = ctx.Process(target=_serve, args=(child, self.fn, os.getpid()), daemon=True, name="kiln-extract")
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -414,10 +423,12 @@ class Extractor(Step):
         batch_size: int = 16,
     ) -> None:
         super().__init__()
-        if timeout is not None and timeout <= 0:
-            raise ValueError("timeout must be positive (or None for no limit)")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout must be in (0, {MAX_TIMEOUT}] seconds (or None for no limit), got {timeout}")
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
+        if not 1 <= max_html_bytes <= MAX_HTML_BYTES:
+            raise ValueError(f"max_html_bytes must be between 1 and {MAX_HTML_BYTES}, got {max_html_bytes}")
         self.engine = engine if isinstance(engine, str) else getattr(engine, "__name__", "custom")
         self.fn = engine_function(engine)
         self.timeout = timeout

@@ -7,8 +7,11 @@ patches this one attribute and every part of the run sees them.
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import inspect
+import types
+import typing
 from typing import Any
 
 from kiln.clean.pipeline import Step
@@ -58,10 +61,56 @@ def build_step(spec: StepSpec, target: StepTarget | None = None) -> Step:
         raise ValueError(
             f"steps: step {name!r}: bad option ({e}); its options: {', '.join(options) or 'none'}"
         ) from None
+    check_option_types(name, cls, kwargs)
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError, MemoryError) as e:
         raise ValueError(f"steps: step {name!r}: bad option ({e})") from None
+
+
+def check_option_types(name: str, cls: type, kwargs: dict[str, Any]) -> None:
+    """Each option against the type its constructor declares, with the same rules as a config file's fields
+    (`kiln.config`: no "16" for an int, no 1.5 for an int, no true for a number), so a TOML typo is one line
+    naming the step and the option before the step exists, not a TypeError deep in a worker. Options whose
+    annotation a TOML value cannot be checked against (a callable, say) are left to the step itself."""
+    from kiln.config import ConfigError, _convert
+
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve at run time: nothing to check against
+        return
+    for option, value in kwargs.items():
+        tp = _checkable(hints.get(option, Any))
+        if tp is None:
+            continue
+        try:
+            _convert(tp, value, option, "")
+        except ConfigError as e:
+            raise ValueError(f"steps: step {name!r}: bad option ({e})") from None
+        except TypeError:  # an annotation kiln.config does not know: the step checks the value itself
+            continue
+
+
+def _checkable(tp: Any) -> Any:
+    """`tp` with abstract collections (Iterable[X], Sequence[X]) as list[X], which is what TOML gives; None
+    where some part cannot come from TOML at all (a callable)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is collections.abc.Callable or tp is collections.abc.Callable:
+        return None
+    if origin in (collections.abc.Iterable, collections.abc.Sequence, collections.abc.Collection):
+        inner = _checkable(args[0]) if args else Any
+        return None if inner is None else list[inner]  # type: ignore[valid-type]
+    if origin is typing.Union or origin is types.UnionType:
+        arms = [_checkable(a) for a in args]
+        if any(a is None for a in arms):
+            return None
+        return typing.Union[tuple(arms)]  # noqa: UP007
+    if origin in (list, tuple, dict) and args:
+        inner = [a if a is Ellipsis else _checkable(a) for a in args]
+        if any(a is None for a in inner):
+            return None
+        return origin[tuple(inner)]
+    return tp
 
 
 def split_phases(specs: list[StepSpec]) -> tuple[list[StepSpec], list[StepSpec]]:

@@ -14,8 +14,10 @@ STATS_FILE = "stats.json"
 class CleanSummary(Summary):
     """The content of `<out_dir>/stats.json` (what `to_json` gives and `write` writes), plus where it is."""
 
-    inputs: list[str]
-    """The input files, in shard order."""
+    inputs: list[dict[str, Any]]
+    """The input files, in shard order: each one's `path`, `documents` read from it and `problem` (None, or
+    why it gave fewer documents than it holds or none: not what its name says, unparsable, malformed records
+    skipped, empty)."""
     documents_out: int
     """Documents in the output shards."""
     steps: list[dict[str, Any]]
@@ -41,5 +43,11 @@ class CleanSummary(Summary):
             lines.append(
                 f"{s['name']:<20} {s['in']:>9,} {s['kept']:>9,} {s['dropped']:>9,} {s['seconds']:>8.2f}  {reasons}"
             )
+        troubled = [i for i in self.inputs if isinstance(i, dict) and i.get("problem")]
+        if troubled:
+            lines.append(f"{len(troubled)} of {len(self.inputs)} input files had a problem:")
+            lines += [f"  {i['path']}: {i['documents']:,} documents; {i['problem']}" for i in troubled[:20]]
+            if len(troubled) > 20:
+                lines.append(f"  ... and {len(troubled) - 20} more (see stats.json)")
         lines.append(f"{self.documents_out:,} documents kept -> {self.out_dir} ({self.seconds:.1f} s)")
         return "\n".join(lines)

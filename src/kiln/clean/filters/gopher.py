@@ -210,6 +210,9 @@ _PARAGRAPH_RE = re.compile(r"\n{2,}")
 _LINES_RE = re.compile(r"\n+")
 
 
+MAX_NGRAM = 100  # words in an n-gram of the repetition rules (Gopher's go up to 10)
+
+
 class GopherRepetitionFilter(Step):
     """Drop documents that repeat themselves: duplicate lines or paragraphs, one n-gram covering much of the
     text, or many repeated long n-grams.
@@ -255,8 +258,12 @@ class GopherRepetitionFilter(Step):
         self.dup_para_frac = dup_para_frac
         self.dup_line_char_frac = dup_line_char_frac
         self.dup_para_char_frac = dup_para_char_frac
-        self.top_n_grams = tuple(top_n_grams)
-        self.dup_n_grams = tuple(dup_n_grams)
+        for option, pairs in (("top_n_grams", top_n_grams), ("dup_n_grams", dup_n_grams)):
+            for pair in pairs:
+                if len(pair) != 2 or not 1 <= pair[0] <= MAX_NGRAM:
+                    raise ValueError(f"{option}: each entry is [n-gram size 1..{MAX_NGRAM}, fraction], got {pair}")
+        self.top_n_grams = tuple(tuple(p) for p in top_n_grams)
+        self.dup_n_grams = tuple(tuple(p) for p in dup_n_grams)
 
     def decide(self, doc: Document) -> str | None:
         text = doc.text
