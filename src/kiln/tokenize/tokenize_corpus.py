@@ -322,12 +322,25 @@ def _summarize(
         seconds=seconds,
         out_dir=str(out),
     )
-    summary.write(out / SUMMARY_FILE)
+    problem = None
     if total["documents"] == 0 and total["segments"] == 0:
-        raise ValueError(f"the corpus is empty: no document text in {', '.join(cfg.inputs)}")
-    if cfg.val_fraction > 0 and total["val_tokens"] == 0:
-        raise ValueError(
-            f"the val split is empty ({total['segments']} segments x val_fraction {cfg.val_fraction} < 1): "
-            "raise val_fraction or lower segment_kb"
+        problem = f"the corpus is empty: no document text in {', '.join(cfg.inputs)}"
+    elif cfg.val_fraction > 0 and total["val_tokens"] == 0:
+        n = total["segments"]
+        problem = (
+            f"the val split is empty: the corpus gave {n} segment(s) x val_fraction {cfg.val_fraction} < 1 (a segment "
+            "is a document, or a piece of a long one cut only after a newline or before a space between letters, "
+            f"which this text lacks): raise --val-fraction to at least {1 / n:.3g}, give more documents, or pass "
+            "--val-fraction 0 for no val split"
         )
+    if problem:
+        # No shards of a failed run are left for `kiln train` to read, nor a plan that would refuse the fixed rerun.
+        for index in range(len(results)):
+            for split in ("train", "val"):
+                (out / f"{split}_{index:06d}.bin").unlink(missing_ok=True)
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        (out / PLAN_FILE).unlink(missing_ok=True)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
+        raise ValueError(problem)
+    summary.write(out / SUMMARY_FILE)
     return summary
