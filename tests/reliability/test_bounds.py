@@ -80,3 +80,9 @@ def test_shards_of_another_vocabulary_are_refused_naming_the_shard(shard_dir: Pa
     write_shard(train, tokens, vocab_size=50257)  # the same ids, declared as GPT-2's vocabulary
     rc, _, err = _train(shard_dir, tmp_path / "run")
     _one_line_error(rc, err, str(train), "50,257")
+
+
+def test_crawl_concurrency_beyond_the_socket_budget_names_the_field(tmp_path: Path) -> None:
+    rc, _, err = run_cli(["crawl", "http://127.0.0.1:9/", "--out", str(tmp_path / "c"), "--concurrency", "100000"])
+    _one_line_error(rc, err, "concurrency", "1024")
+    assert not (tmp_path / "c").exists()

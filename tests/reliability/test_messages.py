@@ -149,3 +149,13 @@ def test_a_one_line_text_that_cannot_be_cut_names_a_real_option_and_leaves_no_sh
     rc, _, err = run_cli([*argv, "--val-fraction", "0"])  # the option it named works, in the same directory
     assert rc == 0, err
     assert list(out.glob("train_*.bin"))
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word", "char"])
+def test_tokenizer_training_on_a_corpus_without_text_names_the_files(kind: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text('{"body": "no text field"}\n{"text": 42}\n', encoding="utf-8")
+    rc, _, err = run_cli(["tokenizer", "train", str(corpus), "--out", str(tmp_path / "tok"), "--kind", kind])
+    assert rc == 2 and "Traceback" not in err, err
+    assert f"no document text in {corpus}" in err and "no string field 'text'" in err, err
+    assert "pattern" not in err

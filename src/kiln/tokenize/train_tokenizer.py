@@ -143,15 +143,23 @@ def run(config: TokenizerTrainConfig) -> TokenizerTrainSummary:
     texts = iter_corpus(config.inputs, stats, config.text_field, config.separator, max_bytes)
     bar = tqdm(texts, desc="reading", unit=" docs", dynamic_ncols=True, disable=config.quiet)
     t0 = time.perf_counter()
-    if config.kind == "bpe":
-        tok = train_bpe(bar, config.vocab_size, config.pattern, specials, config.trainer)
-    elif config.kind == "word":
-        tok = WordTokenizer.train(bar, config.vocab_size, specials)
-    else:
-        text = "".join(bar)
-        if not text:
-            raise ValueError("cannot train a tokenizer on an empty corpus (no text in any document)")
-        tok = CharTokenizer.train(text)
+    try:
+        if config.kind == "bpe":
+            tok = train_bpe(bar, config.vocab_size, config.pattern, specials, config.trainer)
+        elif config.kind == "word":
+            tok = WordTokenizer.train(bar, config.vocab_size, specials)
+        else:
+            text = "".join(bar)
+            if not text:
+                raise ValueError("cannot train a tokenizer on an empty corpus (no text in any document)")
+            tok = CharTokenizer.train(text)
+    except ValueError:
+        if stats.text_bytes == 0:  # the corpus's fault: say which files, and what reading them found
+            found = f"; skipped {stats.skipped_records} record(s), e.g. {stats.problems[0]}" if stats.problems else ""
+            raise ValueError(
+                f"cannot train a tokenizer on an empty corpus: no document text in {', '.join(config.inputs)}{found}"
+            ) from None
+        raise
     bar.close()
     seconds = time.perf_counter() - t0
     tok.save(config.out_dir)
