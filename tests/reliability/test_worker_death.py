@@ -100,3 +100,37 @@ def test_tokenize_workers_die_with_a_killed_parent_and_a_rerun_matches(tmp_path:
     assert shards == {p.name: p.read_bytes() for p in sorted(clean_out.glob("*.bin"))}
     assert (resumed.train_tokens, resumed.val_tokens) == (clean.train_tokens, clean.val_tokens)
     assert not [p.name for p in [*out.glob(".*.tmp"), *(out / "parts").glob(".*.tmp")]]  # no killed write's leftovers
+
+
+CHILD = """
+import os, sys, time
+from kiln.tokenize.workers import exit_if_orphaned
+parent = os.getpid()
+pid = os.fork()
+if pid == 0:  # the worker: no parent-death signal, only the check it makes between parts
+    while True:
+        exit_if_orphaned(parent)
+        time.sleep(0.02)
+print(pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a worker")
+def test_the_getppid_fallback_stops_a_worker_whose_parent_was_killed(tmp_path: Path) -> None:
+    """Without the parent-death signal (other OSes, or a parent that died before the prctl), the check made
+    before each part ends an orphaned worker."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        worker = int(proc.stdout.readline())
+        assert _alive(worker)
+    finally:
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the orphaned worker kept running")
