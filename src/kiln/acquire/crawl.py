@@ -149,8 +149,14 @@ def _complete_record(path: Path, offset: int, end: int, record: object, body: by
 # ------------------------------------------------------------------------------------------------------ robots
 
 
+class HostUnreachable(Exception):
+    """robots.txt could not be asked for at all (no connection, a timeout): the host is unreachable, which is a
+    network failure to retry and then count as one, not a robots.txt verdict."""
+
+
 class Robots:
-    """robots.txt per origin (protego). 4xx = no rules; 5xx or no answer = keep out (the cautious reading)."""
+    """robots.txt per origin (protego). 4xx = no rules; 5xx = keep out (the cautious reading). No answer at all is
+    `HostUnreachable`, and is not remembered, so a retry asks again."""
 
     def __init__(self, client: httpx.AsyncClient, user_agent: str) -> None:
         self.client = client
@@ -184,8 +190,12 @@ class Robots:
 
         try:
             resp = await self.client.get(origin + "/robots.txt", follow_redirects=True)
-        except httpx.HTTPError:
-            return "deny"
+        except httpx.TooManyRedirects:
+            return "deny"  # it answered, with a redirect loop: no usable rules, keep out
+        except (httpx.TimeoutException, TimeoutError):
+            raise HostUnreachable("timeout") from None
+        except (httpx.HTTPError, OSError) as e:
+            raise HostUnreachable(f"network error: {type(e).__name__}") from None
         if resp.status_code >= 500:
             return "deny"
         if resp.status_code >= 400:
@@ -352,7 +362,10 @@ class Crawler:
 
     async def _task(self, client: httpx.AsyncClient, robots: Robots, row: tuple) -> Fetch:
         url, host = row[0], row[1]
-        allowed, crawl_delay, fetched_robots = await robots.check(url)
+        try:
+            allowed, crawl_delay, fetched_robots = await robots.check(url)
+        except HostUnreachable as e:  # retried like any network error, then counted as failed with its reason
+            return Fetch(url, "retry", f"{e} (robots.txt)")
         if crawl_delay is not None:
             self.host_delay[host] = max(self.cfg.delay, crawl_delay)
         if not allowed:
@@ -453,6 +466,13 @@ def run(config: CrawlConfig) -> CrawlSummary:
     write_resolved_config(config, config.out_dir, "crawl")
     summary = asyncio.run(crawler.run())
     summary.write(Path(config.out_dir) / SUMMARY_FILE)
+    unreachable = {r: n for r, n in summary.failed.items() if r.startswith(("network error", "timeout"))}
+    if summary.pages == 0 and summary.queued == 0 and unreachable and unreachable == summary.failed:
+        # Nothing fetched because nothing answered: a failure of the run (exit 2), not an empty success.
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(unreachable.items()))
+        raise ConnectionError(
+            f"no page fetched: every URL's host was unreachable ({reasons}); summary in {config.out_dir}"
+        )
     return summary
 
 

@@ -44,7 +44,7 @@ class CrawlConfig:
     max_page_mb: float = 5.0
     """Bodies beyond this size (MiB) are truncated and marked `WARC-Truncated: length`."""
     concurrency: int = 16
-    """Fetches in flight over all hosts together."""
+    """Fetches in flight over all hosts together (at most 1024: each holds a socket and a body buffer)."""
     per_host: int = 1
     """Connections to one host at a time."""
     delay: float = 1.0
@@ -87,7 +87,9 @@ class CrawlConfig:
         require(self.max_depth >= 0, f"max_depth must be >= 0, got {self.max_depth}")
         require(self.max_pages >= 0, f"max_pages must be >= 0 (0 = no limit), got {self.max_pages}")
         require(self.max_page_mb > 0, f"max_page_mb must be > 0, got {self.max_page_mb}")
-        require(self.concurrency >= 1, f"concurrency must be >= 1, got {self.concurrency}")
+        # Each fetch in flight holds a socket (a file descriptor; the usual limit is 1024 per process) and a body
+        # buffer of up to max_page_mb: beyond 1024 a crawl fails midway or exhausts memory instead of going faster.
+        require(1 <= self.concurrency <= 1024, f"concurrency must be between 1 and 1024, got {self.concurrency}")
         require(self.per_host >= 1, f"per_host must be >= 1, got {self.per_host}")
         require(self.delay >= 0, f"delay must be >= 0, got {self.delay}")
         require(self.timeout > 0, f"timeout must be > 0, got {self.timeout}")

@@ -13,7 +13,8 @@ placed where the tokens cannot change: at a line start (JSONL), right after a se
 after a newline that follows a visible ASCII character and precedes an ASCII letter or digit, which no chunk
 of the GPT-2, GPT-4 or o200k split patterns spans (tested against all three). Parquet files are cut between row groups.
 
-Bytes that are not UTF-8 are decoded as U+FFFD and counted, never an error: web text is like that.
+Bytes that are not UTF-8 are decoded as U+FFFD and counted, never an error: web text is like that. So is a JSONL
+string's lone surrogate escape ("\\ud800"), which no UTF-8 encoder (nor so any tokenizer) would take.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ PARQUET_SUFFIXES = (".parquet",)
 # before matters for GPT-2's `\s++$`: a piece ending in "\n\n" would make that one chunk, not two.
 SAFE_CUT = re.compile(rb"(?<=[!-~])\n(?=[A-Za-z0-9])")
 SAFE_CUT_TEXT = re.compile(r"(?<=[!-~])\n(?=[A-Za-z0-9])")
+# Where a line has no newline to cut at (a 50 MB one-line text): before a space that sits between two ASCII
+# letters. The left piece ends a letter run and the right one starts with " word", which every one of those split
+# patterns makes one chunk of too, so the cut changes no token either. Used only past the last newline cut.
+SAFE_CUT_SPACE = re.compile(r"(?<=[A-Za-z]) (?=[A-Za-z])")
+# A JSON string can spell a lone UTF-16 surrogate ("\ud800"), which is no character: no encoder takes it.
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -270,6 +277,9 @@ def _read_jsonl(part: Part, text: str, stats: ReadStats, text_field: str) -> Ite
         if not isinstance(value, str):
             stats.problem(f"{where}: no string field {text_field!r}")
             continue
+        if "\\u" in line and SURROGATE.search(value):
+            value, n = SURROGATE.subn("\ufffd", value)  # like an undecodable byte: U+FFFD, counted
+            stats.replaced_bytes += n
         if value:
             stats.documents += 1
             yield value, True
@@ -325,16 +335,38 @@ def iter_corpus(
 
 
 def cut_segments(text: str, target: int) -> list[str]:
-    """`text` in pieces of about `target` characters, cut only at safe places (see the module docstring)."""
+    """`text` in pieces of about `target` characters, cut only at safe places (see the module docstring): after a
+    newline, or, where none is left, before a space between letters."""
     if len(text) <= target * 1.5:
         return [text]
     pieces: list[str] = []
     start = 0
+    # Once a search to the end of the text finds no cut, no later one can: remember it, so that a 50 MB line
+    # costs one scan, not one per piece.
+    left = {SAFE_CUT_TEXT: True, SAFE_CUT_SPACE: True}
     while len(text) - start > target * 1.5:
-        m = SAFE_CUT_TEXT.search(text, start + target)
-        if not m:
+        pos = start + target
+        near = min(len(text), pos + target)
+        cut = None
+        # The first newline cut within a target's length, else a space cut there; failing both, the first of either
+        # further on (no text is left uncut that has a safe place).
+        for pattern, endpos in (
+            (SAFE_CUT_TEXT, near),
+            (SAFE_CUT_SPACE, near),
+            (SAFE_CUT_TEXT, None),
+            (SAFE_CUT_SPACE, None),
+        ):
+            if not left[pattern]:
+                continue
+            m = pattern.search(text, pos) if endpos is None else pattern.search(text, pos, endpos)
+            if m:
+                cut = m.start() + 1 if pattern is SAFE_CUT_TEXT else m.start()  # after the newline, before the space
+                break
+            if endpos is None:
+                left[pattern] = False
+        if cut is None:
             break
-        pieces.append(text[start : m.start() + 1])
-        start = m.start() + 1
+        pieces.append(text[start:cut])
+        start = cut
     pieces.append(text[start:])
     return pieces

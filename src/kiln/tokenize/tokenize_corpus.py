@@ -35,6 +35,7 @@ from kiln.tokenize.corpus import Part, ReadStats, cut_segments, find_inputs, pla
 from kiln.tokenize.shards import ShardError, read_header, write_shard
 from kiln.tokenize.tokenize_config import TokenizeConfig
 from kiln.tokenize.tokenize_summary import SUMMARY_FILE, TokenizeSummary
+from kiln.tokenize.workers import die_with_parent, exit_if_orphaned
 from kiln.tokenizer.base import Tokenizer
 from kiln.tokenizer.bpe import ENDOFTEXT, BPETokenizer, _fork_context
 from kiln.tokenizer.registry import get_tokenizer
@@ -105,6 +106,7 @@ def _prepare_out_dir(out: Path, plan: dict, overwrite: bool) -> None:
         except (json.JSONDecodeError, UnicodeDecodeError):
             old = None
         if old == plan and not overwrite:
+            _remove_temp_files(out)  # a killed worker's half-written shard or marker, never under a real name
             return  # same job: resume
         if not overwrite:
             raise ValueError(
@@ -118,6 +120,15 @@ def _prepare_out_dir(out: Path, plan: dict, overwrite: bool) -> None:
             path.unlink(missing_ok=True)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
         shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+
+
+def _remove_temp_files(out: Path) -> None:
+    """The temp files `atomic_write` leaves when its process is killed mid-write (`.<name>.<random>.tmp`)."""
+    for pattern in (".train_*.bin.*.tmp", ".val_*.bin.*.tmp"):
+        for path in out.glob(pattern):
+            path.unlink(missing_ok=True)
+    for path in (out / PARTS_DIR).glob(".*.json.*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def _marker(out: Path, index: int) -> Path:
@@ -216,15 +227,18 @@ def process_part(part: Part, tok: Tokenizer, cfg: TokenizeConfig, out: Path) -> 
 
 
 _WORKER: tuple[Tokenizer, TokenizeConfig, Path] | None = None
+_PARENT = 0
 
 
-def _init_worker(tok: Tokenizer, cfg: TokenizeConfig, out: Path) -> None:
-    global _WORKER
-    _WORKER = (tok, cfg, out)
+def _init_worker(tok: Tokenizer, cfg: TokenizeConfig, out: Path, parent: int) -> None:
+    global _WORKER, _PARENT
+    die_with_parent(parent)  # a killed `kiln tokenize` leaves no worker writing parts (see kiln.tokenize.workers)
+    _WORKER, _PARENT = (tok, cfg, out), parent
 
 
 def _work(part: Part) -> dict:
     assert _WORKER is not None
+    exit_if_orphaned(_PARENT)
     return process_part(part, *_WORKER)
 
 
@@ -269,7 +283,7 @@ def run(config: TokenizeConfig) -> TokenizeSummary:
         else:
             ctx = _fork_context()
             with ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_worker, initargs=(tok, cfg, out)
+                workers, mp_context=ctx, initializer=_init_worker, initargs=(tok, cfg, out, os.getpid())
             ) as pool:
                 futures = [pool.submit(_work, p) for p in todo]
                 try:
@@ -308,12 +322,25 @@ def _summarize(
         seconds=seconds,
         out_dir=str(out),
     )
-    summary.write(out / SUMMARY_FILE)
+    problem = None
     if total["documents"] == 0 and total["segments"] == 0:
-        raise ValueError(f"the corpus is empty: no document text in {', '.join(cfg.inputs)}")
-    if cfg.val_fraction > 0 and total["val_tokens"] == 0:
-        raise ValueError(
-            f"the val split is empty ({total['segments']} segments x val_fraction {cfg.val_fraction} < 1): "
-            "raise val_fraction or lower segment_kb"
+        problem = f"the corpus is empty: no document text in {', '.join(cfg.inputs)}"
+    elif cfg.val_fraction > 0 and total["val_tokens"] == 0:
+        n = total["segments"]
+        problem = (
+            f"the val split is empty: the corpus gave {n} segment(s) x val_fraction {cfg.val_fraction} < 1 (a segment "
+            "is a document, or a piece of a long one cut only after a newline or before a space between letters, "
+            f"which this text lacks): raise --val-fraction to at least {1 / n:.3g}, give more documents, or pass "
+            "--val-fraction 0 for no val split"
         )
+    if problem:
+        # No shards of a failed run are left for `kiln train` to read, nor a plan that would refuse the fixed rerun.
+        for index in range(len(results)):
+            for split in ("train", "val"):
+                (out / f"{split}_{index:06d}.bin").unlink(missing_ok=True)
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        (out / PLAN_FILE).unlink(missing_ok=True)
+        (out / SUMMARY_FILE).unlink(missing_ok=True)
+        raise ValueError(problem)
+    summary.write(out / SUMMARY_FILE)
     return summary

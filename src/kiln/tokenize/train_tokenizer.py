@@ -65,7 +65,7 @@ class TokenizerTrainConfig:
         return list(dict.fromkeys([ENDOFTEXT, *self.special, *(CHAT_TOKENS if self.chat_tokens else ())]))
 
     def validate(self) -> TokenizerTrainConfig:
-        from kiln.tokenizer.bpe_train import check_vocab_size
+        from kiln.tokenizer.bpe_train import MAX_VOCAB_SIZE, check_vocab_size
         from kiln.tokenizer.patterns import resolve_pattern
 
         require(bool(self.inputs), "inputs: give at least one corpus file or directory")
@@ -80,6 +80,8 @@ class TokenizerTrainConfig:
             check_vocab_size(self.vocab_size, self.special_tokens())  # the message names vocab_size
             resolve_pattern(self.pattern)  # the message names the split pattern
         elif self.kind == "word":
+            require(self.vocab_size <= MAX_VOCAB_SIZE, f"vocab_size {self.vocab_size:,} is too large: at most "
+                    f"{MAX_VOCAB_SIZE:,} (2**24; every id is a row of the model's embedding)")  # fmt: skip
             least = len(self.special_tokens()) + 2
             require(self.vocab_size >= least, f"vocab_size {self.vocab_size} is too small: a word vocabulary holds "
                     f"<|unk|>, {least - 2} special token(s) and at least one word ({least})")  # fmt: skip
@@ -141,15 +143,23 @@ def run(config: TokenizerTrainConfig) -> TokenizerTrainSummary:
     texts = iter_corpus(config.inputs, stats, config.text_field, config.separator, max_bytes)
     bar = tqdm(texts, desc="reading", unit=" docs", dynamic_ncols=True, disable=config.quiet)
     t0 = time.perf_counter()
-    if config.kind == "bpe":
-        tok = train_bpe(bar, config.vocab_size, config.pattern, specials, config.trainer)
-    elif config.kind == "word":
-        tok = WordTokenizer.train(bar, config.vocab_size, specials)
-    else:
-        text = "".join(bar)
-        if not text:
-            raise ValueError("cannot train a tokenizer on an empty corpus (no text in any document)")
-        tok = CharTokenizer.train(text)
+    try:
+        if config.kind == "bpe":
+            tok = train_bpe(bar, config.vocab_size, config.pattern, specials, config.trainer)
+        elif config.kind == "word":
+            tok = WordTokenizer.train(bar, config.vocab_size, specials)
+        else:
+            text = "".join(bar)
+            if not text:
+                raise ValueError("cannot train a tokenizer on an empty corpus (no text in any document)")
+            tok = CharTokenizer.train(text)
+    except ValueError:
+        if stats.text_bytes == 0:  # the corpus's fault: say which files, and what reading them found
+            found = f"; skipped {stats.skipped_records} record(s), e.g. {stats.problems[0]}" if stats.problems else ""
+            raise ValueError(
+                f"cannot train a tokenizer on an empty corpus: no document text in {', '.join(config.inputs)}{found}"
+            ) from None
+        raise
     bar.close()
     seconds = time.perf_counter() - t0
     tok.save(config.out_dir)

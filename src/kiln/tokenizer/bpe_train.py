@@ -19,8 +19,20 @@ from kiln.tokenizer.patterns import resolve_pattern
 Trainer = Literal["rustbpe", "reference"]
 
 
+# The largest vocabulary kiln trains: 2**24 = 16,777,216 ids, 64 times the largest vocabularies in use (~262k).
+# Token ids are stored as uint32 (shards) and counted in u32 (rustbpe), so 2**32 is the hard ceiling, but every id
+# is also a row of the model's embedding and output layer: at 16.7M rows a 768-wide model's embedding alone is
+# 51 GB of fp32, so anything above is a typo (an extra digit), refused before reading the corpus or allocating.
+MAX_VOCAB_SIZE = 2**24
+
+
 def check_vocab_size(vocab_size: int, special_tokens: Sequence[str]) -> int:
     """The number of merges `vocab_size` leaves after the 256 byte tokens and the specials, or a clear error."""
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(
+            f"vocab_size {vocab_size:,} is too large: at most {MAX_VOCAB_SIZE:,} (2**24; every id is a row of the "
+            "model's embedding, and the largest vocabularies in use hold ~262k)"
+        )
     floor = 256 + len(special_tokens)
     if vocab_size < floor + 1:
         raise ValueError(
@@ -57,13 +69,18 @@ def train_bpe(
         core = rustbpe.Tokenizer()
         try:
             core.train_from_iterator(counted, 256 + num_merges, pattern=regex)
+        except UnicodeError as e:
+            raise _not_unicode(e, counted) from None
         except ValueError as e:
             raise ValueError(f"rustbpe rejected the split pattern: {e}") from None
         ranks: dict[bytes, int] = {}
         for token, rank in sorted(core.get_mergeable_ranks(), key=lambda tr: tr[1]):
             ranks.setdefault(bytes(token), rank)
     elif trainer == "reference":
-        ranks = merges_to_ranks(train_reference(counted, num_merges, regex))
+        try:
+            ranks = merges_to_ranks(train_reference(counted, num_merges, regex))
+        except UnicodeError as e:
+            raise _not_unicode(e, counted) from None
     else:
         raise ValueError(f"unknown trainer {trainer!r}; use 'rustbpe' or 'reference'")
     if not counted.saw_text:
@@ -73,18 +90,29 @@ def train_bpe(
     return BPETokenizer(ranks, regex, specials, name)
 
 
+def _not_unicode(e: UnicodeError, counted: _NonEmpty) -> ValueError:
+    """The corpus's fault, not the split pattern's: a text holds a lone surrogate, which is not a character."""
+    reason = getattr(e, "reason", str(e))
+    return ValueError(
+        f"a training text (one of the first {counted.count}) is not valid Unicode ({reason}): "
+        "fix or drop it in the corpus"
+    )
+
+
 class _NonEmpty:
     """Passes the texts through (to either trainer) and notes whether any had content."""
 
     def __init__(self, texts: Iterable[str]) -> None:
         self._texts = iter(texts)
         self.saw_text = False
+        self.count = 0  # texts handed on so far (the last one is the one being trained on)
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
         text = next(self._texts)
+        self.count += 1
         if not isinstance(text, str):
             raise TypeError(f"training texts must be str, got {type(text).__name__}")
         if text and not self.saw_text:

@@ -156,6 +156,9 @@ class TrainConfig:
             require(self.checkpoint_interval >= 1, f"checkpoint_interval must be >= 1, got {self.checkpoint_interval}")
         if self.max_minutes is not None:
             require(self.max_minutes > 0, f"max_minutes must be > 0, got {self.max_minutes}")
+        if self.threads is not None:
+            require(1 <= self.threads <= 4096, f"threads must be between 1 and 4096 (or unset), got {self.threads}")
+        require(self.sample_tokens >= 0, f"sample_tokens must be >= 0 (0 = none), got {self.sample_tokens}")
         if self.peak_tflops is not None:
             require(self.peak_tflops > 0, f"peak_tflops must be > 0, got {self.peak_tflops}")
         if self.resume is not None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kiln.tokenize.shards import write_shard
+from kiln.tokenize.shards import read_header, write_shard
 from kiln.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 from kiln.utils.io import atomic_write_text
 
@@ -72,7 +72,15 @@ def open_shard_dir(directory: str | Path) -> ShardSet:
         raise FileNotFoundError(
             f"{directory} has no token shards: expected train*.bin and val*.bin (as `kiln tokenize` writes)"
         )
-    return ShardSet(train, val, load_tokenizer(directory / "tokenizer"), directory)
+    tokenizer = load_tokenizer(directory / "tokenizer")
+    for path in [*train, *val]:  # the model's vocabulary is the tokenizer's: a shard of another one is refused
+        vocab = read_header(path).vocab_size
+        if vocab != tokenizer.vocab_size:
+            raise ValueError(
+                f"{path}: written with a vocabulary of {vocab:,} tokens, but {directory / 'tokenizer'} has "
+                f"{tokenizer.vocab_size:,}: the shards and the tokenizer are from different runs"
+            )
+    return ShardSet(train, val, tokenizer, directory)
 
 
 def prepare_data(source: str, run_dir: Path, val_fraction: float) -> ShardSet:

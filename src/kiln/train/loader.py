@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kiln.tokenize.shards import open_shard
+from kiln.tokenize.shards import open_shard, read_header
 
 
 class _Windows:
@@ -37,6 +37,10 @@ class _Windows:
         self.block_size = block_size
         self.paths = [Path(p) for p in paths]
         self.shards = [open_shard(p) for p in self.paths]
+        # Each shard's own vocabulary (its header's): a window is checked against it before it becomes a batch, so
+        # a corrupt or hand-made shard is an error naming it, never an IndexError (or a device assert on a GPU)
+        # inside the embedding.
+        self.vocab = [read_header(p).vocab_size for p in self.paths]
         self.counts = [len(s) for s in self.shards]
         per_shard = np.array([max(0, (n - 1) // block_size) for n in self.counts], dtype=np.int64)
         self.total = int(per_shard.sum())
@@ -52,7 +56,14 @@ class _Windows:
         i = int(np.searchsorted(self.ends, j, side="right"))
         k = j - (int(self.ends[i - 1]) if i else 0)
         start = k * self.block_size
-        return np.asarray(self.shards[i][start : start + self.block_size + 1], dtype=np.int64)
+        w = np.asarray(self.shards[i][start : start + self.block_size + 1], dtype=np.int64)
+        if w.size and int(w.max()) >= self.vocab[i]:
+            at = start + int(np.argmax(w >= self.vocab[i]))
+            raise ValueError(
+                f"{self.paths[i]}: token id {int(self.shards[i][at])} at position {at} is outside the shard's "
+                f"vocabulary [0, {self.vocab[i]}): the shard is corrupt (re-run kiln tokenize)"
+            )
+        return w
 
     def batch(self, indices: Sequence[int] | np.ndarray) -> tuple[Tensor, Tensor]:
         w = torch.from_numpy(np.stack([self.window(int(j)) for j in indices]))
