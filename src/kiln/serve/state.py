@@ -29,8 +29,9 @@ log = logging.getLogger("kiln.serve")
 
 T = TypeVar("T")
 
-# CPU-heavy request work (tokenizing a prompt or a visualiser's text) runs in at most this many threads, never on
-# the event loop; more would only contend for the same cores (and the GIL) with the models' batcher threads.
+# CPU-heavy request work (/api/tokenize: tokenizing megabytes and encoding the JSON) runs in at most this many
+# threads, never on the event loop; more would only contend for the same cores (and the GIL) with the models'
+# batcher threads.
 CPU_THREADS = 2
 # Requests holding or waiting for one of those threads; past it a request gets 429 instead of a growing queue.
 MAX_CPU_PENDING = 64
@@ -137,5 +138,11 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-Server = Annotated[ServerState, Depends(server_state)]
+async def _server(request: Request) -> ServerState:
+    # async, so FastAPI resolves it on the event loop: a sync dependency would cost every request a hop to a
+    # thread-pool thread (and the allocator an arena per thread) just to read app.state
+    return server_state(request)
+
+
+Server = Annotated[ServerState, Depends(_server)]
 """A route parameter of this type receives the app's ServerState (and adds nothing to the OpenAPI schema)."""
