@@ -209,3 +209,15 @@ def test_slow_and_idle_connections_are_closed_and_the_server_stays_healthy(serve
     assert b"200 OK" in idle.recv(4096)
     assert closed_within(idle, 8), "an idle keep-alive connection was not closed"
     assert httpx.get(server.base_url + "/health").status_code == 200
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def test_refused_requests_to_random_paths_add_no_metric_series(serve_models: Path) -> None:
+    """With a key set, 401s for made-up paths were counted under the path itself: one Prometheus series per path,
+    kept for the server's life (unbounded memory). They are counted under the protected prefix."""
+    with run_server(serve_models, api_key="k") as running, httpx.Client(base_url=running.base_url) as client:
+        for i in range(300):
+            assert client.get(f"/v1/x{i}").status_code == 401
+        text = client.get("/metrics", headers={"Authorization": "Bearer k"}).text
+    assert "/v1/x1" not in text
+    assert 'route="/v1",status="401"} 300.0' in text
