@@ -18,6 +18,7 @@ import uvicorn
 
 from helpers import run_cli
 from kiln.serve import ServeConfig, create_app
+from kiln.serve.connections import uvicorn_options
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "src" / "kiln" / "assets" / "tinyshakespeare.txt"
 VOCABS = Path(__file__).resolve().parents[1] / "fixtures" / "tokenizers"
@@ -52,12 +53,14 @@ class RunningServer:
 def run_server(models: Path, **options) -> Iterator[RunningServer]:
     """Serve `models` on a free 127.0.0.1 port for the duration of the block (ServeConfig options as keywords)."""
     options.setdefault("vocab_dir", VOCABS)
-    app = create_app(ServeConfig(models=models, **options))
+    config = ServeConfig(models=models, **options)
+    app = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    limits = uvicorn_options(config)  # the connection limits `kiln serve` runs with
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, **limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

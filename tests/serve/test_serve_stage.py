@@ -63,8 +63,10 @@ def test_run_serves_then_summarises(serve_models, monkeypatch, capsys):
     """`run` with uvicorn replaced by a client that makes a few requests, as users would, then stops."""
     seen = {}
 
-    def fake_uvicorn(app, host, port, log_level):
+    def fake_uvicorn(app, host, port, log_level, **limits):
         seen.update(host=host, port=port, log_level=log_level)
+        # the connection limits: a deadline for reading each request, and the keep-alive timeout
+        assert limits["http"].read_timeout_s == 10.0 and limits["timeout_keep_alive"] == 10
         with TestClient(app) as client:
             assert client.get("/health").status_code == 200
             headers = {"Authorization": "Bearer k"}

@@ -8,11 +8,12 @@ line or in a file: `resolved()` applies those fallbacks, and `run` serves the re
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
@@ -33,9 +34,13 @@ class ServeConfig:
     max_queue: int = 256
     """Requests waiting for a batch row, per model, before new ones are refused with 429."""
     max_memory_gb: float = 4.0
-    """Memory for loaded models (weights + KV cache); past it the least recently used idle model is unloaded."""
+    """Memory for loaded models (weights + KV cache); past it the least recently used idle model is unloaded, and a
+    model whose config alone asks for more is refused (503) before anything is allocated."""
     max_body_bytes: int = 4 << 20
     """The largest request body accepted; a bigger one gets 413 before it is parsed."""
+    read_timeout_s: float = 10.0
+    """Seconds a client has to send a whole request (headers and body), and an idle keep-alive connection stays
+    open; a slower one is closed, so slow or stalled clients cannot hold connections forever."""
     vocab_dir: Path | None = None
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
     log_level: str = "warning"
@@ -52,6 +57,8 @@ class ServeConfig:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
         if not self.max_memory_gb > 0:
             raise ValueError(f"max_memory_gb: must be positive, got {self.max_memory_gb}")
+        if not 0 < self.read_timeout_s <= 3600:
+            raise ValueError(f"read_timeout_s: must be in (0, 3600] seconds, got {self.read_timeout_s}")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 
@@ -67,5 +74,17 @@ class ServeConfig:
 
     @property
     def is_loopback(self) -> bool:
-        """Whether `host` is reachable from this machine only."""
-        return self.host in LOOPBACK or self.host.startswith("127.")
+        """Whether `host` is reachable from this machine only: every address it resolves to is a loopback one.
+
+        By address, not by name: `127.example.com` may resolve anywhere; a name that does not resolve counts as
+        exposed (it needs the key, and the bind fails anyway)."""
+        host = self.host.strip("[]")
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return False
+        addresses = {info[4][0].split("%", 1)[0] for info in infos}
+        try:
+            return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+        except ValueError:
+            return False

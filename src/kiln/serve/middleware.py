@@ -74,7 +74,9 @@ async def auth_and_count(request: Request, call_next: Callable[[Request], Awaita
             refused = APIError(
                 401, "missing or wrong API key: send 'Authorization: Bearer <key>'", code="invalid_api_key"
             )
-            server.metrics.requests.labels(route=path, status="401").inc()
+            # labelled by the protected prefix, not the path: every distinct path would be a new series, kept forever
+            prefix = next(p for p in PROTECTED if path.startswith(p))
+            server.metrics.requests.labels(route=prefix, status="401").inc()
             return api_error_response(refused)
     response = await call_next(request)
     route = request.scope.get("route")

@@ -17,8 +17,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from kiln.generate.batcher import ContinuousBatcher
-from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint
+from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint, read_config, resolve_checkpoint
+from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
 from kiln.tokenizer import ByteTokenizer, Tokenizer
 
@@ -94,6 +97,23 @@ def discover(root: Path) -> dict[str, Path]:
     return found
 
 
+class ModelTooLarge(ValueError):
+    """A checkpoint whose config asks for more memory than the server may use (found before allocating any)."""
+
+
+def estimate_bytes(cfg: GPTConfig, max_batch: int) -> tuple[int, int]:
+    """(weights, KV cache) in bytes that `cfg` needs once loaded for `max_batch` rows, from its config alone: the
+    model is built on the meta device (shapes only, no memory), the cache sized as `ContinuousBatcher` sizes it."""
+    cfg.validate()
+    with torch.device("meta"):
+        model = GPT(cfg)
+    weights = sum(p.numel() * 4 for p in model.parameters())  # float32, as load_checkpoint builds it
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    slots = max_batch * 2 * cfg.block_size  # the batcher's cache: twice the context, for every row
+    cache = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_dim * slots * 4 + slots * (8 + 1)  # k, v; pos, valid
+    return weights, cache
+
+
 class ModelRegistry:
     """Offers the checkpoints under `root`; loads them on demand; evicts idle ones past `max_bytes`."""
 
@@ -104,6 +124,7 @@ class ModelRegistry:
         max_bytes: int = 4 << 30,
         max_batch: int = 32,
         max_queue: int = 256,
+        max_model_bytes: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -111,6 +132,7 @@ class ModelRegistry:
         self.max_bytes = max_bytes
         self.max_batch = max_batch
         self.max_queue = max_queue
+        self.max_model_bytes = max_model_bytes  # a model estimated larger than this is refused before it is built
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -144,6 +166,7 @@ class ModelRegistry:
             path = self.available().get(name)
             if path is None:
                 raise KeyError(name)
+            self._check_size(name, path)
             model, tokenizer, _ = load_checkpoint(path)
             tokenizer = tokenizer or ByteTokenizer()
             if model.config.vocab_size < tokenizer.vocab_size:
@@ -157,6 +180,23 @@ class ModelRegistry:
                 self.loaded[name] = lm
                 self._evict(keep=name)
             return lm
+
+    def _check_size(self, name: str, path: Path) -> None:
+        """ModelTooLarge if the checkpoint's config asks for more than `max_model_bytes` (weights + KV cache)."""
+        if self.max_model_bytes is None:
+            return
+        cfg, _ = read_config(resolve_checkpoint(path))
+        try:
+            weights, cache = estimate_bytes(cfg, self.max_batch)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise CheckpointError(f"its config.json is invalid ({e})") from None
+        if weights + cache > self.max_model_bytes:
+            gb = 1 << 30
+            raise ModelTooLarge(
+                f"the model '{name}' needs about {(weights + cache) / gb:,.1f} GB (weights {weights / gb:,.1f} GB, "
+                f"KV cache {cache / gb:,.1f} GB for block_size {cfg.block_size} x max_batch {self.max_batch}), "
+                f"more than --max-memory-gb {self.max_model_bytes / gb:g}: raise it, or lower --max-batch"
+            )
 
     def _evict(self, keep: str) -> None:
         total = sum(m.nbytes() for m in self.loaded.values())

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from kiln.generate.sampling import MAX_LOGPROBS
+from kiln.generate.stops import MAX_STOP_CHARS
 
 MAX_N = 16
 MAX_STOPS = 16
@@ -24,6 +25,9 @@ UnitClosed = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Penalty = Annotated[float, Field(ge=0.01, le=100.0, allow_inf_nan=False)]
 PresencePenalty = Annotated[float, Field(ge=-2.0, le=2.0, allow_inf_nan=False)]
 TokenId = Annotated[StrictInt, Field(ge=0)]
+# Each stop string is capped (kiln.generate.stops), so a request is refused with a 400 naming `stop` before any work.
+StopString = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+StopList = Annotated[list[Annotated[StopString, Field(min_length=1)]], Field(max_length=MAX_STOPS)]
 
 
 class StreamOptions(BaseModel):
@@ -42,7 +46,7 @@ class SamplingFields(BaseModel):
     n: Annotated[StrictInt, Field(ge=1, le=MAX_N)] | None = 1
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    stop: str | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=MAX_STOPS)] | None = None
+    stop: StopString | StopList | None = None
     seed: Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | None = None
     presence_penalty: PresencePenalty | None = 0.0
     frequency_penalty: PresencePenalty | None = 0.0
@@ -53,6 +57,15 @@ class SamplingFields(BaseModel):
     repetition_penalty: Penalty | None = 1.0
     ignore_eos: StrictBool = False
     return_token_ids: StrictBool = False
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_not_too_long(cls, v: object) -> object:
+        # Before the union is tried, so the message names the cap whether `stop` is one string or a list.
+        for s in [v] if isinstance(v, str) else v if isinstance(v, list) else []:
+            if isinstance(s, str) and len(s) > MAX_STOP_CHARS:
+                raise ValueError(f"each stop string must be at most {MAX_STOP_CHARS} characters, got one of {len(s)}")
+        return v
 
     @field_validator("stop")
     @classmethod

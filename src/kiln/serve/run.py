@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from kiln.serve.app import create_app
 from kiln.serve.config import ServeConfig
+from kiln.serve.connections import uvicorn_options
 from kiln.stage import Summary
 
 
@@ -67,7 +68,7 @@ def run(config: ServeConfig) -> ServeSummary:
     try:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGINT arrives here as
         # KeyboardInterrupt; SIGTERM's default action ends the process, as a terminated server should.
-        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, **uvicorn_options(config))
     except KeyboardInterrupt:
         interrupted = True
     metrics = app.state.server.metrics

@@ -6,11 +6,16 @@ instead of closing over variables, so each router is a plain module and several 
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +23,18 @@ from kiln.model.checkpoint import CheckpointError, read_config, resolve_checkpoi
 from kiln.serve.config import ServeConfig
 from kiln.serve.errors import APIError
 from kiln.serve.metrics import Metrics
-from kiln.serve.models import CHAT_TOKENS, LoadedModel, ModelRegistry
+from kiln.serve.models import CHAT_TOKENS, LoadedModel, ModelRegistry, ModelTooLarge
+
+log = logging.getLogger("kiln.serve")
+
+T = TypeVar("T")
+
+# CPU-heavy request work (/api/tokenize: tokenizing megabytes and encoding the JSON) runs in at most this many
+# threads, never on the event loop; more would only contend for the same cores (and the GIL) with the models'
+# batcher threads.
+CPU_THREADS = 2
+# Requests holding or waiting for one of those threads; past it a request gets 429 instead of a growing queue.
+MAX_CPU_PENDING = 64
 
 
 @dataclass
@@ -28,6 +44,21 @@ class ServerState:
     config: ServeConfig
     registry: ModelRegistry
     metrics: Metrics
+    cpu_pending: int = 0
+    _cpu_limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    async def cpu(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on one of `CPU_THREADS` worker threads, so the event loop keeps answering (/health, streams)
+        however long it takes; 429 when `MAX_CPU_PENDING` requests already hold or wait for one."""
+        if self._cpu_limiter is None:
+            self._cpu_limiter = anyio.CapacityLimiter(CPU_THREADS)
+        if self.cpu_pending >= MAX_CPU_PENDING:
+            raise APIError(429, "the server is busy tokenizing other requests; retry later", code="queue_full")
+        self.cpu_pending += 1
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._cpu_limiter)
+        finally:
+            self.cpu_pending -= 1
 
     @classmethod
     def start(cls, config: ServeConfig) -> ServerState:
@@ -36,6 +67,7 @@ class ServerState:
             max_bytes=int(config.max_memory_gb * (1 << 30)),
             max_batch=config.max_batch,
             max_queue=config.max_queue,
+            max_model_bytes=int(config.max_memory_gb * (1 << 30)),
         )
         return cls(config, registry, Metrics(registry.queue_depth, registry.active))
 
@@ -49,10 +81,18 @@ class ServerState:
             return await run_in_threadpool(self.registry.get, name)
         except KeyError:
             raise APIError(404, f"the model '{name}' does not exist", param="model", code="model_not_found") from None
-        except (CheckpointError, FileNotFoundError, ValueError) as e:
+        except ModelTooLarge as e:  # its message holds sizes and option names only
+            raise APIError(503, str(e), param="model", code="model_too_large") from None
+        except (CheckpointError, OSError, ValueError) as e:
+            # The exception names absolute paths and may quote a file (a tokenizer's bad line): that goes to the
+            # operator's log, the client learns which model and what kind of failure.
+            log.warning("the model '%s' cannot be loaded: %s", name, e)
             raise APIError(
-                503, f"the model '{name}' cannot be loaded: {e}", param="model", code="model_unavailable"
-            ) from e
+                503,
+                f"the model '{name}' cannot be loaded: {load_failure(e)} (the server's log names the file)",
+                param="model",
+                code="model_unavailable",
+            ) from None
 
     def model_card(self, name: str, path: Path) -> dict[str, Any]:
         """OpenAI's model object plus what the playground shows (context, vocabulary, loaded, can chat)."""
@@ -74,6 +114,15 @@ class ServerState:
         return card
 
 
+def load_failure(e: Exception) -> str:
+    """What went wrong loading a model, in words that hold no path and no file content."""
+    if isinstance(e, CheckpointError):
+        return "its checkpoint is incomplete, corrupt, or does not match its config.json"
+    if isinstance(e, OSError):
+        return "a file of its checkpoint cannot be read"
+    return "its tokenizer or config files are invalid"
+
+
 def has_chat_tokens(path: Path) -> bool:
     """Whether a model not yet loaded can chat, from its tokenizer file alone (no weights read)."""
     try:
@@ -89,5 +138,11 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-Server = Annotated[ServerState, Depends(server_state)]
+async def _server(request: Request) -> ServerState:
+    # async, so FastAPI resolves it on the event loop: a sync dependency would cost every request a hop to a
+    # thread-pool thread (and the allocator an arena per thread) just to read app.state
+    return server_state(request)
+
+
+Server = Annotated[ServerState, Depends(_server)]
 """A route parameter of this type receives the app's ServerState (and adds nothing to the OpenAPI schema)."""

@@ -8,11 +8,12 @@ whitespace runs, ids in order of first appearance), and OpenAI's vocabularies (`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from kiln.tokenizer import ByteTokenizer, Tokenizer
+from kiln.tokenizer import Tokenizer
 from kiln.tokenizer.pretrained import GPT2_FILES, PRETRAINED, load_pretrained
 from kiln.tokenizer.word import WORD_PATTERN
 
@@ -45,35 +46,46 @@ def pretrained(name: str, vocab_dir: Path | None) -> Tokenizer | None:
     return None if path is None else _pretrained(name, str(path))
 
 
-def _pieces_builtin(kind: str, text: str) -> list[tuple[int, bytes]]:
+# The visualiser draws one element per token; past ~100,000 a browser stalls, and the JSON of each token costs
+# ~50 bytes, so a response lists at most this many tokens over all its tokenizers (~5 MB) and counts the rest.
+MAX_LISTED_TOKENS = 100_000
+# text x tokenizers, in characters: the CPU work one request may ask for (8 tokenizers over 250,000 characters,
+# or one over 2,000,000: a few seconds of a thread at worst, never of the event loop).
+MAX_TOKENIZE_CHARS = 2_000_000
+
+
+def _pieces_builtin(kind: str, text: str) -> Iterator[tuple[int, bytes]]:
     if kind == "char":
-        return [(ord(ch), ch.encode("utf-8")) for ch in text]
+        return ((ord(ch), ch.encode("utf-8")) for ch in text)
     if kind == "byte":
-        tok = ByteTokenizer()
-        return [(i, tok.id_to_bytes(i)) for i in tok.encode(text)]
+        return ((b, bytes((b,))) for b in text.encode("utf-8"))
     ids: dict[str, int] = {}
-    return [(ids.setdefault(w, len(ids)), w.encode("utf-8")) for w in WORD_PATTERN.findall(text)]
+    return ((ids.setdefault(m[0], len(ids)), m[0].encode("utf-8")) for m in WORD_PATTERN.finditer(text))
 
 
-def tokenize(name: str, tokenizer: Tokenizer | None, text: str) -> dict[str, Any]:
-    """Tokens of `text` with ids, text and [start, end) byte offsets into its UTF-8 encoding."""
+def tokenize(name: str, tokenizer: Tokenizer | None, text: str, limit: int = MAX_LISTED_TOKENS) -> dict[str, Any]:
+    """Tokens of `text` with ids, text and [start, end) byte offsets into its UTF-8 encoding: the first `limit`
+    of them listed (`truncated` says whether there were more), all of them counted."""
     if tokenizer is None:
-        pieces = _pieces_builtin(name, text)
+        pieces: Iterable[tuple[int, bytes]] = _pieces_builtin(name, text)
     else:
         # Special-token text stays ordinary text, exactly as the API encodes a prompt: the visualiser shows
         # what the model would receive.
         ids = tokenizer.encode(text)
-        pieces = [(i, tokenizer.id_to_bytes(i)) for i in ids]
-    tokens, pos = [], 0
+        pieces = ((i, tokenizer.id_to_bytes(i)) for i in ids)
+    tokens, pos, count = [], 0, 0
     for token_id, raw in pieces:
-        tokens.append(
-            {"id": token_id, "text": raw.decode("utf-8", errors="replace"), "start": pos, "end": pos + len(raw)}
-        )
+        if count < limit:
+            tokens.append(
+                {"id": token_id, "text": raw.decode("utf-8", errors="replace"), "start": pos, "end": pos + len(raw)}
+            )
         pos += len(raw)
+        count += 1
     return {
         "tokenizer": name,
         "tokens": tokens,
-        "count": len(tokens),
+        "count": count,
+        "truncated": count > len(tokens),
         "bytes": len(text.encode("utf-8")),
         "characters": len(text),
     }

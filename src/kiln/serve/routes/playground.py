@@ -9,6 +9,7 @@ The static files are ES modules, which browsers run only when served with a Java
 from __future__ import annotations
 
 import asyncio
+import json
 from importlib import resources
 from typing import Any
 
@@ -24,7 +25,8 @@ from kiln.serve.errors import bad_param
 from kiln.serve.protocol import NextTokenRequest, TokenizeRequest
 from kiln.serve.state import Server
 from kiln.serve.validate import check_prompt, encode
-from kiln.serve.visualise import BUILTIN, pretrained, tokenize, vocab_files
+from kiln.serve.visualise import BUILTIN, MAX_LISTED_TOKENS, MAX_TOKENIZE_CHARS, pretrained, tokenize, vocab_files
+from kiln.tokenizer import Tokenizer
 
 STATIC = resources.files("kiln.serve") / "static"
 JAVASCRIPT = "text/javascript; charset=utf-8"
@@ -59,25 +61,42 @@ async def list_tokenizers(server: Server) -> dict[str, Any]:
     return {"tokenizers": names}
 
 
-@router.post("/api/tokenize")
-async def tokenize_text(body: TokenizeRequest, server: Server) -> dict[str, Any]:
+@router.post("/api/tokenize", response_model=None)
+async def tokenize_text(body: TokenizeRequest, server: Server) -> Response:
+    """Tokens of `text` under each tokenizer asked for. The work is bounded (text x tokenizers at most
+    MAX_TOKENIZE_CHARS, at most MAX_LISTED_TOKENS tokens listed) and done off the event loop, JSON included."""
     names = body.tokenizers or ["char", "byte", "word"]
-    results = []
+    work = len(body.text) * len(names)
+    if work > MAX_TOKENIZE_CHARS:
+        raise bad_param(
+            "text",
+            f"text x tokenizers is {work:,} characters; at most {MAX_TOKENIZE_CHARS:,} per request "
+            "(send a shorter text or fewer tokenizers)",
+        )
+    tokenizers: list[tuple[str, Tokenizer | None]] = []
     for name in names:
         if name in BUILTIN:
-            results.append(tokenize(name, None, body.text))
-            continue
-        if name.startswith("model:"):
-            tok = (await server.load(name[len("model:") :])).tokenizer
+            tokenizers.append((name, None))
+        elif name.startswith("model:"):
+            tokenizers.append((name, (await server.load(name[len("model:") :])).tokenizer))
         else:
             tok = await run_in_threadpool(pretrained, name, server.config.vocab_dir)
             if tok is None:
                 raise bad_param("tokenizers", f"unknown or unavailable tokenizer '{name}'; see GET /api/tokenizers")
-        try:
-            results.append(await run_in_threadpool(tokenize, name, tok, body.text))
-        except ValueError as e:
-            raise bad_param("text", f"{name} cannot encode this text: {e}") from None
-    return {"results": results}
+            tokenizers.append((name, tok))
+
+    def work_off_loop() -> bytes:
+        results, left = [], MAX_LISTED_TOKENS
+        for name, tok in tokenizers:
+            try:
+                result = tokenize(name, tok, body.text, limit=left)
+            except ValueError as e:
+                raise bad_param("text", f"{name} cannot encode this text: {e}") from None
+            left -= len(result["tokens"])
+            results.append(result)
+        return json.dumps({"results": results}, ensure_ascii=False).encode("utf-8")
+
+    return Response(await server.cpu(work_off_loop), media_type="application/json")
 
 
 @router.post("/api/next_token")
