@@ -164,15 +164,8 @@ def help_text(spec: Spec) -> str:
         + "):",
     ]
     reverse = {v: k for k, v in spec.aliases.items()}
-    _describe_fields(cls, cls(**_required_placeholders(cls)) if _has_required(cls) else cls(), "", reverse, lines)
+    _describe_fields(cls, cls(**_required_placeholders(cls)), "", reverse, lines)
     return "\n".join(lines)
-
-
-def _has_required(cls: type) -> bool:
-    return any(
-        f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        for f in dataclasses.fields(cls)
-    )
 
 
 def _required_placeholders(cls: type) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 __all__ = [
     "ConfigError",
     "apply_overrides",
+    "convert_value",
     "describe_type",
     "dump_toml",
     "from_dict",
@@ -558,3 +559,4 @@ def load_config(
 describe_type = _describe
 plain = _plain
 toml_value = _toml_value
+convert_value = _convert  # check/coerce one value to an annotation (clean's step options use the same rules)

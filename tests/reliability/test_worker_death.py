@@ -104,7 +104,7 @@ def test_tokenize_workers_die_with_a_killed_parent_and_a_rerun_matches(tmp_path:
 
 CHILD = """
 import os, sys, time
-from kiln.tokenize.workers import exit_if_orphaned
+from kiln.utils.lifeline import exit_if_orphaned
 parent = os.getpid()
 pid = os.fork()
 if pid == 0:  # the worker: no parent-death signal, only the check it makes between parts

@@ -114,11 +114,11 @@ class LocalExecutor:
 
 
 def _enter_for_life(per_process: PerProcess | None, parent: int | None = None) -> None:
-    """Pool process initializer: die with `parent` (see `kiln.clean.lifeline`: a `kill -9` of the run leaves
+    """Pool process initializer: die with `parent` (see `kiln.utils.lifeline`: a `kill -9` of the run leaves
     no pool process behind), then enter `per_process` and never leave it. What it holds open (kiln clean's
     extraction worker, a daemon process) ends with the pool process."""
     if parent is not None:
-        from kiln.clean.lifeline import die_with_parent
+        from kiln.utils.lifeline import die_with_parent
 
         die_with_parent(parent)
     if per_process is not None:

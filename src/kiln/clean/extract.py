@@ -236,10 +236,10 @@ Reply = tuple[str, str]  # ("ok", text) | ("error", message) | ("timeout", "") |
 
 def _serve(conn: Connection, fn: ExtractFn, parent: int | None = None) -> None:
     """Worker loop: warm up, say ready, then take batches of (html, url) and answer each page, in order and as
-    soon as it is done, with ("ok", text) or ("error", message). Dies with `parent` (`kiln.clean.lifeline`):
+    soon as it is done, with ("ok", text) or ("error", message). Dies with `parent` (`kiln.utils.lifeline`):
     a worker stuck in C code on a page would otherwise outlive a killed run."""
     if parent is not None:
-        from kiln.clean.lifeline import die_with_parent
+        from kiln.utils.lifeline import die_with_parent
 
         die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us

@@ -73,7 +73,7 @@ def check_option_types(name: str, cls: type, kwargs: dict[str, Any]) -> None:
     (`kiln.config`: no "16" for an int, no 1.5 for an int, no true for a number), so a TOML typo is one line
     naming the step and the option before the step exists, not a TypeError deep in a worker. Options whose
     annotation a TOML value cannot be checked against (a callable, say) are left to the step itself."""
-    from kiln.config import ConfigError, _convert
+    from kiln.config import ConfigError, convert_value
 
     try:
         hints = typing.get_type_hints(cls.__init__)
@@ -84,7 +84,7 @@ def check_option_types(name: str, cls: type, kwargs: dict[str, Any]) -> None:
         if tp is None:
             continue
         try:
-            _convert(tp, value, option, "")
+            convert_value(tp, value, option, "")
         except ConfigError as e:
             raise ValueError(f"steps: step {name!r}: bad option ({e})") from None
         except TypeError:  # an annotation kiln.config does not know: the step checks the value itself

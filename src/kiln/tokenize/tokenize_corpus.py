@@ -35,11 +35,11 @@ from kiln.tokenize.corpus import Part, ReadStats, cut_segments, find_inputs, pla
 from kiln.tokenize.shards import ShardError, read_header, write_shard
 from kiln.tokenize.tokenize_config import TokenizeConfig
 from kiln.tokenize.tokenize_summary import SUMMARY_FILE, TokenizeSummary
-from kiln.tokenize.workers import die_with_parent, exit_if_orphaned
 from kiln.tokenizer.base import Tokenizer
 from kiln.tokenizer.bpe import ENDOFTEXT, BPETokenizer, _fork_context
 from kiln.tokenizer.registry import get_tokenizer
 from kiln.utils.io import atomic_write_text, sha256_file
+from kiln.utils.lifeline import die_with_parent, exit_if_orphaned
 
 __all__ = ["TokenizeConfig", "TokenizeSummary", "run", "tokenize_corpus"]
 
@@ -232,7 +232,9 @@ _PARENT = 0
 
 def _init_worker(tok: Tokenizer, cfg: TokenizeConfig, out: Path, parent: int) -> None:
     global _WORKER, _PARENT
-    die_with_parent(parent)  # a killed `kiln tokenize` leaves no worker writing parts (see kiln.tokenize.workers)
+    # A killed `kiln tokenize` leaves no worker writing parts (see kiln.utils.lifeline); between parts the worker
+    # checks for itself, so no watcher thread.
+    die_with_parent(parent, watch=False)
     _WORKER, _PARENT = (tok, cfg, out), parent
 
 
