@@ -187,15 +187,18 @@ class ModelRegistry:
             return
         cfg, _ = read_config(resolve_checkpoint(path))
         try:
-            weights, cache = estimate_bytes(cfg, self.max_batch)
+            # One row: the least the model needs to serve at all. The batcher's cache grows with the rows in use
+            # and is compacted (a full max_batch x 2 x context is the rare worst case), so refusing on that would
+            # turn away models that serve fine (gpt2 at the defaults); an absurd context is refused either way.
+            weights, cache = estimate_bytes(cfg, 1)
         except (ValueError, TypeError, RuntimeError) as e:
             raise CheckpointError(f"its config.json is invalid ({e})") from None
         if weights + cache > self.max_model_bytes:
             gb = 1 << 30
             raise ModelTooLarge(
                 f"the model '{name}' needs about {(weights + cache) / gb:,.1f} GB (weights {weights / gb:,.1f} GB, "
-                f"KV cache {cache / gb:,.1f} GB for block_size {cfg.block_size} x max_batch {self.max_batch}), "
-                f"more than --max-memory-gb {self.max_model_bytes / gb:g}: raise it, or lower --max-batch"
+                f"KV cache {cache / gb:,.1f} GB for one sequence of block_size {cfg.block_size}), "
+                f"more than --max-memory-gb {self.max_model_bytes / gb:g}: raise it"
             )
 
     def _evict(self, keep: str) -> None:
