@@ -96,6 +96,28 @@ def test_the_model_beats_the_unigram_baseline(workspace):
     assert "beats it" in out and "== Summary" in out
 
 
+def test_the_quickstart_model_exports_and_transformers_generates_the_same_text(workspace, tmp_path):
+    """Train with kiln -> `kiln export hf` -> transformers' own `generate`: the same greedy text as kiln's."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from kiln.generate import SamplingParams, generate
+
+    ws, _ = workspace
+    rc, _, err = run_cli(["export", "hf", str(ws / "models" / "quickstart"), "--out", str(tmp_path / "hf")])
+    assert rc == 0, err
+    hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    model, tokenizer, _ = load_checkpoint(ws / "models" / "quickstart")
+    prompt = "The history of the"
+    ids = tokenizer.encode(prompt)
+    assert hf_tok.encode(prompt, add_special_tokens=False) == ids
+    kiln_ids = generate(model, ids, SamplingParams(temperature=0.0, max_new_tokens=32)).tokens
+    with torch.no_grad():
+        out = hf.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=32, min_new_tokens=32)
+    assert hf_tok.decode(out[0, len(ids) :]) == tokenizer.decode(kiln_ids)
+
+
 def test_a_rerun_skips_finished_stages(workspace):
     ws, _ = workspace
     before = json.loads((ws / "summary.json").read_text())

@@ -79,6 +79,12 @@ STAGES: dict[str, Spec] = {
              "kiln.generate.run:GenerateConfig", "kiln.generate.run:run"),
         Spec("serve", "an OpenAI-compatible API and the web playground for the checkpoints in a directory",
              "kiln.serve.config:ServeConfig", "kiln.serve.run:run"),
+        Spec("export hf", "a checkpoint as a Hugging Face model directory (transformers, vLLM, TRL load it)",
+             "kiln.interop.export_hf:ExportHFConfig", "kiln.interop.export_hf:run", "checkpoint", _OUT),
+        Spec("export gguf", "a checkpoint as one GGUF file for llama.cpp (f32, f16, bf16 or q8_0)",
+             "kiln.interop.export_gguf:ExportGGUFConfig", "kiln.interop.export_gguf:run", "checkpoint", _OUT),
+        Spec("import hf", "a local Hugging Face model (GPT-2, Llama, Mistral, Qwen2, Mixtral) as a kiln checkpoint",
+             "kiln.interop.import_hf:ImportHFConfig", "kiln.interop.import_hf:run", "source", _OUT),
         Spec("quickstart", "every stage for real on bundled data (crawl ... train), then the playground",
              "kiln.quickstart:QuickstartConfig", "kiln.quickstart:run", aliases={"train": "train_overrides"}),
     ]

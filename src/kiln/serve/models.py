@@ -53,7 +53,10 @@ class LoadedModel:
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
-        eos = self.tokenizer.special_tokens.get(EOS)
+        # An imported tokenizer knows its own end-of-text token (Llama 3's is <|end_of_text|>, say).
+        eos = getattr(self.tokenizer, "eot_id", None)
+        if eos is None:
+            eos = self.tokenizer.special_tokens.get(EOS)
         return () if eos is None else (eos,)
 
     def nbytes(self) -> int:

@@ -17,6 +17,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
     from kiln.tokenizer.bpe import BPETokenizer
     from kiln.tokenizer.byte import ByteTokenizer
     from kiln.tokenizer.char import CharTokenizer
+    from kiln.tokenizer.hf import HFTokenizer
     from kiln.tokenizer.word import WordTokenizer
 
     path = Path(directory) / META_FILE
@@ -26,7 +27,13 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         raise FileNotFoundError(f"no tokenizer at {directory}: {META_FILE} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not a valid tokenizer file ({e})") from e
-    kinds = {"char": CharTokenizer, "byte": ByteTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
+    kinds = {
+        "char": CharTokenizer,
+        "byte": ByteTokenizer,
+        "word": WordTokenizer,
+        "bpe": BPETokenizer,
+        "hf": HFTokenizer,
+    }
     kind = meta.get("kind") if isinstance(meta, dict) else None
     if kind not in kinds:
         raise ValueError(f"{path}: unknown tokenizer kind {kind!r}; known: {', '.join(kinds)}")

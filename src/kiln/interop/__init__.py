@@ -1,0 +1,8 @@
+"""kiln.interop: kiln checkpoints to and from the formats other engines run.
+
+`kiln export hf` writes a directory that transformers (and so vLLM, TRL, lm-evaluation-harness) loads with no
+custom code; `kiln export gguf` writes llama.cpp's file format; `kiln import hf` turns a local Hugging Face model
+into a kiln checkpoint. The architecture mapping is in `hf_config`, the tensor mapping in `hf_weights`, the
+tokenizer in `hf_tokenizer`; nothing is exported that the target would run differently: such variants are
+refused by name (`UnsupportedModel`).
+"""

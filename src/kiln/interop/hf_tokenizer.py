@@ -1,0 +1,121 @@
+"""Every kiln tokenizer as a Hugging Face `tokenizer.json` + `tokenizer_config.json` (AutoTokenizer loads it).
+
+- byte-level BPE: the merges recovered from the ranks (`kiln.tokenizer.hf_export`);
+- byte: the same BPE model with no merges (256 byte tokens through GPT-2's byte map);
+- char: a BPE model with one token per character and no merges (a BPE model with no merges is exactly a
+  character lookup) and a decoder that joins pieces without spaces;
+- word: HF's WordLevel model behind kiln's own split pattern, with <|unk|>;
+- an imported (`hf`) tokenizer: its own document, untouched.
+
+kiln's documents end with <|endoftext|> (the token shards put it after every document), so that token is the
+EOS, and the BOS too (GPT-2's convention): a prompt-less `generate` in transformers starts from it as kiln does.
+One difference is by design: kiln refuses a character its char vocabulary lacks, HF's char model drops it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiln.tokenizer import ENDOFTEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer
+from kiln.tokenizer.hf import HFTokenizer
+from kiln.tokenizer.hf_export import to_hf_json
+from kiln.tokenizer.pretrained import bytes_to_unicode
+from kiln.tokenizer.word import UNK, WORD_PATTERN
+
+
+def _added(specials: dict[str, int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for name, i in sorted(specials.items(), key=lambda kv: kv[1])
+    ]
+
+
+def _document(model: dict[str, Any], pre_tokenizer: Any, decoder: Any, specials: dict[str, int]) -> dict[str, Any]:
+    return {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": _added(specials),
+        "normalizer": None,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": None,
+        "decoder": decoder,
+        "model": model,
+    }
+
+
+def _bpe(vocab: dict[str, int], merges: list[list[str]]) -> dict[str, Any]:
+    return {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": None,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": False,
+        "vocab": vocab,
+        "merges": merges,
+    }
+
+
+_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+
+
+def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:
+    """The tokenizer.json document for any kiln tokenizer."""
+    if isinstance(tok, HFTokenizer):
+        return tok.document
+    if isinstance(tok, BPETokenizer):
+        return to_hf_json(tok)
+    if isinstance(tok, ByteTokenizer):
+        show = bytes_to_unicode()
+        return _document(_bpe({show[b]: b for b in range(256)}, []), _BYTE_LEVEL, _BYTE_LEVEL, {})
+    if isinstance(tok, CharTokenizer):
+        return _document(_bpe(dict(tok.stoi), []), None, {"type": "Fuse"}, {})
+    if isinstance(tok, WordTokenizer):
+        model = {"type": "WordLevel", "vocab": dict(tok.stoi), "unk_token": UNK}
+        split = {
+            "type": "Split",
+            "pattern": {"Regex": WORD_PATTERN.pattern},
+            "behavior": "Isolated",
+            "invert": False,
+        }
+        return _document(model, split, {"type": "Fuse"}, tok.special_tokens)
+    raise ValueError(f"no Hugging Face form for a {type(tok).__name__} tokenizer")
+
+
+def bos_eos(tok: Tokenizer) -> tuple[str | None, str | None]:
+    """The BOS and EOS token names: the imported tokenizer's own, else <|endoftext|> for both when it exists."""
+    if isinstance(tok, HFTokenizer):
+        return tok.bos_token, tok.eos_token
+    name = ENDOFTEXT if ENDOFTEXT in tok.special_tokens else None
+    return name, name
+
+
+def tokenizer_config(tok: Tokenizer, model_max_length: int, chat_template: str | None = None) -> dict[str, Any]:
+    """tokenizer_config.json: the fast tokenizer class (no custom code), BOS/EOS by name, no automatic BOS
+    (kiln never prepends one: documents are separated by EOS)."""
+    bos, eos = bos_eos(tok)
+    out: dict[str, Any] = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "model_max_length": model_max_length,
+        "clean_up_tokenization_spaces": False,
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "bos_token": bos,
+        "eos_token": eos,
+    }
+    if isinstance(tok, WordTokenizer):
+        out["unk_token"] = UNK
+    if chat_template:
+        out["chat_template"] = chat_template
+    return out

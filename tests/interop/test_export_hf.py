@@ -1,0 +1,187 @@
+"""`kiln export hf`: every kiln architecture that maps onto a transformers class loads there with no custom code
+and computes the same function (logits to 1e-4 in fp32, identical greedy generations), with the same token ids;
+variants no class represents are refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from conftest import UNICODE_SAMPLE  # noqa: E402
+from helpers import run_cli  # noqa: E402
+from kiln.generate import SamplingParams, generate  # noqa: E402
+from kiln.interop.export_hf import ExportHFConfig, run  # noqa: E402
+from kiln.model import GPT, GPTConfig  # noqa: E402
+from kiln.model.checkpoint import save_checkpoint  # noqa: E402
+from kiln.tokenizer import ByteTokenizer, CharTokenizer, WordTokenizer  # noqa: E402
+
+SHAPE = dict(block_size=64, n_layer=2, n_head=4, n_embd=64)
+LLAMA = dict(pos_encoding="rope", norm="rmsnorm", activation="swiglu", bias=False, rope_theta=5000.0, norm_eps=1e-6)
+VARIANTS = {
+    "gpt2-tied-gelu": {},
+    "gpt2-untied-relu": dict(tie_embeddings=False, activation="relu", mlp_hidden=96),
+    "llama-mha-tied": LLAMA,
+    "llama-gqa-untied": {**LLAMA, "n_kv_head": 2, "tie_embeddings": False},
+    "llama-mqa-bias": {**LLAMA, "n_kv_head": 1, "bias": True},
+    "mistral-window": {**LLAMA, "n_kv_head": 2, "attention_window": 8, "tie_embeddings": False},
+    "mixtral-moe": {**LLAMA, "n_kv_head": 2, "n_experts": 4, "moe_top_k": 2, "mlp_hidden": 48},
+}
+EXPECTED_CLASS = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "mixtral": "MixtralForCausalLM",
+}
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Weights far from the default init (norm gains and biases too), so a mismatch anywhere shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * noise)
+            else:
+                p.copy_((0.15 if p.dim() > 1 else 0.05) * noise)
+
+
+def make_checkpoint(tmp_path: Path, tok, seed: int = 0, **overrides) -> tuple[Path, GPT]:
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, **{**SHAPE, **overrides})).eval()
+    randomize(model, seed)
+    return save_checkpoint(tmp_path / "ckpt", model, tok), model
+
+
+def export(ckpt: Path, out: Path, **kw) -> Path:
+    run(ExportHFConfig(checkpoint=str(ckpt), out_dir=str(out), **kw))
+    return out
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_transformers_computes_what_kiln_computes(tmp_path, bpe_tokenizer, variant):
+    ckpt, model = make_checkpoint(tmp_path, bpe_tokenizer, seed=len(variant), **VARIANTS[variant])
+    out = export(ckpt, tmp_path / "hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    arch = json.loads((out / "config.json").read_text())["model_type"]
+    assert type(hf).__name__ == EXPECTED_CLASS[arch]
+    assert variant.startswith(arch)
+
+    ids = torch.randint(
+        0, bpe_tokenizer.vocab_size, (2, SHAPE["block_size"]), generator=torch.Generator().manual_seed(1)
+    )
+    with torch.no_grad():
+        ours, _ = model(ids, all_logits=True)
+        theirs = hf(ids).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+    prompt = bpe_tokenizer.encode("the quick brown fox")
+    mine = generate(model, prompt, SamplingParams(temperature=0.0, max_new_tokens=32)).tokens
+    with torch.no_grad():
+        hf_out = hf.generate(
+            torch.tensor([prompt]),
+            do_sample=False,
+            max_new_tokens=32,
+            min_new_tokens=32,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
+    assert hf_out[0, len(prompt) :].tolist() == mine
+
+
+@pytest.mark.parametrize("kind", ["bpe", "byte", "char", "word"])
+def test_autotokenizer_gives_kilns_ids(tmp_path, bpe_tokenizer, kind):
+    sample = UNICODE_SAMPLE
+    if kind == "bpe":
+        tok = bpe_tokenizer
+    elif kind == "byte":
+        tok = ByteTokenizer()
+    elif kind == "char":
+        tok = CharTokenizer.train(sample)
+    else:
+        tok = WordTokenizer.train([sample, "more words here"], vocab_size=60, special_tokens=["<|endoftext|>"])
+    ckpt, _ = make_checkpoint(tmp_path, tok)
+    out = export(ckpt, tmp_path / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    allowed = {"allowed_special": "all"} if kind in ("bpe", "word") else {}
+    ids = tok.encode(sample, **allowed)
+    assert hf_tok.encode(sample, add_special_tokens=False) == ids
+    assert hf_tok.decode(ids) == tok.decode(ids)
+    if kind == "bpe":
+        assert hf_tok.eos_token == "<|endoftext|>" and hf_tok.eos_token_id == tok.special_tokens["<|endoftext|>"]
+
+
+def test_large_models_are_sharded_with_an_index(tmp_path, bpe_tokenizer):
+    ckpt, model = make_checkpoint(tmp_path, bpe_tokenizer, **LLAMA)
+    out = export(ckpt, tmp_path / "hf", max_shard_gb=0.00005)  # 50 kB shards
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) > 2 and not (out / "model.safetensors").exists()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.arange(10)[None]
+    with torch.no_grad():
+        assert (model(ids, all_logits=True)[0] - hf(ids).logits).abs().max().item() <= 1e-4
+
+
+def test_bf16_export_halves_the_weights(tmp_path, bpe_tokenizer):
+    ckpt, _ = make_checkpoint(tmp_path, bpe_tokenizer, **LLAMA)
+    full = export(ckpt, tmp_path / "fp32")
+    half = export(ckpt, tmp_path / "bf16", dtype="bfloat16")
+    assert (half / "model.safetensors").stat().st_size < 0.55 * (full / "model.safetensors").stat().st_size
+    hf = transformers.AutoModelForCausalLM.from_pretrained(half)
+    assert hf.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("override", "option"),
+    [
+        (dict(pos_encoding="alibi"), "pos_encoding='alibi'"),
+        (dict(pos_encoding="sinusoidal"), "pos_encoding='sinusoidal'"),
+        (dict(norm_position="post"), "norm_position='post'"),
+        (dict(attention_window=8), "attention_window=8"),
+        ({**LLAMA, "norm": "layernorm"}, "norm='layernorm'"),
+        ({**LLAMA, "attention_window": 8, "bias": True}, "bias=True"),
+    ],
+)
+def test_variants_no_hf_class_computes_are_refused_by_name(tmp_path, bpe_tokenizer, override, option):
+    ckpt, _ = make_checkpoint(tmp_path, bpe_tokenizer, **override)
+    rc, _, err = run_cli(["export", "hf", str(ckpt), "--out", str(tmp_path / "hf")])
+    assert rc == 2 and option in err and "Traceback" not in err
+    assert not (tmp_path / "hf").exists()
+
+
+def test_clear_errors_for_missing_tokenizer_existing_target_and_corruption(tmp_path, bpe_tokenizer):
+    torch.manual_seed(0)
+    bare = save_checkpoint(tmp_path / "bare", GPT(GPTConfig(vocab_size=300, **SHAPE)), None)
+    rc, _, err = run_cli(["export", "hf", str(bare), "--out", str(tmp_path / "a")])
+    assert rc == 2 and "tokenizer" in err
+
+    ckpt, _ = make_checkpoint(tmp_path, bpe_tokenizer)
+    target = tmp_path / "exists"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    rc, _, err = run_cli(["export", "hf", str(ckpt), "--out", str(target)])
+    assert rc == 2 and "--overwrite" in err and (target / "keep.txt").read_text() == "mine"
+    rc, _out, err = run_cli(["export", "hf", str(ckpt), "--out", str(target), "--overwrite"])
+    assert rc == 0, err
+    assert not (target / "keep.txt").exists() and (target / "config.json").exists()
+
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    rc, _, err = run_cli(["export", "hf", str(ckpt), "--out", str(tmp_path / "b")])
+    assert rc == 2 and "corrupt" in err and "model.safetensors" in err
+
+
+def test_the_command_writes_its_resolved_config_and_generation_config(tmp_path, bpe_tokenizer):
+    ckpt, _ = make_checkpoint(tmp_path, bpe_tokenizer, **LLAMA)
+    rc, out, err = run_cli(["export", "hf", str(ckpt), "--out", str(tmp_path / "hf"), "dtype=float16"])
+    assert rc == 0, err
+    assert "LlamaForCausalLM" in out
+    gen = transformers.GenerationConfig.from_pretrained(tmp_path / "hf")
+    assert gen.eos_token_id == bpe_tokenizer.special_tokens["<|endoftext|>"]
+    assert (tmp_path / "hf" / "kiln-export-hf.toml").exists()
