@@ -11,12 +11,13 @@ import torch
 transformers = pytest.importorskip("transformers")
 openai = pytest.importorskip("openai")
 
+from serve_support import run_server  # noqa: E402
+
 from helpers import run_cli, sentence_corpus  # noqa: E402
 from kiln.generate import SamplingParams, generate  # noqa: E402
 from kiln.interop.hf_tokenizer import tokenizer_config, tokenizer_json  # noqa: E402
 from kiln.model.checkpoint import load_checkpoint  # noqa: E402
 from kiln.tokenizer import train_bpe  # noqa: E402
-from serve_support import run_server  # noqa: E402
 
 
 def test_an_imported_llama_is_listed_and_completes_like_kiln_generate(tmp_path):
