@@ -11,13 +11,6 @@ import pytest
 from helpers import sentence_corpus
 from kiln.tokenizer import BPETokenizer, train_bpe
 
-# Text with every kind of character the tokenizers must agree on: accents, CJK, emoji, digits, newlines, and the
-# special tokens by name.
-UNICODE_SAMPLE = (
-    "Hello, world! Ünïcödé — naïve café 123456 10.5%\n\tTabs\n\n  spaces  日本語のテキスト 🙂👍🏽 "
-    "<|endoftext|>After the boundary. <|im_start|>user\nhi<|im_end|>"
-)
-
 
 @pytest.fixture(scope="session")
 def bpe_tokenizer() -> BPETokenizer:

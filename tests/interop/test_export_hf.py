@@ -5,62 +5,27 @@ variants no class represents are refused by name."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
-from conftest import UNICODE_SAMPLE  # noqa: E402
+from interop_support import (  # noqa: E402
+    EXPECTED_CLASS,
+    LLAMA,
+    SHAPE,
+    UNICODE_SAMPLE,
+    VARIANTS,
+    export,
+    make_checkpoint,
+)
+
 from helpers import run_cli  # noqa: E402
 from kiln.generate import SamplingParams, generate  # noqa: E402
-from kiln.interop.export_hf import ExportHFConfig, run  # noqa: E402
 from kiln.model import GPT, GPTConfig  # noqa: E402
 from kiln.model.checkpoint import save_checkpoint  # noqa: E402
 from kiln.tokenizer import ByteTokenizer, CharTokenizer, WordTokenizer  # noqa: E402
-
-SHAPE = dict(block_size=64, n_layer=2, n_head=4, n_embd=64)
-LLAMA = dict(pos_encoding="rope", norm="rmsnorm", activation="swiglu", bias=False, rope_theta=5000.0, norm_eps=1e-6)
-VARIANTS = {
-    "gpt2-tied-gelu": {},
-    "gpt2-untied-relu": dict(tie_embeddings=False, activation="relu", mlp_hidden=96),
-    "llama-mha-tied": LLAMA,
-    "llama-gqa-untied": {**LLAMA, "n_kv_head": 2, "tie_embeddings": False},
-    "llama-mqa-bias": {**LLAMA, "n_kv_head": 1, "bias": True},
-    "mistral-window": {**LLAMA, "n_kv_head": 2, "attention_window": 8, "tie_embeddings": False},
-    "mixtral-moe": {**LLAMA, "n_kv_head": 2, "n_experts": 4, "moe_top_k": 2, "mlp_hidden": 48},
-}
-EXPECTED_CLASS = {
-    "gpt2": "GPT2LMHeadModel",
-    "llama": "LlamaForCausalLM",
-    "mistral": "MistralForCausalLM",
-    "mixtral": "MixtralForCausalLM",
-}
-
-
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Weights far from the default init (norm gains and biases too), so a mismatch anywhere shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if "norm" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.2 * noise)
-            else:
-                p.copy_((0.15 if p.dim() > 1 else 0.05) * noise)
-
-
-def make_checkpoint(tmp_path: Path, tok, seed: int = 0, **overrides) -> tuple[Path, GPT]:
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, **{**SHAPE, **overrides})).eval()
-    randomize(model, seed)
-    return save_checkpoint(tmp_path / "ckpt", model, tok), model
-
-
-def export(ckpt: Path, out: Path, **kw) -> Path:
-    run(ExportHFConfig(checkpoint=str(ckpt), out_dir=str(out), **kw))
-    return out
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -185,3 +150,30 @@ def test_the_command_writes_its_resolved_config_and_generation_config(tmp_path, 
     gen = transformers.GenerationConfig.from_pretrained(tmp_path / "hf")
     assert gen.eos_token_id == bpe_tokenizer.special_tokens["<|endoftext|>"]
     assert (tmp_path / "hf" / "kiln-export-hf.toml").exists()
+
+
+def test_the_exported_chat_template_gives_the_servers_ids(tmp_path, bpe_tokenizer):
+    """kiln's one ChatML definition: transformers' apply_chat_template on the export == the server's rendering."""
+    from kiln.tokenizer.chat import render_chat_ids
+
+    ckpt, _ = make_checkpoint(tmp_path, bpe_tokenizer, **LLAMA)
+    out = export(ckpt, tmp_path / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Ünïcödé 🙂 hello\nworld"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "developer", "content": "Now in French."},
+        {"role": "user", "content": "again"},
+    ]
+    theirs = hf_tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    theirs = theirs["input_ids"] if isinstance(theirs, dict) or hasattr(theirs, "keys") else theirs
+    ours = render_chat_ids(bpe_tokenizer, [(m["role"], m["content"]) for m in messages])
+    assert list(theirs) == ours
+    # And it survives an import: the imported tokenizer keeps the template for the next export.
+    from kiln.interop.import_hf import ImportHFConfig
+    from kiln.interop.import_hf import run as import_run
+
+    import_run(ImportHFConfig(source=str(out), out_dir=str(tmp_path / "back")))
+    again = export(tmp_path / "back", tmp_path / "hf2")
+    assert json.loads((again / "tokenizer_config.json").read_text())["chat_template"] == hf_tok.chat_template

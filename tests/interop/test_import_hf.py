@@ -13,9 +13,8 @@ from safetensors.torch import load_file
 
 transformers = pytest.importorskip("transformers")
 
-from test_export_hf import LLAMA, VARIANTS, make_checkpoint, randomize  # noqa: E402
+from interop_support import LLAMA, UNICODE_SAMPLE, VARIANTS, make_checkpoint, randomize  # noqa: E402
 
-from conftest import UNICODE_SAMPLE  # noqa: E402
 from helpers import run_cli  # noqa: E402
 from kiln.generate import SamplingParams, generate  # noqa: E402
 from kiln.interop.export_hf import ExportHFConfig  # noqa: E402

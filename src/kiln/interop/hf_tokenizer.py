@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.tokenizer import ENDOFTEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer
+from kiln.tokenizer.chat import CHATML_JINJA, has_chat_tokens
 from kiln.tokenizer.hf import HFTokenizer
 from kiln.tokenizer.hf_export import to_hf_json
 from kiln.tokenizer.pretrained import bytes_to_unicode
@@ -101,9 +102,10 @@ def bos_eos(tok: Tokenizer) -> tuple[str | None, str | None]:
     return name, name
 
 
-def tokenizer_config(tok: Tokenizer, model_max_length: int, chat_template: str | None = None) -> dict[str, Any]:
+def tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict[str, Any]:
     """tokenizer_config.json: the fast tokenizer class (no custom code), BOS/EOS by name, no automatic BOS
-    (kiln never prepends one: documents are separated by EOS)."""
+    (kiln never prepends one: documents are separated by EOS), and kiln's ChatML template when the vocabulary
+    has its tokens (an imported tokenizer keeps the template it came with)."""
     bos, eos = bos_eos(tok)
     out: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -116,6 +118,9 @@ def tokenizer_config(tok: Tokenizer, model_max_length: int, chat_template: str |
     }
     if isinstance(tok, WordTokenizer):
         out["unk_token"] = UNK
-    if chat_template:
-        out["chat_template"] = chat_template
+    if isinstance(tok, HFTokenizer):
+        if tok.chat_template:
+            out["chat_template"] = tok.chat_template
+    elif has_chat_tokens(tok):
+        out["chat_template"] = CHATML_JINJA
     return out

@@ -97,6 +97,7 @@ def run(config: ImportHFConfig) -> ImportSummary:
         src / "tokenizer.json",
         bos_token=_token_name(tok_config.get("bos_token")),
         eos_token=_token_name(tok_config.get("eos_token")),
+        chat_template=tok_config.get("chat_template") if isinstance(tok_config.get("chat_template"), str) else None,
     )
     hf_state = load_weights(src)
     try:

@@ -24,8 +24,8 @@ from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpo
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
 from kiln.tokenizer import ByteTokenizer, Tokenizer
+from kiln.tokenizer.chat import CHAT_TOKENS, has_chat_tokens
 
-CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 EOS = "<|endoftext|>"
 
 
@@ -48,8 +48,7 @@ class LoadedModel:
 
     @property
     def has_chat_template(self) -> bool:
-        specials = self.tokenizer.special_tokens
-        return all(t in specials for t in CHAT_TOKENS)
+        return has_chat_tokens(self.tokenizer)
 
     @property
     def eos_ids(self) -> tuple[int, ...]:

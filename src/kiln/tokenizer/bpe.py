@@ -33,7 +33,7 @@ from kiln.utils.io import atomic_write, atomic_write_text
 RANKS_FILE = "ranks.tiktoken"
 ENDOFTEXT = "<|endoftext|>"
 # Chat-format markers (ChatML, as Qwen and many open chat models use): reserved now so a base model's
-# vocabulary already has them when post-training adds a chat template.
+# vocabulary already has them when post-training adds a chat template (kiln.tokenizer.chat).
 CHAT_TOKENS = ("<|im_start|>", "<|im_end|>")
 
 

@@ -30,7 +30,14 @@ class HFTokenizer:
 
     kind = "hf"
 
-    def __init__(self, document: dict[str, Any], *, bos_token: str | None = None, eos_token: str | None = None):
+    def __init__(
+        self,
+        document: dict[str, Any],
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        chat_template: str | None = None,
+    ):
         from tokenizers import Tokenizer as Backend
 
         self.document = document
@@ -48,6 +55,8 @@ class HFTokenizer:
             backend.no_truncation()
             backend.no_padding()
         self.bos_token, self.eos_token = bos_token, eos_token
+        # The model's own Jinja chat template (tokenizer_config.json), kept so an export carries it on.
+        self.chat_template = chat_template
         self._byte_level = _uses_byte_level(document)
         self._show: dict[str, int] | None = None
         # The "special" split: the text between special tokens goes through the backend without specials.
@@ -120,7 +129,13 @@ class HFTokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / TOKENIZER_JSON, json.dumps(self.document, ensure_ascii=False))
-        meta = {"kind": self.kind, "file": TOKENIZER_JSON, "bos_token": self.bos_token, "eos_token": self.eos_token}
+        meta = {
+            "kind": self.kind,
+            "file": TOKENIZER_JSON,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "chat_template": self.chat_template,
+        }
         atomic_write_text(directory / META_FILE, json.dumps(meta))
 
     @classmethod
@@ -128,10 +143,23 @@ class HFTokenizer:
         name = meta.get("file", TOKENIZER_JSON)
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise ValueError(f"{path}: 'file' must be a file name beside it, got {name!r}")
-        return cls.from_file(path.parent / name, bos_token=meta.get("bos_token"), eos_token=meta.get("eos_token"))
+        template = meta.get("chat_template")
+        return cls.from_file(
+            path.parent / name,
+            bos_token=meta.get("bos_token"),
+            eos_token=meta.get("eos_token"),
+            chat_template=template if isinstance(template, str) else None,
+        )
 
     @classmethod
-    def from_file(cls, file: str | Path, *, bos_token: str | None = None, eos_token: str | None = None) -> HFTokenizer:
+    def from_file(
+        cls,
+        file: str | Path,
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        chat_template: str | None = None,
+    ) -> HFTokenizer:
         file = Path(file)
         try:
             document = json.loads(file.read_text(encoding="utf-8"))
@@ -142,7 +170,7 @@ class HFTokenizer:
         if not isinstance(document, dict) or "model" not in document:
             raise ValueError(f"{file}: not a Hugging Face tokenizer.json (no 'model')")
         try:
-            return cls(document, bos_token=bos_token, eos_token=eos_token)
+            return cls(document, bos_token=bos_token, eos_token=eos_token, chat_template=chat_template)
         except ValueError as e:
             raise ValueError(f"{file}: {e}") from e
 
