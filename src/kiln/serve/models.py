@@ -24,7 +24,7 @@ from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpo
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
 from kiln.tokenizer import ByteTokenizer, Tokenizer
-from kiln.tokenizer.chat import CHAT_TOKENS, has_chat_tokens
+from kiln.tokenizer.chat import has_chat_tokens
 
 EOS = "<|endoftext|>"
 
