@@ -20,6 +20,15 @@ from kiln.model.mlp import MLP, MoE
 from kiln.model.positions import alibi_slopes, rope_cos_sin, sinusoidal
 
 
+def segment_positions(segments: Tensor) -> Tensor:
+    """(B, T) segment ids -> each token's position within its own segment (0 where a segment starts)."""
+    b, t = segments.shape
+    idx = torch.arange(t, device=segments.device).expand(b, t)
+    starts = torch.ones_like(segments, dtype=torch.bool)
+    starts[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return idx - torch.where(starts, idx, 0).cummax(dim=1).values
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
@@ -86,6 +95,7 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         valid: Tensor | None = None,
         prefix_len: int | Tensor | None = None,
+        segments: Tensor | None = None,
         all_logits: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits, loss).
@@ -94,7 +104,9 @@ class GPT(nn.Module):
         and loss is the mean cross-entropy (plus moe_aux_loss_coef × the load-balancing term for MoE).
         Without targets only the last position goes through the LM head (all a sampler needs) unless
         `all_logits`. `cache` makes this an incremental step; `valid` (B, T) marks left padding as False;
-        `prefix_len` makes the first tokens of each sequence attend to each other both ways.
+        `prefix_len` makes the first tokens of each sequence attend to each other both ways. `segments` (B, T)
+        packs several documents into one row: a token attends only within its own segment id, and positions
+        restart at 0 where a segment starts, so each document computes what it would alone.
         """
         cfg = self.config
         b, t = idx.shape
@@ -106,7 +118,12 @@ class GPT(nn.Module):
 
         # Positions: a token's index within its own sequence (padding does not count).
         padded = valid is not None or (cache is not None and cache.padded)
-        if not padded:
+        if segments is not None:
+            if cache is not None or valid is not None:
+                raise ValueError("segments (packed documents) are for training and scoring: no cache, no padding")
+            positions = segment_positions(segments)
+            padded = True  # positions are not arange: take the general paths below
+        elif not padded:
             positions = torch.arange(offset, offset + t, device=idx.device).expand(b, t)
         else:
             v = torch.ones_like(idx, dtype=torch.bool) if valid is None else valid
@@ -128,7 +145,7 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta) if cfg.pos_encoding == "rope" else None
 
-        mask, is_causal = self._mask(positions, valid, cache, offset, t, prefix_len, x.dtype)
+        mask, is_causal = self._mask(positions, valid, cache, offset, t, prefix_len, x.dtype, segments)
         for block in self.blocks:
             x = block(x, rope=rope, mask=mask, is_causal=is_causal, cache=cache)
         if cache is not None:
@@ -153,6 +170,7 @@ class GPT(nn.Module):
         t: int,
         prefix_len: int | Tensor | None,
         dtype: torch.dtype,
+        segments: Tensor | None = None,
     ) -> tuple[Tensor | None, bool]:
         """The cheapest correct attention mask: none at all (SDPA's own causal flag, which lets it pick
         the flash kernel) for plain training and single-token decoding, an explicit one otherwise."""
@@ -162,6 +180,7 @@ class GPT(nn.Module):
             and (cache is None or not cache.padded)
             and cfg.attention_window is None
             and prefix_len is None
+            and segments is None
             and cfg.pos_encoding != "alibi"
         )
         if plain and offset == 0:
@@ -183,6 +202,7 @@ class GPT(nn.Module):
             k_valid,
             window=cfg.attention_window,
             prefix_len=prefix_len,
+            segments=segments,
             alibi_slopes=alibi_slopes(cfg.n_head) if cfg.pos_encoding == "alibi" else None,
             dtype=dtype,
         )

@@ -20,6 +20,7 @@ def attention_mask(
     *,
     window: int | None = None,
     prefix_len: int | Tensor | None = None,
+    segments: Tensor | None = None,
     alibi_slopes: Tensor | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -27,6 +28,8 @@ def attention_mask(
 
     q_slots (T,), k_slots (S,): cache slots; q_pos (B, T), k_pos (B, S): positions; k_valid (B, S): False on padding.
     prefix_len: tokens at positions < prefix_len see each other both ways (a prefix LM); int or (B,) tensor.
+    segments (B, S): packed documents (no cache, so queries and keys are the same tokens); a query sees only keys
+    of its own segment.
     """
     dist = q_slots[:, None] - k_slots[None, :]  # (T, S): how far back the key is
     allowed = (dist >= 0)[None]  # (1, T, S)
@@ -37,6 +40,8 @@ def attention_mask(
         allowed = allowed | ((q_pos[:, :, None] < p) & (k_pos[:, None, :] < p))
     if k_valid is not None:
         allowed = allowed & k_valid[:, None, :]
+    if segments is not None:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
     # A query must see at least itself, or softmax over an empty row gives NaN (padding queries, whose
     # outputs are never used, would otherwise poison nothing but still trip anomaly checks).
     allowed = allowed | (dist == 0)[None]
