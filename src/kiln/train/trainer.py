@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from kiln.config import to_dict
 from kiln.generate import SamplingParams, generate
-from kiln.model import GPT
+from kiln.model import GPT, GPTConfig
 from kiln.model.checkpoint import load_checkpoint, save_checkpoint
 from kiln.stage import write_resolved_config
 from kiln.train import distributed as D
@@ -92,6 +92,8 @@ class Trainer:
     and how its loss is computed by overriding `build_model`, `next_batch`, `forward_loss` and `evaluate_loss`.
     """
 
+    stage_name = "train"  # the command whose resolved config (kiln-<stage>.toml) the run directory gets
+
     def __init__(
         self, cfg: TrainConfig, info: D.Dist, device: torch.device, log: Log = print, resume: str | Path | None = None
     ) -> None:
@@ -115,9 +117,9 @@ class Trainer:
         if saved is None and info.is_main:
             claim_run_dir(self.out_dir, cfg.overwrite)
 
-        self.shards = self.setup_data()
+        self.shards: Any = self.setup_data()
         self.tokenizer = self.shards.tokenizer
-        self.model_config = replace(cfg.model, vocab_size=self.tokenizer.vocab_size)
+        self.model_config = self.resolve_model_config()
         self.block = self.model_config.block_size
         self.accum = cfg.grad_accum_steps(info.world_size)
         self.raw = self.build_model()
@@ -127,11 +129,9 @@ class Trainer:
         self.params = [p for p in self.raw.parameters() if p.requires_grad]
         self.optimizers = build_optimizers(self.raw, cfg, device)
         self.scaler = grad_scaler(self.precision, device)
-        self.loader = TokenLoader(
-            self.shards.train, cfg.batch_size, self.block, seed=cfg.seed, rank=info.rank, world_size=info.world_size
-        )
+        self.loader = self.build_loader()
         self.val = self.build_val_batches()
-        self.val_bytes_per_token = bytes_per_token(self.val, token_byte_lengths(self.tokenizer))
+        self.val_bytes_per_token = self.measure_val_bytes()
         self.tokens_per_step = cfg.batch_size * self.block * info.world_size * self.accum
         self.flops_per_token = self.raw.flops_per_token(self.block)
         # Before the RNG states are restored: on CPU this may time a matmul of random matrices.
@@ -163,6 +163,21 @@ class Trainer:
         if not self.info.is_main:
             shards = prepare_data(self.cfg.data, self.out_dir, self.cfg.val_fraction)
         return shards
+
+    def resolve_model_config(self) -> GPTConfig:
+        """The model's config: the run's, with the tokenizer's vocabulary size."""
+        return replace(self.cfg.model, vocab_size=self.tokenizer.vocab_size)
+
+    def build_loader(self) -> Any:
+        """The training batches of this process: any object with next_batch(), state_dict(), load_state_dict()."""
+        cfg, info = self.cfg, self.info
+        return TokenLoader(
+            self.shards.train, cfg.batch_size, self.block, seed=cfg.seed, rank=info.rank, world_size=info.world_size
+        )
+
+    def measure_val_bytes(self) -> float:
+        """UTF-8 bytes per validation token, which turns val loss into bits per byte."""
+        return bytes_per_token(self.val, token_byte_lengths(self.tokenizer))
 
     def build_model(self) -> nn.Module:
         """The unwrapped model: the checkpoint's on resume (its weights are restored here, before wrapping),
@@ -217,7 +232,7 @@ class Trainer:
         resume leaves the run directory as it was."""
         if not self.info.is_main:
             return None
-        write_resolved_config(self.run_config, self.out_dir, "train")
+        write_resolved_config(self.run_config, self.out_dir, self.stage_name)
         resume_step = self.progress.step if self.resume_from is not None else None
         return MetricsLog(self.out_dir, resume_step=resume_step, tensorboard=self.cfg.tensorboard)
 
@@ -460,10 +475,15 @@ class Trainer:
             "tokens": p.tokens,
         }
         if evaluated:
-            record.update(val_loss=round(p.val_loss, 6), val_bpb=round(p.val_bpb, 6))
+            record.update(self.eval_record())
         if self.metrics is not None:
             self.metrics.write(record)
         self.throughput.new_window()
+
+    def eval_record(self) -> dict[str, float]:
+        """What an evaluation adds to its metrics.jsonl line."""
+        p = self.progress
+        return {"val_loss": round(p.val_loss, 6), "val_bpb": round(p.val_bpb, 6)}
 
     def on_checkpoint(self, reason: str) -> None:
         self.last_checkpoint = self.save(reason) or self.last_checkpoint
@@ -472,7 +492,7 @@ class Trainer:
         self.interrupted = self.signals.caught or signal.SIGTERM  # another rank may have caught it
         self.log(
             f"\nstopped by signal at step {self.progress.step}; checkpoint saved. "
-            f"Resume: kiln train --resume {self.out_dir}"
+            f"Resume: kiln {self.stage_name} --resume {self.out_dir}"
         )
 
     # ------------------------------------------------------------------------------------------------ the end

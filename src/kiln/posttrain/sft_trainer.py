@@ -1,0 +1,155 @@
+"""`SFTTrainer`: the pretraining `Trainer` with conversations for data and the assistant's tokens for loss.
+
+Everything else — optimizers, schedule, precision, DDP/FSDP, signals, atomic checkpoints, exact resume — is the
+base class's, so a fine-tuning run behaves like a training run in every way a user can observe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from kiln.model import GPTConfig
+from kiln.model.checkpoint import TOKENIZER_DIR, load_checkpoint, read_config, resolve_checkpoint
+from kiln.posttrain.packing import IGNORE
+from kiln.posttrain.sft_config import SFTConfig
+from kiln.posttrain.sft_data import SFTData, SFTLoader, prepare_sft_data
+from kiln.tokenizer import load_tokenizer
+from kiln.train.precision import autocast
+from kiln.train.trainer import Trainer
+
+Batch3 = tuple[Tensor, Tensor, Tensor]
+
+
+class SFTTrainer(Trainer):
+    stage_name = "sft"
+    cfg: SFTConfig
+
+    def setup_data(self) -> SFTData:
+        cfg = self.cfg
+        source = self.resume_from or resolve_checkpoint(cfg.checkpoint)
+        self._model_cfg, _ = read_config(source)
+        tok_dir = source / TOKENIZER_DIR
+        if not tok_dir.exists():
+            raise ValueError(f"{source} has no tokenizer/: fine-tuning needs the model's tokenizer")
+        tokenizer = load_tokenizer(tok_dir)
+        data = prepare_sft_data(
+            tokenizer,
+            cfg.inputs,
+            self._model_cfg.block_size,
+            val_fraction=cfg.val_fraction,
+            packing=cfg.packing,
+            overlong=cfg.overlong,
+            max_examples=cfg.max_examples,
+            where=str(cfg.checkpoint or source),
+        )
+        st = data.train_stats
+        if st.truncated or st.dropped_too_long or st.dropped_no_target:
+            self.log(
+                f"note: of {st.examples} training conversations, {st.truncated} truncated to the context, "
+                f"{st.dropped_too_long} dropped as too long, {st.dropped_no_target} dropped with no assistant token "
+                f"in the context" + (f" (first: {st.dropped_sources[0]})" if st.dropped_sources else "")
+            )
+        return data
+
+    def resolve_model_config(self) -> GPTConfig:
+        # The checkpoint's shape, recorded in the run's config so a resume checks against it.
+        self.cfg.model = self.run_config.model = self._model_cfg
+        return self._model_cfg
+
+    def build_model(self) -> nn.Module:
+        if self.resume_from is not None:
+            return super().build_model()
+        torch.manual_seed(self.cfg.seed)
+        model, _, _ = load_checkpoint(self.cfg.checkpoint, device=self.device)
+        return model.train()
+
+    def build_loader(self) -> SFTLoader:
+        cfg, info = self.cfg, self.info
+        return SFTLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
+
+    def build_val_batches(self) -> list[Any]:
+        val, b = self.shards.val, self.cfg.batch_size
+        batches = [
+            tuple(torch.from_numpy(a[i : i + b]) for a in (val.x, val.y, val.seg)) for i in range(0, len(val), b)
+        ]
+        self.n_val = min(len(batches), self.cfg.eval_batches)
+        return batches[: self.n_val]
+
+    def measure_val_bytes(self) -> float:
+        return math.nan  # the held-out metric is the assistant loss and token accuracy, not bits per byte
+
+    def describe(self) -> str:
+        d: SFTData = self.shards
+        st = d.train_stats
+        return (
+            f"sft: {self.raw.num_params():,} parameters from {self.cfg.checkpoint or self.resume_from}, context "
+            f"{self.block}; {d.conversations:,} conversations -> {st.rows:,} train windows "
+            f"({'packed' if self.cfg.packing else 'one per window'}, {st.fill:.0%} filled, {st.trained:,} trained "
+            f"tokens), {len(d.val)} held-out windows; device {self.device} x {self.info.world_size}, {self.precision}"
+            + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
+        )
+
+    # ------------------------------------------------------------------------------------------------ a step
+    def next_batch(self) -> Batch3:  # type: ignore[override]
+        x, y, s = self.loader.next_batch()
+        d = self.device
+        return x.to(d, non_blocking=True), y.to(d, non_blocking=True), s.to(d, non_blocking=True)
+
+    def forward_loss(self, batch: Batch3) -> Tensor:  # type: ignore[override]
+        x, y, s = batch
+        with autocast(self.precision, self.device):
+            _, loss = self.fwd(x, y, segments=s)
+        return loss
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> float:
+        """Held-out assistant loss (mean over trained tokens) and token accuracy; every rank scores every batch
+        (the held-out set is small), so FSDP ranks run equally many forwards and no all-reduce is needed."""
+        self.raw.eval()
+        loss_sum, right, count = 0.0, 0, 0
+        for x, y, s in self.val:
+            x, y, s = x.to(self.device), y.to(self.device), s.to(self.device)
+            with autocast(self.precision, self.device):
+                logits, _ = self.fwd(x, y, segments=s)
+            keep = y != IGNORE
+            logits = logits.float()[keep]
+            targets = y[keep]
+            loss_sum += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
+            right += int((logits.argmax(-1) == targets).sum())
+            count += int(keep.sum())
+        self.raw.train()
+        self.val_token_acc = right / max(1, count)
+        return loss_sum / max(1, count)
+
+    def on_eval(self) -> None:
+        p = self.progress
+        p.val_loss = self.evaluate_loss()
+        if p.val_loss < p.best_val:
+            p.best_val, p.best_step = p.val_loss, p.step
+        if self.info.is_main:
+            self.bar.write(
+                f"step {p.step}: train {p.train_loss:.4f}  held-out assistant loss {p.val_loss:.4f}  "
+                f"token accuracy {self.val_token_acc:.3f}"
+            )
+
+    def eval_record(self) -> dict[str, float]:
+        return {"val_loss": round(self.progress.val_loss, 6), "val_token_acc": round(self.val_token_acc, 6)}
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["val_token_acc"] = getattr(self, "val_token_acc", None)
+        st = self.shards.train_stats
+        out["data"] = {
+            "conversations": self.shards.conversations,
+            "train_windows": st.rows,
+            "fill": st.fill,
+            "trained_tokens": st.trained,
+            "truncated": st.truncated,
+            "dropped": st.dropped_too_long + st.dropped_no_target,
+            "held_out_windows": len(self.shards.val),
+        }
+        return out
