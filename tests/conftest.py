@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import FIXTURES, SHARED_DATA
+from helpers import FIXTURES, SHARED_DATA, conversations, run_cli, sentence_corpus
 from kiln.model import GPT, GPTConfig
 
 
@@ -60,7 +61,7 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "serve", "interop")
+STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "serve", "interop", "posttrain")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -75,3 +76,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         rel = Path(str(item.path)).resolve().relative_to(root)
         if len(rel.parts) > 1 and rel.parts[0] in STAGES:
             item.add_marker(rel.parts[0])
+
+
+SHAKESPEARE = Path(__file__).resolve().parents[1] / "src" / "kiln" / "assets" / "tinyshakespeare.txt"
+
+
+# ------------------------------------------------------------------ a chat-capable base model (posttrain, serve)
+
+
+@pytest.fixture(scope="session")
+def base_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer model on a 400-id BPE with ChatML tokens, pretrained 40 steps on English sentences and Tiny
+    Shakespeare."""
+    root = tmp_path_factory.mktemp("base")
+    text = sentence_corpus(2000, seed=11) + SHAKESPEARE.read_text(encoding="utf-8")
+    (root / "corpus.txt").write_text(text, encoding="utf-8")
+    steps = [
+        ["tokenizer", "train", str(root / "corpus.txt"), "--vocab-size", "400", "--chat-tokens", "--out",
+         str(root / "tok"), "--quiet"],
+        ["tokenize", str(root / "corpus.txt"), "--tokenizer", str(root / "tok"), "--out", str(root / "shards"),
+         "--quiet", "--workers", "1"],
+        ["train", f"data={root / 'shards'}", "preset=tiny", "model.n_layer=2", "model.n_embd=64", "model.n_head=4",
+         "model.block_size=192", "batch_size=8", "max_steps=40", "eval_batches=1", "sample_tokens=0",
+         "warmup_steps=5", "device=cpu", "precision=fp32", f"out_dir={root / 'run'}"],
+    ]  # fmt: skip
+    for argv in steps:
+        rc, out, err = run_cli(argv)
+        assert rc == 0, out + err
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def chat_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 short chat conversations (messages JSONL): the user names three words, the assistant repeats them."""
+    path = tmp_path_factory.mktemp("chat") / "chat.jsonl"
+    lines = [json.dumps({"messages": [{"role": r, "content": t} for r, t in c]}) for c in conversations(300)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

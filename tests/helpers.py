@@ -58,3 +58,51 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(argv)
     return rc, out.getvalue(), err.getvalue()
+
+
+CHAT_WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "garden",
+    "window",
+    "silver",
+    "forest",
+    "candle",
+    "harbor",
+    "meadow",
+    "lantern",
+]
+
+
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "garden",
+    "window",
+    "silver",
+    "forest",
+    "candle",
+    "harbor",
+    "meadow",
+    "lantern",
+]
+
+
+def conversations(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
+    """n conversations: an optional system turn, then one or two user/assistant exchanges."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        turns: list[tuple[str, str]] = []
+        if i % 3 == 0:
+            turns.append(("system", "You repeat words."))
+        for _ in range(1 + (i % 2)):
+            words = rng.sample(CHAT_WORDS, 3)
+            turns.append(("user", f"Say {', '.join(words)}."))
+            turns.append(("assistant", " ".join(words)))
+        out.append(turns)
+    return out

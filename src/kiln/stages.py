@@ -82,6 +82,8 @@ STAGES: dict[str, Spec] = {
         Spec("sft", "supervised fine-tuning on chat conversations (loss on the assistant's tokens only)",
              "kiln.posttrain.sft_config:SFTConfig", "kiln.posttrain.sft:run", "inputs",
              load="kiln.posttrain.sft_config:load_sft_config"),
+        Spec("chat-tokens", "add the chat template's tokens to a checkpoint's tokenizer (new rows = mean embedding)",
+             "kiln.posttrain.chat_tokens:ChatTokensConfig", "kiln.posttrain.chat_tokens:run", "checkpoint", _OUT),
         Spec("export hf", "a checkpoint as a Hugging Face model directory (transformers, vLLM, TRL load it)",
              "kiln.interop.export_hf:ExportHFConfig", "kiln.interop.export_hf:run", "checkpoint", _OUT),
         Spec("export gguf", "a checkpoint as one GGUF file for llama.cpp (f32, f16, bf16 or q8_0)",

@@ -92,7 +92,7 @@ def load_sft_config(path: str | Path | None, overrides: Sequence[str] = ()) -> S
         cfg.resume = resume
         return cfg
     cfg = load_config(SFTConfig, path, overrides)
-    if cfg.checkpoint:
-        model, _ = read_config(resolve_checkpoint(cfg.checkpoint))
-        cfg.model = model
+    if cfg.checkpoint and (Path(cfg.checkpoint) / "config.json").is_file():
+        # Shown in the resolved config; the trainer reads it again from the checkpoint (a run directory too).
+        cfg.model, _ = read_config(resolve_checkpoint(cfg.checkpoint))
     return cfg

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kiln.serve.models import CHAT_TOKENS, LoadedModel
+from kiln.serve.models import LoadedModel
 from kiln.serve.protocol import ChatMessage
-from kiln.tokenizer.chat import render_chat_ids
+from kiln.tokenizer.chat import CHAT_TOKENS, render_chat_ids
 
 
 def render_chat(lm: LoadedModel, messages: Sequence[ChatMessage]) -> list[int]:

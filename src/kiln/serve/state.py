@@ -23,7 +23,8 @@ from kiln.model.checkpoint import CheckpointError, read_config, resolve_checkpoi
 from kiln.serve.config import ServeConfig
 from kiln.serve.errors import APIError
 from kiln.serve.metrics import Metrics
-from kiln.serve.models import CHAT_TOKENS, LoadedModel, ModelRegistry, ModelTooLarge
+from kiln.serve.models import LoadedModel, ModelRegistry, ModelTooLarge
+from kiln.tokenizer.chat import CHAT_TOKENS
 
 log = logging.getLogger("kiln.serve")
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from kiln.generate.sampling import SamplingParams
 from kiln.serve.chat import chat_stop_ids
 from kiln.serve.errors import APIError, bad_param
-from kiln.serve.models import CHAT_TOKENS, LoadedModel
+from kiln.serve.models import LoadedModel
 from kiln.serve.protocol import ChatRequest, CompletionRequest, SamplingFields
+from kiln.tokenizer.chat import CHAT_TOKENS
 
 MAX_CHOICES = 64
 MIN_TEMPERATURE = 1e-5  # below this, sampling is greedy decoding
