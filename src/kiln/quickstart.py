@@ -1,7 +1,8 @@
 """`kiln quickstart`: every stage for real, on bundled data, in one workspace — then the playground.
 
     serve the bundled Python docs site on 127.0.0.1 -> kiln crawl -> kiln ingest (Common Crawl samples)
-    -> kiln clean -> kiln tokenizer train -> kiln tokenize -> kiln train -> kiln generate -> kiln serve
+    -> kiln clean -> kiln tokenizer train -> kiln tokenize -> kiln train -> kiln generate
+    -> kiln sft (an instruction task built from TinyStories) -> kiln serve
 
 Each stage is the ordinary stage: the quickstart builds its config, prints the equivalent `kiln` command line
 (`kiln.command.command_line`, which parses back to the same config) and calls the stage's `run(config)`: what the
@@ -37,6 +38,7 @@ from kiln.utils.io import atomic_write_text
 
 SITE_ARCHIVE = "python-3.11.2-docs-html.tar.xz"
 PROMPTS = ("Once upon a time", "The Python interpreter")
+EVAL_TASKS = 48  # held-out instructions the follow check generates for
 
 
 def assets() -> Path:
@@ -61,6 +63,8 @@ class QuickstartConfig:
     """Vocabulary size of the BPE tokenizer the quickstart trains."""
     workers: int = 0
     """Processes for clean and tokenize (0 = one per CPU)."""
+    sft_minutes: float = 1.0
+    """Supervised fine-tuning budget (the instruction task built from TinyStories); 0 skips post-training."""
     train_overrides: list[str] = field(default_factory=list)
     """Extra `kiln train` key=value settings (--train KEY=VALUE, repeatable; after the quickstart's own, so they
     win)."""
@@ -68,6 +72,8 @@ class QuickstartConfig:
     def validate(self) -> QuickstartConfig:
         if self.minutes <= 0:
             raise ValueError(f"--minutes must be > 0, got {self.minutes}")
+        if self.sft_minutes < 0:
+            raise ValueError(f"--sft-minutes must be >= 0 (0 = no post-training), got {self.sft_minutes}")
         return self
 
 
@@ -200,7 +206,11 @@ class Quickstart:
                 "tokenizer",
                 "Tokenizer: train a byte-level BPE vocabulary on the cleaned web text + TinyStories",
                 lambda: TokenizerTrainConfig(
-                    inputs=text_inputs, vocab_size=cfg.vocab_size, out_dir=str(self.path("tokenizer")), quiet=True
+                    inputs=text_inputs,
+                    vocab_size=cfg.vocab_size,
+                    out_dir=str(self.path("tokenizer")),
+                    chat_tokens=True,
+                    quiet=True,
                 ),
                 "tokenizer train",
             ),
@@ -219,7 +229,22 @@ class Quickstart:
             ),
             Stage("train", "Pretrain: a small Llama-style transformer, on the clock", self._train_config, "train"),
             Stage("sample", "Generate: samples from the trained model", lambda: None),
-        ]
+            *(
+                [
+                    Stage(
+                        "sft",
+                        "Post-train: supervised fine-tuning on an instruction task built from TinyStories",
+                        self._sft_config,
+                        "sft",
+                        before=self._write_sft_data,
+                    ),
+                    Stage("follow", "Check: how often the base and the fine-tuned model follow the instruction",
+                          lambda: None),
+                ]
+                if cfg.sft_minutes > 0
+                else []
+            ),
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------ stage details
     def _start_site(self) -> None:
@@ -266,6 +291,69 @@ class Quickstart:
         ]
         return load_train_config(None, [*settings, *self.cfg.train_overrides, "overwrite=true"])
 
+    @property
+    def chat_dir(self) -> Path:
+        return self.ws / "models" / "quickstart-chat"
+
+    def _tasks(self) -> tuple[list[Any], list[Any]]:
+        """The instruction task: (train, held-out) from the bundled TinyStories, the last EVAL_TASKS held out."""
+        from kiln.posttrain.word_task import make_tasks, read_tinystories
+
+        tasks = make_tasks(read_tinystories(assets() / "tinystories.txt.gz"), seed=0)
+        return tasks[:-EVAL_TASKS], tasks[-EVAL_TASKS:]
+
+    def _write_sft_data(self) -> None:
+        path = self.path("sft") / "train.jsonl"
+        if not path.is_file():
+            train, _ = self._tasks()
+            atomic_write_text(path, "".join(json.dumps(t.record()) + "\n" for t in train))
+
+    def _sft_config(self) -> Any:
+        from kiln.model.checkpoint import latest_checkpoint
+        from kiln.posttrain.sft_config import load_sft_config
+
+        if self.chat_dir.exists() and latest_checkpoint(self.chat_dir) is not None:
+            return load_sft_config(None, [f"resume={self.chat_dir}"])
+        settings = [
+            f"checkpoint={self.run_dir}",
+            f"inputs={json.dumps([str(self.path('sft') / 'train.jsonl')])}",
+            f"out_dir={self.chat_dir}",
+            "batch_size=16",
+            "lr=1e-3",
+            "warmup_steps=20",
+            "max_steps=1000000",
+            f"max_minutes={self.cfg.sft_minutes}",
+            "eval_interval=1000000",
+            "overwrite=true",
+        ]
+        return load_sft_config(None, settings)
+
+    def _follow(self) -> None:
+        """Generate for the held-out instructions with the base and the fine-tuned model; count the replies that
+        use all three words (checked by a program)."""
+        from kiln.generate import SamplingParams, generate_batch
+        from kiln.model.checkpoint import load_checkpoint
+        from kiln.posttrain.word_task import uses_words, words_used
+        from kiln.tokenizer.chat import render_chat_ids
+
+        _, held_out = self._tasks()
+        rates = {}
+        for name, path in (("base", self.run_dir), ("sft", self.chat_dir)):
+            model, tok, _ = load_checkpoint(path)
+            assert tok is not None
+            prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held_out]
+            stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
+            params = SamplingParams(temperature=0.7, top_k=50, max_new_tokens=160, seed=1, stop_token_ids=stops)
+            replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
+            pairs = list(zip(replies, held_out, strict=True))
+            followed = sum(uses_words(r, t.words) for r, t in pairs)
+            rates[name] = followed / len(held_out)
+            rates[f"{name}_words"] = sum(words_used(r, t.words) for r, t in pairs) / (3 * len(held_out))
+            example = replies[0].strip().replace("\n", " ")[:160]
+            share = f"{followed}/{len(held_out)} ({rates[name]:.0%}), {rates[f'{name}_words']:.0%} of the words"
+            self.out(f"{name:<5} follows {share}; e.g. {held_out[0].prompt!r} -> {example}")
+        atomic_write_text(self.ws / "follow.json", json.dumps(rates, indent=1))
+
     # ------------------------------------------------------------------ running
     def done(self, stage: str) -> bool:
         return (self.markers / f"{stage}.done").is_file()
@@ -302,6 +390,8 @@ class Quickstart:
                 t0 = time.perf_counter()
                 if stage.name == "sample":
                     self._sample()
+                elif stage.name == "follow":
+                    self._follow()
                 else:
                     if stage.before:
                         stage.before()
@@ -327,7 +417,9 @@ class Quickstart:
 
             # Through the stage table: nothing below the CLI imports kiln.serve (import-linter checks it).
             serve_config = STAGES["serve"].config_class()(models=self.ws / "models", port=self.cfg.port)
-            self.out("\n== 8. Play: the OpenAI-compatible API and the playground (Ctrl-C to stop)")
+            self.out(
+                f"\n== {len(self.stages()) + 1}. Play: the OpenAI-compatible API and the playground (Ctrl-C to stop)"
+            )
             return self.run_stage("serve", serve_config)
         return 0
 
@@ -385,6 +477,11 @@ class Quickstart:
             "unigram_val_loss": unigram_loss(self.path("tokens")),
             "samples": json.loads((self.ws / "samples.json").read_text(encoding="utf-8")),
             "playground": f"http://127.0.0.1:{self.cfg.port}/" if self.cfg.serve else None,
+            "instructions_followed": (
+                json.loads((self.ws / "follow.json").read_text(encoding="utf-8"))
+                if (self.ws / "follow.json").is_file()
+                else None
+            ),
         }
 
     def print_summary(self, s: dict[str, Any]) -> None:
@@ -407,6 +504,12 @@ class Quickstart:
             out(f"val loss   {loss:.3f} nats/token ({bpb:.3f} bits/byte); unigram baseline {base:.3f}: {beat} it")
         for text in s["samples"]:
             out("sample     " + text.replace("\n", "\n           ")[:600])
+        follow = s.get("instructions_followed")
+        if follow:
+            out(
+                f"sft        instructions followed (uses all three words): base {follow['base']:.0%}, after SFT "
+                f"{follow['sft']:.0%}; words used: base {follow['base_words']:.0%}, after SFT {follow['sft_words']:.0%}"
+            )
         out(f"workspace  {self.ws}   ({s['seconds']:.0f} s)")
         if s["playground"]:
             out(f"playground {s['playground']}")
