@@ -34,6 +34,8 @@ ARGS = [
     "model.n_layer=2",
     "--train",
     "model.block_size=128",
+    "--sft-minutes",
+    "0.15",
 ]
 
 
@@ -84,7 +86,21 @@ def test_each_printed_command_rebuilds_the_config_the_stage_ran_with(workspace):
         ran = load_config(type(config), out_dir / config_file_name(spec.name))
         assert to_dict(config) == to_dict(ran), spec.name
         seen.add(spec.name)
-    assert seen == {"crawl", "ingest", "clean", "tokenizer train", "tokenize", "train"}
+    assert seen == {"crawl", "ingest", "clean", "tokenizer train", "tokenize", "train", "sft"}
+
+
+def test_post_training_makes_a_chat_model_and_measures_both_models(workspace):
+    """The SFT stage fine-tunes the pretrained model on the TinyStories instruction task; the follow check
+    generates for the held-out instructions with both models and records the rates the summary prints."""
+    ws, out = workspace
+    _, tok, meta = load_checkpoint(ws / "models" / "quickstart-chat")
+    assert "<|im_start|>" in tok.special_tokens and meta["train"]["checkpoint"] == str(ws / "models" / "quickstart")
+    records = [json.loads(line) for line in (ws / "sft" / "train.jsonl").read_text().splitlines()]
+    assert len(records) > 900 and all(len(r["words"]) == 3 for r in records)
+    follow = json.loads((ws / "follow.json").read_text())
+    assert set(follow) == {"base", "sft", "base_words", "sft_words"}
+    assert all(0 <= v <= 1 for v in follow.values())
+    assert "instructions followed" in out and "base  follows" in out and "sft   follows" in out
 
 
 def test_the_model_beats_the_unigram_baseline(workspace):

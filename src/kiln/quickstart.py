@@ -63,7 +63,7 @@ class QuickstartConfig:
     """Vocabulary size of the BPE tokenizer the quickstart trains."""
     workers: int = 0
     """Processes for clean and tokenize (0 = one per CPU)."""
-    sft_minutes: float = 1.0
+    sft_minutes: float = 2.0
     """Supervised fine-tuning budget (the instruction task built from TinyStories); 0 skips post-training."""
     train_overrides: list[str] = field(default_factory=list)
     """Extra `kiln train` key=value settings (--train KEY=VALUE, repeatable; after the quickstart's own, so they
@@ -343,7 +343,10 @@ class Quickstart:
             assert tok is not None
             prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held_out]
             stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
-            params = SamplingParams(temperature=0.7, top_k=50, max_new_tokens=160, seed=1, stop_token_ids=stops)
+            room = model.config.block_size - max(map(len, prompts))
+            params = SamplingParams(
+                temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=1, stop_token_ids=stops
+            )
             replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
             pairs = list(zip(replies, held_out, strict=True))
             followed = sum(uses_words(r, t.words) for r, t in pairs)

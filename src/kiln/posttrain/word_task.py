@@ -67,8 +67,13 @@ def shorten(story: str, max_chars: int) -> str:
     """The story cut at the last sentence end within max_chars (a short story fits a small model's context)."""
     if len(story) <= max_chars:
         return story
-    cut = max(story.rfind(end, 0, max_chars) for end in (". ", ".\n", '!"', '."', "! "))
-    return story[: cut + 2].strip() if cut > 0 else story[:max_chars]
+    keep = 0
+    for end in (". ", ".\n", '!"', '."', "! "):
+        i = story.rfind(end, 0, max_chars)
+        n = len(end.rstrip())  # the punctuation (and closing quote) stays, the space after it goes
+        if i >= 0 and i + n <= max_chars:
+            keep = max(keep, i + n)
+    return story[:keep].strip() if keep else story[:max_chars]
 
 
 def make_tasks(
@@ -83,7 +88,8 @@ def make_tasks(
         story = shorten(story, max_chars)
         if len(story) < min_chars:
             continue
-        candidates = sorted({w for w in _WORD.findall(story[:from_first].lower()) if w not in STOPWORDS})
+        head = story[:from_first].rsplit(maxsplit=1)[0]  # whole words only: the cut may split the last one
+        candidates = sorted({w for w in _WORD.findall(head.lower()) if w not in STOPWORDS})
         if len(candidates) < 3:
             continue
         words = tuple(rng.sample(candidates, 3))
