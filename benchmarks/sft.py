@@ -130,9 +130,18 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
         rows.append({"input_ids": ids, "labels": [i if t else -100 for i, t in zip(ids, trained, strict=True)]})
     dataset = Dataset.from_list(rows)
 
+    exact: list[float] = []
+
     class Sequential(SFTTrainer):
         def _get_train_sampler(self, *a, **k):  # kiln's order, not a second shuffle
             return SequentialSampler(self.train_dataset)
+
+        def compute_loss(self, model, inputs, *a, **k):  # the unrounded loss (the logs keep 4 digits)
+            out = super().compute_loss(model, inputs, *a, **k)
+            loss = out[0] if isinstance(out, tuple) else out
+            if model.training:
+                exact.append(float(loss.detach()))
+            return out
 
     times: list[float] = []
 
@@ -153,7 +162,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
     trainer = Sequential(model=model, args=config, train_dataset=dataset, processing_class=tok, callbacks=[Clock()])
     t0 = time.perf_counter()
     trainer.train()
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = exact
     real = [sum(len(rows[i]["input_ids"]) - 1 for i in range(s * args.batch, (s + 1) * args.batch)) for s in
             range(args.steps)]  # fmt: skip
     warm = 3
