@@ -324,6 +324,45 @@ def test_chat_and_the_base_model_message(page, artifacts):
     shot(page, artifacts, "chat-base-model")
 
 
+def test_chat_shows_its_template_regenerates_and_edits(page, server, artifacts):
+    """The Chat tab's "Show template" prints the server's rendering; Regenerate replaces the last reply (the same
+    text at temperature 0); Edit gives a user message back and drops the conversation after it."""
+    page.click("#mode-chat")
+    page.select_option("#gen-model", "bpe-chat")
+    page.click("#chat-clear")
+    page.fill("#system-prompt", "You are a poet.")
+    set_sampling(page, temperature=0, max_tokens=12)
+    page.fill("#chat-input", "Speak, friend.")
+    page.click("#chat-send")
+    assert wait_idle(page) == "done"
+    first = page.inner_text("[data-testid=chat-msg-assistant] .msg-body")
+
+    page.click("#chat-show-template")
+    page.wait_for_selector("[data-testid=chat-template]:visible")
+    shown = page.inner_text("[data-testid=chat-template]")
+    messages = [
+        {"role": "system", "content": "You are a poet."},
+        {"role": "user", "content": "Speak, friend."},
+        {"role": "assistant", "content": first},
+    ]
+    rendered = api(server, "/api/chat_template", {"model": "bpe-chat", "messages": messages})
+    assert rendered["text"] in shown and "<|im_start|>system\nYou are a poet.<|im_end|>" in rendered["text"]
+    shot(page, artifacts, "chat-template")
+
+    page.click("[data-testid=chat-regenerate]")
+    assert wait_idle(page) == "done"
+    replies = page.locator("[data-testid=chat-msg-assistant]")
+    assert replies.count() == 1 and page.inner_text("[data-testid=chat-msg-assistant] .msg-body") == first
+
+    page.click("[data-testid=chat-edit]")
+    assert page.input_value("#chat-input") == "Speak, friend."
+    assert page.locator("[data-testid=chat-msg-user]").count() == 0 and replies.count() == 0
+    page.fill("#chat-input", "Sing, friend.")
+    page.click("#chat-send")
+    assert wait_idle(page) == "done"
+    assert page.inner_text("[data-testid=chat-msg-user] .msg-body") == "Sing, friend." and replies.count() == 1
+
+
 def test_api_errors_are_shown(page):
     page.select_option("#gen-model", "char")
     page.fill("#prompt", "x" * 200)  # longer than char's 64-token context

@@ -126,6 +126,14 @@ class TokenizeRequest(BaseModel):
     tokenizers: Annotated[list[str], Field(min_length=1, max_length=8)] | None = None
 
 
+class ChatTemplateRequest(BaseModel):
+    """The playground's "show template": the exact prompt a conversation renders to for a model."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1)
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=1000)]
+
+
 class NextTokenRequest(BaseModel):
     """The playground's sampling explainer: the raw next-token distribution after a prompt."""
 

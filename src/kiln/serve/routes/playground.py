@@ -1,5 +1,6 @@
 """The playground: its page and static files, and the helpers only it calls — `/api/tokenizers`,
-`/api/tokenize` (the tokenizer visualiser) and `/api/next_token` (the sampling explainer).
+`/api/tokenize` (the tokenizer visualiser), `/api/next_token` (the sampling explainer) and `/api/chat_template`
+(the Chat tab's "show template").
 
 The static files are ES modules, which browsers run only when served with a JavaScript MIME type; Python's
 `mimetypes` takes that from the system's tables, which can say otherwise (Windows' registry often does), so
@@ -22,9 +23,10 @@ from starlette.types import Scope
 
 from kiln.serve import openai_format as fmt
 from kiln.serve.errors import bad_param
-from kiln.serve.protocol import NextTokenRequest, TokenizeRequest
+from kiln.serve.chat import render_chat
+from kiln.serve.protocol import ChatTemplateRequest, NextTokenRequest, TokenizeRequest
 from kiln.serve.state import Server
-from kiln.serve.validate import check_prompt, encode
+from kiln.serve.validate import check_prompt, encode, require_chat_template
 from kiln.serve.visualise import BUILTIN, MAX_LISTED_TOKENS, MAX_TOKENIZE_CHARS, pretrained, tokenize, vocab_files
 from kiln.tokenizer import Tokenizer
 
@@ -97,6 +99,21 @@ async def tokenize_text(body: TokenizeRequest, server: Server) -> Response:
         return json.dumps({"results": results}, ensure_ascii=False).encode("utf-8")
 
     return Response(await server.cpu(work_off_loop), media_type="application/json")
+
+
+@router.post("/api/chat_template")
+async def chat_template(body: ChatTemplateRequest, server: Server) -> dict[str, Any]:
+    """The ids `/v1/chat/completions` would prompt the model with for these messages, and their text with the
+    special tokens spelled out: what the model actually reads."""
+    lm = await server.load(body.model)
+    require_chat_template(lm)
+    ids = await server.cpu(render_chat, lm, body.messages)
+    return {
+        "model": lm.name,
+        "ids": ids,
+        "text": lm.tokenizer.decode(ids),
+        "tokens": [fmt.token_text(lm, i) for i in ids[:MAX_LISTED_TOKENS]],
+    }
 
 
 @router.post("/api/next_token")
