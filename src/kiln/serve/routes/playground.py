@@ -22,8 +22,8 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from kiln.serve import openai_format as fmt
-from kiln.serve.errors import bad_param
 from kiln.serve.chat import render_chat
+from kiln.serve.errors import bad_param
 from kiln.serve.protocol import ChatTemplateRequest, NextTokenRequest, TokenizeRequest
 from kiln.serve.state import Server
 from kiln.serve.validate import check_prompt, encode, require_chat_template
