@@ -47,7 +47,8 @@ def test_bpe_with_hf_trains_what_the_library_trains_and_prints_what_the_command_
     summary = run_tokenizer_train(config)
     assert isinstance(summary, TokenizerTrainSummary)
     tok = load_tokenizer(config.out_dir)
-    assert isinstance(tok, BPETokenizer) and tok.ranks == train_bpe([SHAKESPEARE], 600).ranks
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # chat tokens are reserved by default
+    assert isinstance(tok, BPETokenizer) and tok.ranks == train_bpe([SHAKESPEARE], 600, special_tokens=specials).ranks
     assert (summary.kind, summary.vocab_size, summary.documents) == ("bpe", 600, 1)
     assert summary.text_bytes == len(SHAKESPEARE.encode("utf-8"))
     assert summary.hf_json == str(tmp_path / "run" / "tokenizer.json") and Path(summary.hf_json).is_file()

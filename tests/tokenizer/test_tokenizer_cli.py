@@ -80,8 +80,10 @@ def test_train_writes_the_vocabulary_and_a_hf_tokenizer_json(trained: tuple[Path
     tok = load_tokenizer(directory)
     assert isinstance(tok, BPETokenizer)
     assert tok.vocab_size == 600
-    assert tok.special_tokens == {ENDOFTEXT: 599}
-    assert tok.ranks == train_bpe([SHAKESPEARE], 600).ranks  # what the library trains from the same text
+    # <|endoftext|> and, by default, the chat template's two tokens follow the merges.
+    assert tok.special_tokens == {ENDOFTEXT: 597, "<|im_start|>": 598, "<|im_end|>": 599}
+    specials = [ENDOFTEXT, "<|im_start|>", "<|im_end|>"]
+    assert tok.ranks == train_bpe([SHAKESPEARE], 600, special_tokens=specials).ranks  # what the library trains
     size_mb = len(SHAKESPEARE.encode("utf-8")) / 1e6
     assert f"bpe tokenizer: vocab {tok.vocab_size:,} from 1 documents ({size_mb:,.1f} MB of text)" in out
     assert f"-> {directory}" in out

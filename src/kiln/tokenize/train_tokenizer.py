@@ -45,8 +45,9 @@ class TokenizerTrainConfig:
     """bpe's trainer: rustbpe (fast) or reference (kiln's readable Python; the same merges)."""
     special: list[str] = field(default_factory=list)
     """Extra special tokens (bpe and word); <|endoftext|> is always one."""
-    chat_tokens: bool = False
-    """Also reserve ChatML's <|im_start|> and <|im_end|> (a model needs them to chat in the playground)."""
+    chat_tokens: bool = True
+    """Reserve ChatML's <|im_start|> and <|im_end|> (bpe and word), so the model can be fine-tuned to chat without
+    resizing its embeddings later (--no-chat-tokens leaves them out)."""
     text_field: str = "text"
     """The JSONL key / Parquet column that holds a document's text."""
     separator: str | None = None
