@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from kiln.config import from_dict, load_config, parse_override
 from kiln.model import GPTConfig
@@ -14,31 +14,57 @@ from kiln.train.config import TrainConfig
 from kiln.train.state import find_resume_dir, read_trainer_state
 from kiln.utils.checks import require
 
+C = TypeVar("C", bound="FineTuneConfig")
+
 
 @dataclass
-class SFTConfig(TrainConfig):
-    """Supervised fine-tuning of a checkpoint on chat conversations (loss on the assistant's tokens only)."""
+class FineTuneConfig(TrainConfig):
+    """What every fine-tuning run shares: a model from a checkpoint, data files instead of token shards."""
 
     data: str = ""
-    """Not used by sft: the conversations are `inputs`."""
+    """Not used in fine-tuning: the data files are `inputs`."""
     preset: str = "checkpoint"
-    """Not used by sft: the model is the checkpoint's."""
+    """Not used in fine-tuning: the model is the checkpoint's."""
     model: GPTConfig = field(default_factory=GPTConfig)
     """Set from the checkpoint (the shape cannot change in fine-tuning)."""
-    out_dir: Path = Path("runs/sft")
-    """The run directory: checkpoints, metrics.jsonl, kiln-sft.toml."""
     checkpoint: str = ""
     """The model to fine-tune: a kiln checkpoint or a training run (its best checkpoint)."""
+    inputs: list[str] = field(default_factory=list)
+    """The data files."""
+    overlong: Literal["truncate", "drop"] = "truncate"
+    """A sample longer than the context: keep its first block_size + 1 tokens, or drop it (counted)."""
+    max_examples: int | None = None
+    """Use only the first N records (None = all)."""
+    sample_tokens: int = 0
+    """Not used in fine-tuning."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (none by default: fine-tuning stays near the pretrained weights)."""
+
+    def validate(self) -> FineTuneConfig:
+        if not self.checkpoint and self.inputs and Path(self.inputs[0]).is_dir():
+            # `kiln <stage> CHECKPOINT DATA...`: the first bare argument is the model (a directory), the rest data.
+            self.checkpoint = self.inputs.pop(0)
+        require(bool(self.checkpoint) or self.resume is not None, "checkpoint is required: the model to fine-tune")
+        require(bool(self.inputs) or self.resume is not None, "inputs is required: one or more data files")
+        require(self.overlong in ("truncate", "drop"), f"overlong must be truncate or drop, got {self.overlong!r}")
+        if self.max_examples is not None:
+            require(self.max_examples >= 1, f"max_examples must be >= 1, got {self.max_examples}")
+        super().validate()
+        return self
+
+
+@dataclass
+class SFTConfig(FineTuneConfig):
+    """Supervised fine-tuning of a checkpoint on chat conversations (loss on the assistant's tokens only)."""
+
+    out_dir: Path = Path("runs/sft")
+    """The run directory: checkpoints, metrics.jsonl, kiln-sft.toml."""
     inputs: list[str] = field(default_factory=list)
     """Conversation files (JSONL or a JSON array; .gz too): chat `messages`, ShareGPT `conversations`, Alpaca
     `instruction/input/output`, `prompt/completion` or `question/answer` records."""
     packing: bool = True
     """Pack several conversations into each window (attention and positions kept per conversation); off = one
     conversation per window, padded."""
-    overlong: Literal["truncate", "drop"] = "truncate"
-    """A conversation longer than the context: keep its first block_size + 1 tokens, or drop it (counted)."""
-    max_examples: int | None = None
-    """Use only the first N conversations (None = all)."""
     show_mask: bool = False
     """Print the first conversation as the model sees it, trained tokens highlighted, and exit."""
     batch_size: int = 8
@@ -49,32 +75,16 @@ class SFTConfig(TrainConfig):
     """Peak learning rate (fine-tuning wants a smaller one than pretraining)."""
     warmup_steps: int = 10
     """Linear warmup steps."""
-    weight_decay: float = 0.0
-    """AdamW weight decay (none by default: fine-tuning stays near the pretrained weights)."""
     eval_interval: int = 50
     """Steps between evaluations of the held-out assistant loss and token accuracy."""
     eval_batches: int = 50
     """Most held-out batches per evaluation."""
     val_fraction: float = 0.05
     """Share of conversations held out (at least one)."""
-    sample_tokens: int = 0
-    """Not used by sft."""
-
-    def validate(self) -> SFTConfig:
-        if not self.checkpoint and self.inputs and Path(self.inputs[0]).is_dir():
-            # `kiln sft CHECKPOINT DATA...`: the first bare argument is the model (a directory), the rest data.
-            self.checkpoint = self.inputs.pop(0)
-        require(bool(self.checkpoint) or self.resume is not None, "checkpoint is required: the model to fine-tune")
-        require(bool(self.inputs) or self.resume is not None, "inputs is required: one or more conversation files")
-        require(self.overlong in ("truncate", "drop"), f"overlong must be truncate or drop, got {self.overlong!r}")
-        if self.max_examples is not None:
-            require(self.max_examples >= 1, f"max_examples must be >= 1, got {self.max_examples}")
-        super().validate()
-        return self
 
 
-def load_sft_config(path: str | Path | None, overrides: Sequence[str] = ()) -> SFTConfig:
-    """`kiln sft [CONFIG.toml] [key=value ...]`; with resume=DIR the run's own saved config is the base."""
+def load_finetune_config(cls: type[C], path: str | Path | None, overrides: Sequence[str] = ()) -> C:
+    """`kiln <sft|dpo> [CONFIG.toml] [key=value ...]`; with resume=DIR the run's own saved config is the base."""
     from kiln.model.checkpoint import read_config, resolve_checkpoint
 
     resume = None
@@ -85,14 +95,18 @@ def load_sft_config(path: str | Path | None, overrides: Sequence[str] = ()) -> S
     if resume is not None:
         ckpt = find_resume_dir(resume)
         state = read_trainer_state(ckpt)
-        base = from_dict(SFTConfig, state["train_config"], where=str(ckpt / "trainer_state.json"))
+        base = from_dict(cls, state["train_config"], where=str(ckpt / "trainer_state.json"))
         base.out_dir = ckpt.parent.parent
         others = [o for o in overrides if parse_override(o)[0] != "resume"]
-        cfg = load_config(SFTConfig, path, others, base=base)
+        cfg = load_config(cls, path, others, base=base)
         cfg.resume = resume
         return cfg
-    cfg = load_config(SFTConfig, path, overrides)
+    cfg = load_config(cls, path, overrides)
     if cfg.checkpoint and (Path(cfg.checkpoint) / "config.json").is_file():
         # Shown in the resolved config; the trainer reads it again from the checkpoint (a run directory too).
         cfg.model, _ = read_config(resolve_checkpoint(cfg.checkpoint))
     return cfg
+
+
+def load_sft_config(path: str | Path | None, overrides: Sequence[str] = ()) -> SFTConfig:
+    return load_finetune_config(SFTConfig, path, overrides)

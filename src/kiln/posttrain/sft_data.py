@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +25,11 @@ class SFTData:
     conversations: int
 
 
-def held_out(conv: Conversation, fraction: float) -> bool:
-    """A stable split by the record's text (not its position), so adding files does not reshuffle it."""
-    digest = hashlib.blake2b(repr(conv.turns).encode(), digest_size=8).digest()
+def held_out(record: Conversation | Any, fraction: float) -> bool:
+    """A stable split by the record's text (not its position), so adding files does not reshuffle it; a
+    conversation is keyed by its turns, a preference pair by its prompt and replies."""
+    key = record.turns if hasattr(record, "turns") else (record.prompt, record.chosen, record.rejected)
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
 

@@ -6,36 +6,27 @@ base class's, so a fine-tuning run behaves like a training run in every way a us
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from kiln.model import GPTConfig
-from kiln.model.checkpoint import TOKENIZER_DIR, load_checkpoint, read_config, resolve_checkpoint
+from kiln.posttrain.finetune import FineTuner
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import SFTConfig
 from kiln.posttrain.sft_data import SFTData, SFTLoader, prepare_sft_data
-from kiln.tokenizer import load_tokenizer
 from kiln.train.precision import autocast
-from kiln.train.trainer import Trainer
 
 Batch3 = tuple[Tensor, Tensor, Tensor]
 
 
-class SFTTrainer(Trainer):
+class SFTTrainer(FineTuner):
     stage_name = "sft"
     cfg: SFTConfig
 
     def setup_data(self) -> SFTData:
         cfg = self.cfg
-        source = self.resume_from or resolve_checkpoint(cfg.checkpoint)
-        self._model_cfg, _ = read_config(source)
-        tok_dir = source / TOKENIZER_DIR
-        if not tok_dir.exists():
-            raise ValueError(f"{source} has no tokenizer/: fine-tuning needs the model's tokenizer")
-        tokenizer = load_tokenizer(tok_dir)
+        source, _, tokenizer = self.source()
         data = prepare_sft_data(
             tokenizer,
             cfg.inputs,
@@ -55,18 +46,6 @@ class SFTTrainer(Trainer):
             )
         return data
 
-    def resolve_model_config(self) -> GPTConfig:
-        # The checkpoint's shape, recorded in the run's config so a resume checks against it.
-        self.cfg.model = self.run_config.model = self._model_cfg
-        return self._model_cfg
-
-    def build_model(self) -> nn.Module:
-        if self.resume_from is not None:
-            return super().build_model()
-        torch.manual_seed(self.cfg.seed)
-        model, _, _ = load_checkpoint(self.cfg.checkpoint, device=self.device)
-        return model.train()
-
     def build_loader(self) -> SFTLoader:
         cfg, info = self.cfg, self.info
         return SFTLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
@@ -78,9 +57,6 @@ class SFTTrainer(Trainer):
         ]
         self.n_val = min(len(batches), self.cfg.eval_batches)
         return batches[: self.n_val]
-
-    def measure_val_bytes(self) -> float:
-        return math.nan  # the held-out metric is the assistant loss and token accuracy, not bits per byte
 
     def describe(self) -> str:
         d: SFTData = self.shards

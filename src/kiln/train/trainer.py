@@ -474,11 +474,16 @@ class Trainer:
             "elapsed_s": round(p.elapsed, 2),
             "tokens": p.tokens,
         }
+        record.update(self.step_record())
         if evaluated:
             record.update(self.eval_record())
         if self.metrics is not None:
             self.metrics.write(record)
         self.throughput.new_window()
+
+    def step_record(self) -> dict[str, float]:
+        """What a subclass adds to every metrics.jsonl line (e.g. DPO's rewards); nothing here."""
+        return {}
 
     def eval_record(self) -> dict[str, float]:
         """What an evaluation adds to its metrics.jsonl line."""

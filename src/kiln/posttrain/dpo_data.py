@@ -1,0 +1,133 @@
+"""Preference pairs rendered with kiln's chat template into two windows each, trained only on the reply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from kiln.posttrain.packing import IGNORE
+from kiln.posttrain.pairs import Pair, read_pairs
+from kiln.posttrain.render import render_for_training, require_chat_tokens
+from kiln.posttrain.sft_data import held_out
+from kiln.tokenizer import Tokenizer
+
+
+@dataclass
+class PairWindows:
+    """Per pair i: chosen (xc, yc) and rejected (xr, yr) rows; ref_c/ref_r: the reference's log-probs."""
+
+    xc: np.ndarray
+    yc: np.ndarray
+    xr: np.ndarray
+    yr: np.ndarray
+    ref_c: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    ref_r: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.xc)
+
+
+@dataclass
+class DPOData:
+    tokenizer: Tokenizer
+    train: PairWindows
+    val: PairWindows
+    pairs: int
+    truncated: int = 0
+    dropped: int = 0
+
+
+def _window(ids: list[int], trained: list[bool], block: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    truncated = len(ids) - 1 > block
+    ids, trained = ids[: block + 1], trained[: block + 1]
+    x = np.zeros(block, dtype=np.int64)
+    y = np.full(block, IGNORE, dtype=np.int64)
+    x[: len(ids) - 1] = ids[:-1]
+    y[: len(ids) - 1] = np.where(np.asarray(trained[1:]), np.asarray(ids[1:]), IGNORE)
+    return x, y, truncated
+
+
+def render_pair(tok: Tokenizer, pair: Pair) -> tuple[tuple[list[int], list[bool]], tuple[list[int], list[bool]]]:
+    """(ids, trained) of prompt + chosen and of prompt + rejected: only the reply (and its <|im_end|>) trained."""
+    n_prompt = len(render_for_training(tok, pair.prompt)[0]) if pair.prompt else 0
+    out = []
+    for reply in (pair.chosen, pair.rejected):
+        ids, trained = render_for_training(tok, [*pair.prompt, ("assistant", reply)])
+        out.append((ids, [False] * n_prompt + trained[n_prompt:]))
+    return out[0], out[1]
+
+
+def windows(tok: Tokenizer, pairs: list[Pair], block: int, overlong: str) -> tuple[PairWindows, int, int]:
+    rows: list[tuple[np.ndarray, ...]] = []
+    truncated = dropped = 0
+    for pair in pairs:
+        (ci, cm), (ri, rm) = render_pair(tok, pair)
+        xc, yc, tc = _window(ci, cm, block)
+        xr, yr, tr = _window(ri, rm, block)
+        if (tc or tr) and overlong == "drop":
+            dropped += 1
+            continue
+        if not ((yc != IGNORE).any() and (yr != IGNORE).any()):
+            dropped += 1  # the prompt alone fills the context: no reply token left to compare
+            continue
+        truncated += tc or tr
+        rows.append((xc, yc, xr, yr))
+    if not rows:
+        return PairWindows(*(np.zeros((0, block), dtype=np.int64) for _ in range(4))), truncated, dropped
+    return PairWindows(*(np.stack(col) for col in zip(*rows, strict=True))), truncated, dropped
+
+
+def prepare_dpo_data(
+    tok: Tokenizer, inputs: list[str], block: int, *, val_fraction: float, overlong: str, max_examples: int | None,
+    where: str,
+) -> DPOData:  # fmt: skip
+    require_chat_tokens(tok, where)
+    pairs = read_pairs(inputs)[:max_examples]
+    val = [p for p in pairs if held_out(p, val_fraction)]
+    train = [p for p in pairs if not held_out(p, val_fraction)]
+    if not val:
+        val, train = train[-1:], train[:-1]
+    if not train:
+        raise ValueError(f"{', '.join(inputs)}: too few pairs to hold {val_fraction:.0%} out and train")
+    tw, t_trunc, t_drop = windows(tok, train, block, overlong)
+    vw, _, _ = windows(tok, val, block, overlong)
+    if len(tw) == 0 or len(vw) == 0:
+        raise ValueError(f"no pair keeps a reply token within the context ({block}); raise block_size or shorten them")
+    return DPOData(tok, tw, vw, len(pairs), t_trunc, t_drop)
+
+
+class PairLoader:
+    """Shuffled pairs epoch after epoch, each process its own share of every global batch; (epoch, position)
+    is the whole state. Yields the pair indices too, to look up their reference log-probs."""
+
+    def __init__(self, w: PairWindows, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.w, self.batch, self.seed, self.rank, self.world = w, batch_size, seed, rank, world_size
+        self.epoch, self.pos = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.w))
+
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
+        rows: list[int] = []
+        while len(rows) < self.batch * self.world:
+            if self.pos >= len(self._order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+            take = min(self.batch * self.world - len(rows), len(self._order) - self.pos)
+            rows.extend(self._order[self.pos : self.pos + take].tolist())
+            self.pos += take
+        mine = np.asarray(rows[self.rank * self.batch : (self.rank + 1) * self.batch])
+        w = self.w
+        return (*tuple(torch.from_numpy(a[mine]) for a in (w.xc, w.yc, w.xr, w.yr)), torch.from_numpy(mine))
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "pos": self.pos, "rows": len(self.w)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state.get("rows") != len(self.w):
+            raise ValueError(f"the data changed: the run was saved with {state.get('rows')} pairs, now {len(self.w)}")
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._permutation(self.epoch)

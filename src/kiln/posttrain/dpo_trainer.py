@@ -1,0 +1,186 @@
+"""`DPOTrainer`: preference tuning on the pretraining `Trainer` (checkpoints, exact resume, DDP/FSDP).
+
+The reference model's log-probs are computed once, before training, from the starting checkpoint (by default), so
+no second model stays in memory; `reference=live` keeps a frozen copy instead (the same numbers, for checking).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kiln.model.checkpoint import load_checkpoint
+from kiln.posttrain.dpo_config import DPOConfig
+from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, prepare_dpo_data
+from kiln.posttrain.dpo_loss import preference_loss, sequence_logps
+from kiln.posttrain.finetune import FineTuner
+from kiln.train.precision import autocast
+
+REF_BATCH = 8
+FALLING = 5  # consecutive logged falls of the chosen log-probs that trigger the warning
+
+
+class DPOTrainer(FineTuner):
+    stage_name = "dpo"
+    cfg: DPOConfig
+
+    def setup_data(self) -> DPOData:
+        cfg = self.cfg
+        source, model_cfg, tok = self.source()
+        data = prepare_dpo_data(
+            tok, cfg.inputs, model_cfg.block_size, val_fraction=cfg.val_fraction, overlong=cfg.overlong,
+            max_examples=cfg.max_examples, where=str(cfg.checkpoint or source),
+        )  # fmt: skip
+        if data.truncated or data.dropped:
+            self.log(f"note: of {data.pairs} pairs, {data.truncated} truncated to the context, {data.dropped} dropped")
+        return data
+
+    def build_loader(self) -> PairLoader:
+        cfg, info = self.cfg, self.info
+        self.reference = None
+        if cfg.loss != "simpo":
+            # The reference is the starting checkpoint, also when this run resumes from a later one.
+            ref, _, _ = load_checkpoint(cfg.checkpoint, device=self.device)
+            ref.requires_grad_(False)
+            if cfg.reference == "live":
+                self.reference = ref
+            else:
+                for w in (self.shards.train, self.shards.val):
+                    w.ref_c, w.ref_r = self._score(ref, w)
+                del ref
+        self._stats: dict[str, float] = {}
+        self._chosen_history: list[float] = []
+        self._warned = False
+        return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
+
+    @torch.no_grad()
+    def _score(self, model: torch.nn.Module, w: PairWindows) -> tuple[np.ndarray, np.ndarray]:
+        model.eval()
+        out_c, out_r = [], []
+        for i in range(0, len(w), REF_BATCH):
+            for x, y, out in ((w.xc, w.yc, out_c), (w.xr, w.yr, out_r)):
+                xb, yb = (torch.from_numpy(a[i : i + REF_BATCH]).to(self.device) for a in (x, y))
+                with autocast(self.precision, self.device):
+                    logits, _ = model(xb, all_logits=True)
+                out.append(sequence_logps(logits, yb)[0].double().cpu().numpy())
+        return np.concatenate(out_c), np.concatenate(out_r)
+
+    def build_val_batches(self) -> list[Any]:
+        n = len(self.shards.val)
+        batches = [np.arange(i, min(n, i + self.cfg.batch_size)) for i in range(0, n, self.cfg.batch_size)]
+        self.n_val = min(len(batches), self.cfg.eval_batches)
+        return batches[: self.n_val]
+
+    def describe(self) -> str:
+        d: DPOData = self.shards
+        return (
+            f"dpo ({self.cfg.loss}, beta {self.cfg.beta}, reference {self.cfg.reference}): "
+            f"{self.raw.num_params():,} parameters from {self.cfg.checkpoint}, context {self.block}; "
+            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, {self.precision}"
+            + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
+        )
+
+    # ------------------------------------------------------------------------------------------------ a step
+    def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]
+        return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())
+
+    def pair_terms(self, model: torch.nn.Module, batch: tuple[Tensor, ...], w: PairWindows) -> dict[str, Tensor]:
+        """Policy log-probs of both replies, the reference's, and the loss terms, for a batch of pairs."""
+        cfg = self.cfg
+        xc, yc, xr, yr, idx = batch
+        with autocast(self.precision, self.device):
+            logits, _ = model(torch.cat([xc, xr]), all_logits=True)
+        logps, counts = sequence_logps(logits, torch.cat([yc, yr]))
+        b = xc.shape[0]
+        pi_c, pi_r, n_c, n_r = logps[:b], logps[b:], counts[:b].float(), counts[b:].float()
+        ref_c = ref_r = None
+        if cfg.loss != "simpo":
+            if self.reference is not None:
+                with torch.no_grad():
+                    ref_logits, _ = self.reference(torch.cat([xc, xr]), all_logits=True)
+                ref = sequence_logps(ref_logits, torch.cat([yc, yr]))[0]
+                ref_c, ref_r = ref[:b], ref[b:]
+            else:
+                i = idx.cpu().numpy()
+                ref_c = torch.as_tensor(w.ref_c[i], dtype=pi_c.dtype, device=pi_c.device)
+                ref_r = torch.as_tensor(w.ref_r[i], dtype=pi_c.dtype, device=pi_c.device)
+        terms = preference_loss(cfg.loss, cfg.beta, pi_c, pi_r, ref_c, ref_r, n_c, n_r, cfg.simpo_gamma)
+        loss = terms.loss.mean()
+        if cfg.sft_weight:
+            loss = loss + cfg.sft_weight * (-(pi_c / n_c)).mean()
+        return {
+            "loss": loss, "pi_c": pi_c.detach(), "pi_r": pi_r.detach(),
+            "rc": terms.chosen_rewards, "rr": terms.rejected_rewards,
+        }  # fmt: skip
+
+    def forward_loss(self, batch: tuple[Tensor, ...]) -> Tensor:  # type: ignore[override]
+        t = self.pair_terms(self.fwd, batch, self.shards.train)
+        s = self._stats
+        for key, value in (
+            ("rewards/chosen", t["rc"]), ("rewards/rejected", t["rr"]), ("rewards/margins", t["rc"] - t["rr"]),
+            ("rewards/accuracies", (t["rc"] > t["rr"]).float()), ("logps/chosen", t["pi_c"]),
+            ("logps/rejected", t["pi_r"]),
+        ):  # fmt: skip
+            s[key] = s.get(key, 0.0) + float(value.float().mean())
+        s["_n"] = s.get("_n", 0) + 1  # micro-batches since the last log line: the metrics are their means
+        return t["loss"]
+
+    def step_record(self) -> dict[str, float]:
+        """The preference metrics of the steps since the last log (as TRL names them); warns once when the chosen
+        replies' log-probs fall log after log, a known DPO failure (both replies pushed down)."""
+        n = self._stats.pop("_n", 0)
+        out = {k: round(v / n, 6) for k, v in self._stats.items()}
+        self._stats = {}
+        if "logps/chosen" in out:
+            hist = self._chosen_history
+            hist.append(out["logps/chosen"])
+            falling = len(hist) > FALLING and all(
+                a > b for a, b in zip(hist[-FALLING - 1 :], hist[-FALLING:], strict=False)
+            )
+            if falling and not self._warned and self.info.is_main:
+                self._warned = True
+                self.bar.write(
+                    f"warning: the chosen replies' log-probs fell {FALLING} logs in a row ({hist[-FALLING - 1]:.2f} -> "
+                    f"{hist[-1]:.2f}): DPO is lowering both replies; try a smaller lr, a larger beta, or sft_weight"
+                )
+        return out
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> float:
+        """Held-out preference loss and accuracy (the share of pairs whose chosen reply gets the higher reward)."""
+        self.raw.eval()
+        w = self.shards.val
+        total, right, count = 0.0, 0, 0
+        for idx in self.val:
+            batch = tuple(torch.from_numpy(a[idx]).to(self.device) for a in (w.xc, w.yc, w.xr, w.yr))
+            batch += (torch.from_numpy(idx).to(self.device),)
+            t = self.pair_terms(self.fwd, batch, w)
+            total += float(t["loss"]) * len(idx)
+            right += int((t["rc"] > t["rr"]).sum())
+            count += len(idx)
+        self.raw.train()
+        self.val_accuracy = right / max(1, count)
+        return total / max(1, count)
+
+    def on_eval(self) -> None:
+        p = self.progress
+        p.val_loss = self.evaluate_loss()
+        if p.val_loss < p.best_val:
+            p.best_val, p.best_step = p.val_loss, p.step
+        if self.info.is_main:
+            self.bar.write(
+                f"step {p.step}: train {p.train_loss:.4f}  held-out loss {p.val_loss:.4f}  "
+                f"preference accuracy {self.val_accuracy:.3f}"
+            )
+
+    def eval_record(self) -> dict[str, float]:
+        return {"val_loss": round(self.progress.val_loss, 6), "val_pref_acc": round(self.val_accuracy, 6)}
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["val_pref_acc"] = getattr(self, "val_accuracy", None)
+        out["pairs"] = len(self.shards.train)
+        return out

@@ -1,0 +1,142 @@
+"""`kiln dpo`: the losses against hand computation, the pair formats, precomputed and live references agreeing,
+exact resume, and the held-out preference accuracy rising on a learnable preference."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import CHAT_WORDS, run_cli
+from kiln.posttrain.conversations import ConversationError
+from kiln.posttrain.dpo_loss import preference_loss, sequence_logps
+from kiln.posttrain.pairs import read_pairs
+
+FAST = ["device=cpu", "precision=fp32", "threads=1", "batch_size=4", "log_interval=1", "warmup_steps=0"]
+
+
+def pairs_file(path: Path, n: int = 80, seed: int = 0) -> Path:
+    """The user names three words; both replies say them, the chosen one politely ("thank you"), the rejected
+    one rudely ("go away"): a preference a small model can learn and carry to prompts it has not seen."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        words = " ".join(rng.sample(CHAT_WORDS, 3))
+        prompt = [{"role": "user", "content": f"Say {words}."}]
+        record = {"prompt": prompt, "chosen": f"{words}, thank you.", "rejected": f"{words}, go away."}
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_losses_match_hand_computation():
+    pi_c, pi_r = torch.tensor([-10.0, -4.0]), torch.tensor([-12.0, -3.0])
+    ref_c, ref_r = torch.tensor([-11.0, -4.5]), torch.tensor([-11.5, -3.5])
+    n_c, n_r = torch.tensor([5.0, 2.0]), torch.tensor([4.0, 3.0])
+    beta = 0.1
+
+    def sig(z: float) -> float:
+        return 1 / (1 + math.exp(-z))
+
+    t = preference_loss("sigmoid", beta, pi_c, pi_r, ref_c, ref_r, n_c, n_r)
+    for i in range(2):
+        margin = (pi_c[i] - ref_c[i]) - (pi_r[i] - ref_r[i])
+        assert t.loss[i].item() == pytest.approx(-math.log(sig(beta * margin.item())))
+        assert t.chosen_rewards[i].item() == pytest.approx(beta * (pi_c[i] - ref_c[i]).item())
+    t = preference_loss("ipo", beta, pi_c, pi_r, ref_c, ref_r, n_c, n_r)
+    h = ((pi_c - ref_c) / n_c - (pi_r - ref_r) / n_r - 1 / (2 * beta)) ** 2
+    assert torch.allclose(t.loss, h)
+    t = preference_loss("simpo", 2.0, pi_c, pi_r, None, None, n_c, n_r, gamma=0.5)
+    for i in range(2):
+        z = 2.0 * (pi_c[i] / n_c[i] - pi_r[i] / n_r[i]).item() - 0.5
+        assert t.loss[i].item() == pytest.approx(-math.log(sig(z)))
+
+
+def test_sequence_logps_sum_the_trained_targets():
+    logits = torch.randn(2, 5, 7, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([[1, -1, 3, 4, -1], [-1, -1, -1, 6, 0]])
+    total, count = sequence_logps(logits, y)
+    logp = logits.log_softmax(-1)
+    assert total[0].item() == pytest.approx((logp[0, 0, 1] + logp[0, 2, 3] + logp[0, 3, 4]).item(), rel=1e-6)
+    assert count.tolist() == [3, 2]
+
+
+def test_pair_formats_and_errors(tmp_path):
+    hh = {"chosen": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: bye\n\nAssistant: goodbye!",
+          "rejected": "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: bye\n\nAssistant: no."}  # fmt: skip
+    records = [
+        {"prompt": "Q", "chosen": "good", "rejected": "bad"},
+        {"conversations": [{"from": "human", "value": "Q"}], "chosen": {"from": "gpt", "value": "good"},
+         "rejected": {"from": "gpt", "value": "bad"}},
+        hh,
+    ]  # fmt: skip
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    pairs = read_pairs([path])
+    assert [p.prompt for p in pairs[:2]] == [(("user", "Q"),)] * 2
+    assert pairs[2].prompt == (("user", "hi"), ("assistant", "hello"), ("user", "bye"))
+    assert (pairs[2].chosen, pairs[2].rejected) == ("goodbye!", "no.")
+    for bad, needle in (({"prompt": "Q", "chosen": "same", "rejected": "same"}, "identical"),
+                        ({"prompt": "Q", "chosen": "x"}, "no 'rejected'")):  # fmt: skip
+        path.write_text(json.dumps(records[0]) + "\n" + json.dumps(bad) + "\n", encoding="utf-8")
+        with pytest.raises(ConversationError, match=needle) as e:
+            read_pairs([path])
+        assert f"{path}:2" in str(e.value)
+
+
+def test_precomputed_and_live_references_give_the_same_run(base_model, tmp_path):
+    data = pairs_file(tmp_path / "pairs.jsonl", 40)
+    runs = {}
+    for ref in ("precomputed", "live"):
+        out = tmp_path / ref
+        rc, _, err = run_cli(["dpo", str(base_model), str(data), *FAST, "max_steps=4", "eval_interval=4",
+                              f"reference={ref}", "lr=1e-4", f"out_dir={out}"])  # fmt: skip
+        assert rc == 0, err
+        runs[ref] = metrics(out)
+    first = runs["precomputed"][0]
+    assert first["train_loss"] == pytest.approx(math.log(2), abs=1e-6)  # the policy starts as the reference
+    assert first["rewards/margins"] == pytest.approx(0, abs=1e-6)
+    for a, b in zip(runs["precomputed"], runs["live"], strict=True):
+        for key in ("train_loss", "rewards/chosen", "rewards/rejected", "logps/chosen"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), (a["step"], key)
+
+
+def test_a_resumed_run_logs_what_the_uninterrupted_run_logged(base_model, tmp_path):
+    data = pairs_file(tmp_path / "pairs.jsonl", 40)
+    common = [str(base_model), str(data), *FAST, "max_steps=6", "eval_interval=3", "checkpoint_interval=3",
+              "keep_last=5", "lr=1e-4"]  # fmt: skip
+    rc, _, err = run_cli(["dpo", *common, f"out_dir={tmp_path / 'ref'}"])
+    assert rc == 0, err
+    run = tmp_path / "cut"
+    rc, _, err = run_cli(["dpo", *common, f"out_dir={run}"])
+    assert rc == 0, err
+    # As if killed right after step 3's checkpoint: later checkpoints and metrics never happened.
+    shutil.rmtree(run / "checkpoints" / "step_0000006")
+    rc, _, err = run_cli(["dpo", f"resume={run}"])
+    assert rc == 0, err
+    got, want = metrics(run), metrics(tmp_path / "ref")
+    assert [m["step"] for m in got] == [m["step"] for m in want]
+    for a, b in zip(got, want, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["rewards/margins"] == pytest.approx(b["rewards/margins"], abs=1e-6)
+
+
+def test_dpo_raises_held_out_preference_accuracy(base_model, tmp_path):
+    data = pairs_file(tmp_path / "pairs.jsonl", 200, seed=1)
+    out = tmp_path / "dpo"
+    argv = [str(base_model), str(data), *FAST, "batch_size=8", "max_steps=30", "eval_interval=15", "lr=5e-4",
+            "beta=0.1", "val_fraction=0.2", f"out_dir={out}"]  # fmt: skip
+    rc, text, err = run_cli(["dpo", *argv])
+    assert rc == 0, err
+    evals = [m for m in metrics(out) if "val_pref_acc" in m]
+    assert evals[-1]["val_pref_acc"] >= 0.75 and evals[-1]["val_loss"] < math.log(2)
+    assert "preference accuracy" in text
