@@ -3,6 +3,7 @@ checkpoint option of `kiln train`) whose model comes from a checkpoint and whose
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,9 +103,11 @@ def load_finetune_config(cls: type[C], path: str | Path | None, overrides: Seque
         cfg.resume = resume
         return cfg
     cfg = load_config(cls, path, overrides)
-    if cfg.checkpoint and (Path(cfg.checkpoint) / "config.json").is_file():
-        # Shown in the resolved config; the trainer reads it again from the checkpoint (a run directory too).
-        cfg.model, _ = read_config(resolve_checkpoint(cfg.checkpoint))
+    if cfg.checkpoint and Path(cfg.checkpoint).is_dir():
+        # Shown in the resolved config; the trainer reads it again from the checkpoint (a run directory too) and
+        # reports a missing or broken one there.
+        with contextlib.suppress(ValueError, OSError):
+            cfg.model, _ = read_config(resolve_checkpoint(cfg.checkpoint))
     return cfg
 
 
