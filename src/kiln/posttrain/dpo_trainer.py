@@ -42,14 +42,16 @@ class DPOTrainer(FineTuner):
         cfg, info = self.cfg, self.info
         self.reference = None
         if cfg.loss != "simpo":
-            # The reference is the starting checkpoint, also when this run resumes from a later one.
-            ref, _, _ = load_checkpoint(cfg.checkpoint, device=self.device)
-            ref.requires_grad_(False)
+            # The reference is the starting checkpoint, also when this run resumes from a later one. Before the
+            # first step the policy is that checkpoint, so a fresh run scores with it: no second model is loaded.
             if cfg.reference == "live":
-                self.reference = ref
+                self.reference, _, _ = load_checkpoint(cfg.checkpoint, device=self.device)
+                self.reference.requires_grad_(False)
             else:
+                ref = self.raw if self.resume_from is None else load_checkpoint(cfg.checkpoint, device=self.device)[0]
                 for w in (self.shards.train, self.shards.val):
                     w.ref_c, w.ref_r = self._score(ref, w)
+                ref.train(self.raw is ref)
                 del ref
         self._stats: dict[str, float] = {}
         self._chosen_history: list[float] = []
