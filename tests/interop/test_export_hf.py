@@ -177,3 +177,13 @@ def test_the_exported_chat_template_gives_the_servers_ids(tmp_path, bpe_tokenize
     import_run(ImportHFConfig(source=str(out), out_dir=str(tmp_path / "back")))
     again = export(tmp_path / "back", tmp_path / "hf2")
     assert json.loads((again / "tokenizer_config.json").read_text())["chat_template"] == hf_tok.chat_template
+
+
+def test_auto_keeps_the_checkpoints_own_precision(tmp_path, bpe_tokenizer):
+    from kiln.model.checkpoint import save_checkpoint
+
+    _, model = make_checkpoint(tmp_path, bpe_tokenizer, **LLAMA)
+    half = save_checkpoint(tmp_path / "bf16-ckpt", model.to(torch.bfloat16), bpe_tokenizer)
+    out = export(half, tmp_path / "hf")
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert transformers.AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16

@@ -81,7 +81,7 @@ def to_hf(checkpoint: str | Path, dtype: str = "auto") -> HFModel:
             del state["lm_head.weight"]  # one copy of a tied matrix, as save_pretrained writes it
     else:
         state = to_hf_llama(sd, cfg)
-    target = next(iter(sd.values())).dtype if dtype == "auto" else DTYPES[dtype]
+    target = _stored_dtype(source) if dtype == "auto" else DTYPES[dtype]
     state = {k: v.detach().to(target).contiguous() for k, v in state.items()}
     bos, eos = bos_eos(tok)
     specials = tok.special_tokens
@@ -90,6 +90,16 @@ def to_hf(checkpoint: str | Path, dtype: str = "auto") -> HFModel:
     config = to_hf_config(cfg, bos_id=bos_id, eos_id=eos_id, dtype=dtype_name)
     generation = {"bos_token_id": bos_id, "eos_token_id": eos_id, "max_length": cfg.block_size}
     return HFModel(config, state, tokenizer_json(tok), tokenizer_config(tok, cfg.block_size), generation, source)
+
+
+def _stored_dtype(source: Path) -> torch.dtype:
+    """The precision the checkpoint's weights are stored in (the model loads as fp32 whatever it is)."""
+    from safetensors import safe_open
+
+    from kiln.model.checkpoint import WEIGHTS
+
+    with safe_open(str(source / WEIGHTS), "pt") as f:
+        return f.get_tensor(next(iter(f.keys()))).dtype
 
 
 @dataclass
