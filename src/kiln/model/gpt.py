@@ -97,6 +97,7 @@ class GPT(nn.Module):
         prefix_len: int | Tensor | None = None,
         segments: Tensor | None = None,
         all_logits: bool = False,
+        return_hidden: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits, loss).
 
@@ -151,6 +152,8 @@ class GPT(nn.Module):
         if cache is not None:
             cache.advance(t)
         x = self.norm_f(x)
+        if return_hidden:  # the final hidden states (B, T, n_embd), for heads other than the LM head (rewards)
+            return x, None
 
         if targets is None:
             return self.lm_head(x if all_logits else x[:, -1:, :]), None

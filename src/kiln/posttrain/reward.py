@@ -1,0 +1,225 @@
+"""`kiln reward CHECKPOINT PAIRS...`: a Bradley-Terry reward model trained on preference pairs.
+
+The loss is -log sigmoid(r_chosen - r_rejected) (Bradley & Terry 1952; as in InstructGPT and TRL's RewardTrainer);
+held-out pairwise accuracy is the share of pairs whose chosen reply scores higher. The result scores any reply
+(`score_replies`), for RL and for people comparing replies.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from kiln.posttrain.dpo_data import DPOData, PairLoader, prepare_dpo_data
+from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.packing import IGNORE
+from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
+from kiln.stage import Summary
+from kiln.train.precision import autocast
+
+
+@dataclass
+class RewardConfig(FineTuneConfig):
+    """A reward model (a scalar head on a checkpoint's transformer) trained on chosen/rejected pairs."""
+
+    out_dir: Path = Path("runs/reward")
+    """The run directory: checkpoints, metrics.jsonl, kiln-reward.toml."""
+    batch_size: int = 4
+    """Pairs per micro-batch."""
+    max_steps: int = 100
+    """Optimizer steps."""
+    lr: float = 1e-4
+    """Peak learning rate."""
+    warmup_steps: int = 5
+    """Linear warmup steps."""
+    eval_interval: int = 25
+    """Steps between evaluations of held-out pairwise accuracy."""
+    eval_batches: int = 50
+    """Most held-out batches per evaluation."""
+    val_fraction: float = 0.1
+    """Share of pairs held out (at least one)."""
+    loss_spike_factor: float = 0.0
+    """Off by default (the loss starts at log 2 and falls)."""
+
+
+def load_reward_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RewardConfig:
+    return load_finetune_config(RewardConfig, path, overrides)
+
+
+def reward_positions(y: Tensor) -> Tensor:
+    """(B,) where each row's reward is read: the closing <|im_end|> (the token after the last trained target)."""
+    t = y.shape[1]
+    idx = torch.arange(t, device=y.device).expand_as(y)
+    last = torch.where(y != IGNORE, idx, -1).max(dim=1).values
+    return (last + 1).clamp(max=t - 1)
+
+
+class RewardTrainer(FineTuner):
+    stage_name = "reward"
+    cfg: RewardConfig
+
+    def setup_data(self) -> DPOData:
+        cfg = self.cfg
+        source, model_cfg, tok = self.source()
+        return prepare_dpo_data(
+            tok, cfg.inputs, model_cfg.block_size, val_fraction=cfg.val_fraction, overlong=cfg.overlong,
+            max_examples=cfg.max_examples, where=str(cfg.checkpoint or source),
+        )  # fmt: skip
+
+    def build_model(self) -> nn.Module:
+        from kiln.posttrain.reward_model import from_language_model, load_reward_model
+
+        torch.manual_seed(self.cfg.seed)
+        if self.resume_from is not None:
+            return load_reward_model(self.resume_from, device=self.device).train()
+        return from_language_model(self.cfg.checkpoint, device=self.device).train()
+
+    def build_loader(self) -> PairLoader:
+        cfg, info = self.cfg, self.info
+        self._stats: dict[str, float] = {}
+        return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
+
+    def build_val_batches(self) -> list[Any]:
+        n, b = len(self.shards.val), self.cfg.batch_size
+        batches = [np.arange(i, min(n, i + b)) for i in range(0, n, b)]
+        self.n_val = min(len(batches), self.cfg.eval_batches)
+        return batches[: self.n_val]
+
+    def describe(self) -> str:
+        d: DPOData = self.shards
+        return (
+            f"reward model: {self.raw.num_params():,} parameters from {self.cfg.checkpoint}, context {self.block}; "
+            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, {self.precision}"
+        )
+
+    def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]
+        return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())
+
+    def pair_rewards(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        xc, yc, xr, yr = batch[:4]
+        with autocast(self.precision, self.device):
+            r = self.fwd(torch.cat([xc, xr]), reward_at=torch.cat([reward_positions(yc), reward_positions(yr)]))
+        return r[: xc.shape[0]], r[xc.shape[0] :]
+
+    def forward_loss(self, batch: tuple[Tensor, ...]) -> Tensor:  # type: ignore[override]
+        rc, rr = self.pair_rewards(batch)
+        s = self._stats
+        for key, value in (("rewards/chosen", rc), ("rewards/rejected", rr), ("rewards/margins", rc - rr),
+                           ("rewards/accuracies", (rc > rr).float())):  # fmt: skip
+            s[key] = s.get(key, 0.0) + float(value.detach().mean())
+        s["_n"] = s.get("_n", 0) + 1
+        return -F.logsigmoid(rc - rr).mean()
+
+    def step_record(self) -> dict[str, float]:
+        n = self._stats.pop("_n", 0)
+        out = {k: round(v / n, 6) for k, v in self._stats.items()}
+        self._stats = {}
+        return out
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> float:
+        self.raw.eval()
+        w = self.shards.val
+        total, right, count = 0.0, 0, 0
+        for idx in self.val:
+            batch = tuple(torch.from_numpy(a[idx]).to(self.device) for a in (w.xc, w.yc, w.xr, w.yr))
+            rc, rr = self.pair_rewards(batch)
+            total += float(-F.logsigmoid(rc - rr).sum())
+            right += int((rc > rr).sum())
+            count += len(idx)
+        self.raw.train()
+        self.val_accuracy = right / max(1, count)
+        return total / max(1, count)
+
+    def on_eval(self) -> None:
+        p = self.progress
+        p.val_loss = self.evaluate_loss()
+        if p.val_loss < p.best_val:
+            p.best_val, p.best_step = p.val_loss, p.step
+        if self.info.is_main:
+            self.bar.write(
+                f"step {p.step}: train {p.train_loss:.4f}  held-out pairwise accuracy {self.val_accuracy:.3f}"
+            )
+
+    def eval_record(self) -> dict[str, float]:
+        return {"val_loss": round(self.progress.val_loss, 6), "val_pair_acc": round(self.val_accuracy, 6)}
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["val_pair_acc"] = getattr(self, "val_accuracy", None)
+        out["pairs"] = len(self.shards.train)
+        return out
+
+
+@torch.no_grad()
+def score_replies(model: nn.Module, tok: Any, prompt: Sequence[tuple[str, str]], replies: Sequence[str]) -> list[float]:
+    """The reward of each reply to the conversation `prompt` (rendered with kiln's chat template)."""
+    from kiln.posttrain.dpo_data import _window
+    from kiln.posttrain.render import render_for_training
+
+    block = model.config.block_size
+    n_prompt = len(render_for_training(tok, prompt)[0]) if prompt else 0
+    xs, ys = [], []
+    for reply in replies:
+        ids, trained = render_for_training(tok, [*prompt, ("assistant", reply)])
+        x, y, _ = _window(ids, [False] * n_prompt + trained[n_prompt:], block)
+        xs.append(x)
+        ys.append(y)
+    x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+    device = next(model.parameters()).device
+    return model(x.to(device), reward_at=reward_positions(y).to(device)).tolist()
+
+
+@dataclass
+class RewardSummary(Summary):
+    out_dir: str
+    steps: int = 0
+    train_loss: float = math.nan
+    val_loss: float = math.nan
+    val_pair_acc: float | None = None
+    """Held-out share of pairs whose chosen reply gets the higher reward."""
+    pairs: int = 0
+    checkpoint: str | None = None
+    interrupted: int | None = None
+    is_main: bool = True
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 128 + int(self.interrupted) if self.interrupted else (1 if self.error else 0)
+
+    def render(self) -> str:
+        if not self.is_main or self.interrupted:
+            return ""
+        if self.error:
+            return f"kiln reward: {self.error}"
+        return (
+            f"\nheld-out pairwise accuracy {self.val_pair_acc or 0:.3f} after {self.steps} steps on {self.pairs:,} "
+            f"pairs\nreward model: {self.out_dir}"
+        )
+
+
+def run(config: RewardConfig) -> RewardSummary:
+    from kiln.train import distributed as D
+    from kiln.train.trainer import TrainingDiverged
+
+    config.validate()
+    info, device = D.init_distributed(config.device)
+    try:
+        result = RewardTrainer(config, info, device, print, config.resume).fit()
+    except TrainingDiverged as e:
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        return RewardSummary(out_dir=str(config.out_dir), steps=e.steps, error=str(e), is_main=is_main)
+    finally:
+        D.shutdown()
+    keys = RewardSummary.__dataclass_fields__
+    return RewardSummary(**{k: v for k, v in result.items() if k in keys})
