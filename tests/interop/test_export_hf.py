@@ -187,3 +187,43 @@ def test_auto_keeps_the_checkpoints_own_precision(tmp_path, bpe_tokenizer):
     out = export(half, tmp_path / "hf")
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
     assert transformers.AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16
+
+
+def test_a_llama3_vocabulary_speaks_llama3s_template(tmp_path):
+    """A tokenizer with Llama 3's header tokens gets Llama 3's template: the server's ids, the SFT mask and the
+    exported Jinja agree (transformers' apply_chat_template), and only the reply and its <|eot_id|> train."""
+    from kiln.posttrain.render import render_for_training
+    from kiln.tokenizer import train_bpe
+    from kiln.tokenizer.chat import LLAMA3, render_chat_ids, template_for
+
+    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    tok = train_bpe(["Hello there, how are you? I am fine. " * 30], vocab_size=300, special_tokens=specials)
+    assert template_for(tok) is LLAMA3
+    messages = [("system", "Be brief."), ("user", "Hi there"), ("assistant", "Hello!"), ("user", "Again")]
+    ids = render_chat_ids(tok, messages)
+    assert tok.decode(ids) == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nAgain<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    full, trained = render_for_training(tok, messages[:3])
+    assert (
+        full
+        == render_chat_ids(tok, messages[:2])[: len(full) - len(tok.encode("Hello!")) - 1]
+        + full[len(full) - len(tok.encode("Hello!")) - 1 :]
+    )
+    assert tok.decode([i for i, t in zip(full, trained, strict=True) if t]) == "Hello!<|eot_id|>"
+
+    torch.manual_seed(0)
+    from kiln.model import GPT, GPTConfig
+    from kiln.model.checkpoint import save_checkpoint
+
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, **{**SHAPE, **LLAMA}))
+    out = export(save_checkpoint(tmp_path / "ckpt", model, tok), tmp_path / "hf")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    theirs = hf_tok.apply_chat_template(
+        [{"role": r, "content": c} for r, c in messages], add_generation_prompt=True, tokenize=True
+    )
+    theirs = theirs["input_ids"] if hasattr(theirs, "keys") else theirs
+    assert list(theirs) == ids

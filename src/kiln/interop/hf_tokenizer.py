@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiln.tokenizer import ENDOFTEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer
-from kiln.tokenizer.chat import CHATML_JINJA, has_chat_tokens
+from kiln.tokenizer.chat import template_for
 from kiln.tokenizer.hf import HFTokenizer
 from kiln.tokenizer.hf_export import to_hf_json
 from kiln.tokenizer.pretrained import bytes_to_unicode
@@ -98,7 +98,10 @@ def bos_eos(tok: Tokenizer) -> tuple[str | None, str | None]:
     """The BOS and EOS token names: the imported tokenizer's own, else <|endoftext|> for both when it exists."""
     if isinstance(tok, HFTokenizer):
         return tok.bos_token, tok.eos_token
-    name = ENDOFTEXT if ENDOFTEXT in tok.special_tokens else None
+    specials = tok.special_tokens
+    if "<|begin_of_text|>" in specials:  # a Llama 3-style vocabulary names its own
+        return "<|begin_of_text|>", "<|end_of_text|>" if "<|end_of_text|>" in specials else None
+    name = ENDOFTEXT if ENDOFTEXT in specials else None
     return name, name
 
 
@@ -121,6 +124,6 @@ def tokenizer_config(tok: Tokenizer, model_max_length: int) -> dict[str, Any]:
     if isinstance(tok, HFTokenizer):
         if tok.chat_template:
             out["chat_template"] = tok.chat_template
-    elif has_chat_tokens(tok):
-        out["chat_template"] = CHATML_JINJA
+    elif (template := template_for(tok)) is not None:
+        out["chat_template"] = template.jinja
     return out

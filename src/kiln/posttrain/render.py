@@ -1,9 +1,9 @@
 """Conversations -> token ids and the mask of tokens the loss trains, with kiln's one chat template.
 
-The ids are exactly what the server renders for the same turns (`kiln.tokenizer.chat.render_chat_ids`), so the
-model is trained on the sequences it will be prompted with. Trained: the assistant's text and the <|im_end|> that
-closes it (so the model learns to stop); not trained: the system and user turns, the role headers and the
-newline after each turn, which the template supplies at inference.
+The ids are exactly what the server renders for the same turns (`kiln.tokenizer.chat.render_chat_ids`, ChatML or
+Llama 3 by the tokenizer's special tokens), so the model is trained on the sequences it will be prompted with.
+Trained: the assistant's text and the token that closes it (<|im_end|>, <|eot_id|>: so the model learns to stop);
+not trained: the system and user turns, the role headers and what follows a turn, which the template supplies.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from kiln.tokenizer import Tokenizer
-from kiln.tokenizer.chat import CHAT_TOKENS, has_chat_tokens
+from kiln.tokenizer.chat import CHAT_TOKENS, Special, conversation_start, has_chat_tokens, template_for
 
 
 class MissingChatTokens(ValueError):
@@ -37,22 +37,28 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 
 def render_for_training(tok: Tokenizer, turns: Sequence[tuple[str, str]]) -> tuple[list[int], list[bool]]:
     """(ids, trained): ids of the whole conversation and, per id, whether the loss trains on predicting it."""
-    start, end = (tok.special_tokens[t] for t in CHAT_TOKENS)
-    newline = tok.encode("\n")
-    header = tok.encode("assistant\n")
-    ids: list[int] = []
-    trained: list[bool] = []
+    template = template_for(tok)
+    if template is None:
+        raise MissingChatTokens(f"the tokenizer lacks the chat tokens {' and '.join(CHAT_TOKENS)}")
+    specials = tok.special_tokens
+    ids = conversation_start(tok, template)
+    trained = [False] * len(ids)
     for role, text in turns:
-        body = tok.encode(f"{role}\n{text}")  # as the server encodes a turn: header and text in one piece
-        if role == "assistant":
-            # The text starts where the encoding stops agreeing with the header alone (in practice right after
-            # "\n", which every split pattern keeps as its own piece).
-            n = _common_prefix(body, header)
-            mask = [False] * n + [True] * (len(body) - n) + [True]  # + <|im_end|>
-        else:
-            mask = [False] * (len(body) + 1)
-        ids += [start, *body, end, *newline]
-        trained += [False, *mask, *([False] * len(newline))]
+        role = "system" if role == "developer" else role
+        for i, piece in enumerate(template.turn(role, text)):
+            assistant = role == "assistant"
+            if isinstance(piece, Special):
+                ids.append(specials[piece.name])
+                trained.append(assistant and piece.name == template.end)  # the end of the reply: learn to stop
+                continue
+            body = tok.encode(piece)  # as the server encodes it: the header text and the message in one piece
+            n = len(body)
+            if assistant and i == template.content_index:
+                # The text starts where the encoding stops agreeing with the header alone (in practice right
+                # after "\n", which every split pattern keeps as its own piece).
+                n = _common_prefix(body, tok.encode(piece[: len(piece) - len(text)]))
+            ids += body
+            trained += [False] * n + [assistant and i == template.content_index] * (len(body) - n)
     return ids, trained
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from kiln.serve.models import LoadedModel
 from kiln.serve.protocol import ChatMessage
-from kiln.tokenizer.chat import CHAT_TOKENS, render_chat_ids
+from kiln.tokenizer.chat import render_chat_ids, stop_token
 
 
 def render_chat(lm: LoadedModel, messages: Sequence[ChatMessage]) -> list[int]:
@@ -15,4 +15,5 @@ def render_chat(lm: LoadedModel, messages: Sequence[ChatMessage]) -> list[int]:
 
 
 def chat_stop_ids(lm: LoadedModel) -> tuple[int, ...]:
-    return (lm.tokenizer.special_tokens[CHAT_TOKENS[1]], *lm.eos_ids)
+    end = stop_token(lm.tokenizer)
+    return (*(() if end is None else (end,)), *lm.eos_ids)

@@ -24,7 +24,7 @@ from kiln.serve.config import ServeConfig
 from kiln.serve.errors import APIError
 from kiln.serve.metrics import Metrics
 from kiln.serve.models import LoadedModel, ModelRegistry, ModelTooLarge
-from kiln.tokenizer.chat import CHAT_TOKENS
+from kiln.tokenizer.chat import CHATML, LLAMA3
 
 log = logging.getLogger("kiln.serve")
 
@@ -127,11 +127,15 @@ def load_failure(e: Exception) -> str:
 def has_chat_tokens(path: Path) -> bool:
     """Whether a model not yet loaded can chat, from its tokenizer file alone (no weights read)."""
     try:
-        meta = json.loads((resolve_checkpoint(path) / "tokenizer" / "kiln-tokenizer.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, CheckpointError):
+        tok_dir = resolve_checkpoint(path) / "tokenizer"
+        meta = json.loads((tok_dir / "kiln-tokenizer.json").read_text(encoding="utf-8"))
+        specials = meta.get("special_tokens") or {}
+        if meta.get("kind") == "hf":  # an imported tokenizer: its special tokens are tokenizer.json's added ones
+            added = json.loads((tok_dir / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens") or []
+            specials = {t["content"]: t["id"] for t in added if isinstance(t, dict) and t.get("special")}
+    except (OSError, ValueError, CheckpointError, KeyError, TypeError, AttributeError):
         return False
-    specials = meta.get("special_tokens") or {}
-    return isinstance(specials, dict) and all(t in specials for t in CHAT_TOKENS)
+    return isinstance(specials, dict) and any(all(t in specials for t in tpl.tokens) for tpl in (CHATML, LLAMA3))
 
 
 def server_state(request: Request) -> ServerState:
