@@ -79,6 +79,10 @@ STAGES: dict[str, Spec] = {
              "kiln.generate.run:GenerateConfig", "kiln.generate.run:run"),
         Spec("serve", "an OpenAI-compatible API and the web playground for the checkpoints in a directory",
              "kiln.serve.config:ServeConfig", "kiln.serve.run:run"),
+        Spec("plan", "compute-optimal size, memory per GPU, steps, time and cost for a budget or a model",
+             "kiln.plan.config:PlanConfig", "kiln.plan.run:run", aliases={"out": "out_dir"}),
+        Spec("sweep", "an IsoFLOP grid of small kiln train runs, then a fit of your own scaling law",
+             "kiln.plan.sweep_config:SweepConfig", "kiln.plan.sweep:run", aliases={"out": "out_dir"}),
         Spec("quickstart", "every stage for real on bundled data (crawl ... train), then the playground",
              "kiln.quickstart:QuickstartConfig", "kiln.quickstart:run", aliases={"train": "train_overrides"}),
     ]
