@@ -25,6 +25,7 @@ NEEDED: dict[str, dict[str, object]] = {
     "generate": {"preset": "tiny"},
     "clean": {"inputs": ["x"]},
     "crawl": {"seeds": ["http://127.0.0.1/"]},
+    "plan": {"flops": 1e21},
 }
 
 

@@ -27,7 +27,7 @@ def isoflop_grid(noise: float, seed: int = 0):
 
 
 def test_approach2_recovers_the_optimum_exponent_without_noise() -> None:
-    c, n, d, loss = isoflop_grid(noise=0.0)
+    c, n, _, loss = isoflop_grid(noise=0.0)
     fit = fit_approach2(c, n, loss)
     assert fit is not None and len(fit.optima) == 5
     assert fit.a == pytest.approx(TRUE.a, abs=0.02)
@@ -36,11 +36,11 @@ def test_approach2_recovers_the_optimum_exponent_without_noise() -> None:
 
 
 def test_approach3_recovers_the_law_without_noise() -> None:
-    c, n, d, loss = isoflop_grid(noise=0.0)
+    _, n, d, loss = isoflop_grid(noise=0.0)
     law = fit_approach3(n, d, loss)
     assert law.alpha == pytest.approx(TRUE.alpha, abs=0.01)
     assert law.beta == pytest.approx(TRUE.beta, abs=0.01)
-    assert law.E == pytest.approx(TRUE.E, rel=0.02)
+    assert pytest.approx(TRUE.E, rel=0.02) == law.E
 
 
 def test_true_exponents_lie_inside_the_bootstrap_intervals_with_noise() -> None:

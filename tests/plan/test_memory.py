@@ -33,8 +33,11 @@ def test_405b_fp32_weights_are_1_6_tb_and_adam_states_8_bytes_per_parameter(llam
     assert m.weights / 1e12 == pytest.approx(1.6, abs=0.05)  # "405B x 4 bytes = 1.6 TB"
     assert m.optimizer == 8 * llama405.params  # Adam's m and v in fp32; the fp32 weights are their own master
     bf16 = device_memory(llama405, precision="bf16", zero=0, tp=1, dp=1, seq_len=8192, **KW)
-    assert (bf16.weights, bf16.gradients, bf16.optimizer) == (2 * llama405.params, 2 * llama405.params,
-                                                             12 * llama405.params)  # ZeRO paper's 2 + 2 + 12
+    assert (bf16.weights, bf16.gradients, bf16.optimizer) == (
+        2 * llama405.params,
+        2 * llama405.params,
+        12 * llama405.params,
+    )  # ZeRO paper's 2 + 2 + 12
 
 
 @pytest.mark.parametrize("dp", [2, 8, 64])

@@ -71,9 +71,9 @@ def test_depth_dial_derives_width_heads_batch_and_lr() -> None:
 
 
 def test_a_model_that_fits_on_no_number_of_gpus_is_a_one_line_error_with_an_alternative() -> None:
-    with pytest.raises(PlanError, match="fits on no number of L4.*nearest feasible: gpu="):
+    with pytest.raises(PlanError, match=r"fits on no number of L4.*nearest feasible: gpu="):
         run(PlanConfig(preset="llama3-405b", tokens=1e12, gpu="L4", micro_batch=64))
-    rc, out, err = run_cli(["plan", "preset=llama3-405b", "tokens=1e12", "gpu=L4", "micro_batch=64"])
+    rc, _, err = run_cli(["plan", "preset=llama3-405b", "tokens=1e12", "gpu=L4", "micro_batch=64"])
     assert rc == 2 and "nearest feasible" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 

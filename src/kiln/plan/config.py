@@ -97,14 +97,20 @@ class PlanConfig:
         require(self.gpus >= 1, f"gpus must be >= 1, got {self.gpus}")
         require(self.vocab_size >= 1, f"vocab_size must be >= 1, got {self.vocab_size}")
         require(self.seq_len is None or self.seq_len >= 1, f"seq_len must be >= 1, got {self.seq_len}")
-        require(self.batch_tokens is None or self.batch_tokens >= 1, f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        require(
+            self.batch_tokens is None or self.batch_tokens >= 1, f"batch_tokens must be >= 1, got {self.batch_tokens}"
+        )
         require(self.micro_batch >= 1, f"micro_batch must be >= 1, got {self.micro_batch}")
-        require(self.precision in ("fp32", "bf16", "fp8"), f"precision must be fp32, bf16 or fp8; got {self.precision!r}")
+        require(
+            self.precision in ("fp32", "bf16", "fp8"), f"precision must be fp32, bf16 or fp8; got {self.precision!r}"
+        )
         require(
             self.strategy in ("ddp", "zero1", "zero2", "fsdp"),
             f"strategy must be ddp, zero1, zero2 or fsdp; got {self.strategy!r}",
         )
-        require(self.tensor_parallel in (1, 2, 4, 8), f"tensor_parallel must be 1, 2, 4 or 8, got {self.tensor_parallel}")
+        require(
+            self.tensor_parallel in (1, 2, 4, 8), f"tensor_parallel must be 1, 2, 4 or 8, got {self.tensor_parallel}"
+        )
         require(
             self.gpus % self.tensor_parallel == 0,
             f"gpus ({self.gpus}) must be a multiple of tensor_parallel ({self.tensor_parallel})",

@@ -77,10 +77,10 @@ def activation_bytes_per_token_layer(cfg: GPTConfig, precision: str, seq_len: in
     mask = 1 if cfg.dropout > 0 else 0
     norms = 2 * e * h
     attention = mm * h + e * h + 2 * e * kv + mm * h + mask * h  # QKV input, Q, K+V, out-proj input, dropout mask
-    if cfg.activation == "swiglu":
-        mlp = mm * h + 2 * e * f + mm * f + mask * h  # input, gate and up outputs, their product (down's input)
-    else:
-        mlp = mm * h + e * f + mm * f + mask * h  # input, fc1 output, activation output (fc2's input)
+    # MLP: its input, then SwiGLU's gate and up outputs and their product (down's input), or GELU's fc1 output and
+    # activation output (fc2's input), and a dropout mask.
+    hidden = 2 * e * f + mm * f if cfg.activation == "swiglu" else e * f + mm * f
+    mlp = mm * h + hidden + mask * h
     scores = 0.0 if flash else cfg.n_head * seq_len * (e + mask + (e if mask else 0))  # softmax, mask, dropout out
     return norms + attention + mlp + scores
 
@@ -113,10 +113,8 @@ def device_memory(counts: ModelCounts, *, precision: str, zero: int, tp: int, dp
     optimizer = p * ob / (dp if zero >= 1 else 1)
     tokens = micro_batch * seq_len
     layer = activation_bytes_per_token_layer(cfg, precision, seq_len, flash) * tokens
-    if checkpointing:
-        saved = cfg.n_layer * ACT_BYTES[precision] * cfg.n_embd * tokens + layer  # layer inputs + one recomputed
-    else:
-        saved = cfg.n_layer * layer
+    # Checkpointing keeps each layer's input and recomputes one layer at a time; otherwise every layer keeps all.
+    saved = cfg.n_layer * ACT_BYTES[precision] * cfg.n_embd * tokens + layer if checkpointing else cfg.n_layer * layer
     head = (4 * cfg.vocab_size + ACT_BYTES[precision] * cfg.n_embd) * tokens  # fp32 logits for the loss, final norm
     return DeviceMemory(weights, gradients, optimizer, (saved + head) / tp)
 

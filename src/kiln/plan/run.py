@@ -32,7 +32,10 @@ def budget_flops(config: PlanConfig) -> tuple[float | None, str]:
         return config.gpu_hours * per_gpu_hour, f"{config.gpu_hours:,.0f} GPU-hours of {gpu.name} at MFU {config.mfu}"
     if config.money is not None:
         hours = config.money / config.price_per_gpu_hour
-        return hours * per_gpu_hour, f"{config.money:,.0f} at {config.price_per_gpu_hour}/GPU-hour = {hours:,.0f} GPU-hours"
+        return (
+            hours * per_gpu_hour,
+            f"{config.money:,.0f} at {config.price_per_gpu_hour}/GPU-hour = {hours:,.0f} GPU-hours",
+        )
     return None, "model x tokens"
 
 
@@ -84,6 +87,7 @@ def memory_table(counts: ModelCounts, config: PlanConfig, capacity: float, seq_l
 
 def _nearest_fit(counts: ModelCounts, config: PlanConfig, seq_len: int) -> str:
     """What would fit: checkpointing and micro_batch 1, a larger GPU of the table, or a shallower model."""
+
     def fits(gpu_memory_gb: float, c: ModelCounts) -> int | None:
         cap = gpu_memory_gb * 1e9 * config.memory_headroom
         got = [min_gpus(c, cap, zero=3, tp=tp, precision=config.precision, micro_batch=1, seq_len=seq_len,
@@ -99,7 +103,10 @@ def _nearest_fit(counts: ModelCounts, config: PlanConfig, seq_len: int) -> str:
         cfg = depth_shape(depth, vocab_size=counts.config.vocab_size, block_size=seq_len).model
         small = ModelCounts.of(cfg)
         if (n := fits(get_gpu(config.gpu).memory_gb, small)) and small.params < counts.params:
-            return f"depth={depth} ({small.params / 1e9:.2f}B parameters) fits on {n} {config.gpu} with FSDP and checkpointing"
+            return (
+                f"depth={depth} ({small.params / 1e9:.2f}B parameters) fits on {n} {config.gpu} with FSDP and "
+                "checkpointing"
+            )
     return "a shorter seq_len"
 
 
@@ -131,8 +138,11 @@ def run(config: PlanConfig) -> PlanSummary:
     step_flops = fpt * batch_tokens
     if flops < step_flops:
         fewer = (int(flops // fpt) // seq_len) * seq_len
-        alt = f"batch_tokens={fewer} (one step, {fewer // seq_len} sequences)" if fewer >= seq_len else (
-            f"a budget of at least {fpt * seq_len:.3g} FLOPs (one sequence of {seq_len} tokens)")
+        alt = (
+            f"batch_tokens={fewer} (one step, {fewer // seq_len} sequences)"
+            if fewer >= seq_len
+            else (f"a budget of at least {fpt * seq_len:.3g} FLOPs (one sequence of {seq_len} tokens)")
+        )
         raise PlanError(
             f"the budget ({flops:.3g} FLOPs) is smaller than one optimizer step of {label} ({batch_tokens:,} tokens "
             f"x {fpt:.3g} FLOPs/token = {step_flops:.3g} FLOPs); nearest feasible: {alt}"
@@ -164,11 +174,20 @@ def run(config: PlanConfig) -> PlanSummary:
         laws=laws,
         law=config.law,
         model={
-            "label": label, "depth": depth, "params": counts.params, "non_embedding_params": counts.non_embedding,
-            "n_layer": model_cfg.n_layer, "n_embd": model_cfg.n_embd, "n_head": model_cfg.n_head,
-            "n_kv_head": model_cfg.kv_heads, "vocab_size": model_cfg.vocab_size, "seq_len": seq_len,
-            "flops_per_token": fpt, "flops_per_token_6n": 6 * counts.params, **rule,
-        },  # fmt: skip
+            "label": label,
+            "depth": depth,
+            "params": counts.params,
+            "non_embedding_params": counts.non_embedding,
+            "n_layer": model_cfg.n_layer,
+            "n_embd": model_cfg.n_embd,
+            "n_head": model_cfg.n_head,
+            "n_kv_head": model_cfg.kv_heads,
+            "vocab_size": model_cfg.vocab_size,
+            "seq_len": seq_len,
+            "flops_per_token": fpt,
+            "flops_per_token_6n": 6 * counts.params,
+            **rule,
+        },
         tokens=tokens,
         tokens_per_param=tokens / counts.params,
         tokens_per_non_embedding_param=tokens / counts.non_embedding,

@@ -58,7 +58,7 @@ class PlanSummary(Summary):
 
     def render(self) -> str:
         out = [f"budget: {self.budget_flops:.3g} FLOPs ({self.budget_from})", ""]
-        out.append(f"compute-optimal (C = 6ND; N counts all parameters, embeddings included)")
+        out.append("compute-optimal (C = 6ND; N counts all parameters, embeddings included)")
         out.append(f"  {'law':<34} {'params':>8} {'tokens':>8} {'tok/param':>9} {'L Hoffmann':>10} {'L Besiroglu':>11}")
         for r in self.laws:
             losses = [v for k, v in r.items() if k.startswith("loss ")]
@@ -77,7 +77,9 @@ class PlanSummary(Summary):
         )
         out.append(f"  FLOPs/token {m['flops_per_token']:.4g} (6N = {m['flops_per_token_6n']:.4g}, the rest attention)")
         if "lr" in m:
-            out.append(f"  depth rule: AdamW lr {m['lr']:.2e}, Muon lr {m['muon_lr']}, batch {m['batch_tokens']:,} tokens")
+            out.append(
+                f"  depth rule: AdamW lr {m['lr']:.2e}, Muon lr {m['muon_lr']}, batch {m['batch_tokens']:,} tokens"
+            )
         losses = ", ".join(f"{k}: {v:.3f}" for k, v in self.predicted_loss.items())
         out.append(f"  predicted loss (nats/token on MassiveText-like data): {losses}")
         g = self.gpu
@@ -89,7 +91,8 @@ class PlanSummary(Summary):
         rows = [r for r in self.memory if r["precision"] == self.precision]
         for plain, ckpt in zip(rows[0::2], rows[1::2], strict=True):
             out.append(
-                f"  {plain['tp']:>2} {plain['strategy']:<12} {_gb(plain.get('weights')):>9} {_gb(plain.get('gradients')):>9} "
+                f"  {plain['tp']:>2} {plain['strategy']:<12} {_gb(plain.get('weights')):>9} "
+                f"{_gb(plain.get('gradients')):>9} "
                 f"{_gb(plain.get('optimizer')):>9} {_gb(plain.get('activations')):>9} {_gb(plain.get('total')):>9} "
                 f"{_gb(ckpt.get('activations')):>9} {_gb(ckpt.get('total')):>9} {plain['min_gpus'] or 'none':>8} "
                 f"{ckpt['min_gpus'] or 'none':>8}"
@@ -98,8 +101,11 @@ class PlanSummary(Summary):
         fits = "fits" if c["fits"] else f"does NOT fit (needs {c['min_gpus'] or 'more memory than any count of'} GPUs)"
         out.append(f"  chosen: {c['strategy']}, tp {c['tp']}, checkpointing {'on' if c['checkpointing'] else 'off'}: "
                    f"{_gb(c.get('total'))} GB per device, {fits}")  # fmt: skip
-        out += ["", f"run: {self.steps:,} steps of {self.batch_tokens:,} tokens = {self.run_flops:.3g} FLOPs; "
-                f"{self.gpu_hours:,.4g} GPU-hours at MFU {self.mfu} = {_hours(self.wall_clock_hours)} on {self.gpus} GPUs"]  # fmt: skip
+        out += [
+            "",
+            f"run: {self.steps:,} steps of {self.batch_tokens:,} tokens = {self.run_flops:.3g} FLOPs; "
+            f"{self.gpu_hours:,.4g} GPU-hours at MFU {self.mfu} = {_hours(self.wall_clock_hours)} on {self.gpus} GPUs",
+        ]
         if self.cost is not None:
             out.append(f"cost: {self.cost:,.0f}")
         out.append(f"(planned in {self.seconds * 1000:.0f} ms)")

@@ -10,21 +10,22 @@ from kiln.utils.checks import require
 
 @dataclass
 class SweepConfig:
-    """An IsoFLOP sweep. The defaults (3 budgets x 5 depths, char-level Tiny Shakespeare) finish in about ten
-    minutes on two CPU cores; every run is an ordinary kiln train run directory under out_dir/runs/."""
+    """An IsoFLOP sweep. The defaults (3 budgets x 5 depths, char-level Tiny Shakespeare) are sized to finish
+    within 20 minutes on two CPU cores; every run is an ordinary kiln train run directory under out_dir/runs/."""
 
     out_dir: Path = Path("runs/sweep")
     """The sweep directory: runs/<budget>-d<depth>/ (kiln train runs), data/, fit.json, sweep.png/.svg."""
     data: str = "shakespeare"
     """A UTF-8 text file (char-level), "shakespeare" (bundled Tiny Shakespeare), or a kiln tokenize shard directory."""
-    budgets: list[float] = field(default_factory=lambda: [2e11, 6e11, 2e12])
+    budgets: list[float] = field(default_factory=lambda: [1e11, 3e11, 1e12])
     """Training FLOPs of each run at a budget (kiln's exact count: 6N + attention, per token)."""
     depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     """Model sizes, as depths of the depth rule with this sweep's aspect_ratio and head_dim."""
-    aspect_ratio: int = 32
-    """Width per layer (width = aspect_ratio x depth); smaller than nanochat's 64 so tiny models stay deep enough."""
-    head_dim: int = 32
-    """Attention head width of the sweep's models."""
+    aspect_ratio: int = 16
+    """Width per layer (width = aspect_ratio x depth); a quarter of nanochat's 64, so that the sizes (5K to 400K
+    parameters) bracket the compute-optimal size of CPU-sized budgets."""
+    head_dim: int = 16
+    """Attention head width of the sweep's models (a divisor of aspect_ratio, so every width is exact)."""
     block_size: int = 64
     """Context length of the sweep's models."""
     batch_size: int = 16
