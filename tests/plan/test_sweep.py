@@ -17,8 +17,8 @@ from kiln.plan.sweep_config import SweepConfig
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepConfig, object]:
     out = tmp_path_factory.mktemp("sweep")
-    config = SweepConfig(out_dir=out, budgets=[1e10, 3e10], depths=[1, 2, 3], min_steps=5, bootstrap=5,
-                         eval_batches=2)  # fmt: skip
+    config = SweepConfig(out_dir=out, budgets=[1e10, 2e10], depths=[1, 2, 3], aspect_ratio=32, head_dim=32,
+                         batch_size=16, min_steps=5, bootstrap=5, eval_batches=2)  # fmt: skip
     return config, run(config)
 
 
@@ -47,20 +47,20 @@ def test_fit_json_and_plots_are_written(swept) -> None:
 def test_rerun_skips_finished_runs_and_resumes_an_unfinished_one(swept) -> None:
     config, summary = swept
     first = {r["name"]: r for r in summary.runs}
-    victim = Path(first["c3.0e10-d1"]["run_dir"])
+    victim = Path(first["c2.0e10-d1"]["run_dir"])
     (victim / DONE).unlink()  # as if the sweep died after the run's last checkpoint, before recording it
-    others = {n: (Path(r["run_dir"]) / DONE).stat().st_mtime_ns for n, r in first.items() if n != "c3.0e10-d1"}
+    others = {n: (Path(r["run_dir"]) / DONE).stat().st_mtime_ns for n, r in first.items() if n != "c2.0e10-d1"}
     again = run(config)
     assert {n: (Path(first[n]["run_dir"]) / DONE).stat().st_mtime_ns for n in others} == others  # untouched
-    resumed = {r["name"]: r for r in again.runs}["c3.0e10-d1"]
+    resumed = {r["name"]: r for r in again.runs}["c2.0e10-d1"]
     assert (victim / DONE).is_file()
-    assert resumed["val_loss"] == pytest.approx(first["c3.0e10-d1"]["val_loss"], abs=1e-6)
+    assert resumed["val_loss"] == pytest.approx(first["c2.0e10-d1"]["val_loss"], abs=1e-6)
 
 
 def test_cli_fit_only_and_bad_input(swept) -> None:
     config, _ = swept
-    rc, out, _ = run_cli(["sweep", "--out", str(config.out_dir), "budgets=[1e10, 3e10]", "depths=[1, 2, 3]",
-                          "min_steps=5", "bootstrap=0", "--fit-only"])  # fmt: skip
+    rc, out, _ = run_cli(["sweep", "--out", str(config.out_dir), "budgets=[1e10, 2e10]", "depths=[1, 2, 3]",
+                          "aspect_ratio=32", "head_dim=32", "batch_size=16", "min_steps=5", "bootstrap=0", "--fit-only"])  # fmt: skip
     assert rc == 0 and "approach 3" in out and "sweep.png" in out
     rc, _, err = run_cli(["sweep", "budgets=[]"])
     assert rc == 2 and "budgets" in err and "Traceback" not in err

@@ -129,7 +129,10 @@ def run(config: SweepConfig) -> SweepSummary:
         print(f"[{i}/{len(todo)}] {p['name']}: {p['params']:,} params, {p['steps']} steps, "
               f"val loss {record['val_loss']:.4f} ({record['seconds']:.0f} s)", flush=True)  # fmt: skip
 
-    summary = fit_and_plot(config, done, out)
+    if interrupted:  # leave at once, as a stopped kiln train does; the rerun fits everything
+        summary = SweepSummary(out_dir=str(out), runs=done)
+    else:
+        summary = fit_and_plot(config, done, out)
     summary.notes = notes + summary.notes
     summary.interrupted = interrupted
     summary.seconds = time.perf_counter() - t0

@@ -17,13 +17,13 @@ class SweepConfig:
     """The sweep directory: runs/<budget>-d<depth>/ (kiln train runs), data/, fit.json, sweep.png/.svg."""
     data: str = "shakespeare"
     """A UTF-8 text file (char-level), "shakespeare" (bundled Tiny Shakespeare), or a kiln tokenize shard directory."""
-    budgets: list[float] = field(default_factory=lambda: [1e11, 3e11, 1e12])
+    budgets: list[float] = field(default_factory=lambda: [3e10, 1e11, 3e11])
     """Training FLOPs of each run at a budget (kiln's exact count: 6N + attention, per token)."""
     depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     """Model sizes, as depths of the depth rule with this sweep's aspect_ratio and head_dim."""
     aspect_ratio: int = 16
-    """Width per layer (width = aspect_ratio x depth); a quarter of nanochat's 64, so that the sizes (5K to 400K
-    parameters) bracket the compute-optimal size of CPU-sized budgets."""
+    """Width per layer (width = aspect_ratio x depth); a quarter of nanochat's 64, so that the default sizes (6K
+    to 450K parameters) bracket the compute-optimal size of CPU-sized budgets."""
     head_dim: int = 16
     """Attention head width of the sweep's models (a divisor of aspect_ratio, so every width is exact)."""
     block_size: int = 64
