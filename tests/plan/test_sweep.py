@@ -17,15 +17,15 @@ from kiln.plan.sweep_config import SweepConfig
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepConfig, object]:
     out = tmp_path_factory.mktemp("sweep")
-    config = SweepConfig(out_dir=out, budgets=[1e10, 2e10], depths=[1, 2, 3], aspect_ratio=32, head_dim=32,
-                         batch_size=16, min_steps=5, bootstrap=5, eval_batches=2)  # fmt: skip
+    config = SweepConfig(out_dir=out, budgets=[5e9, 1e10, 2e10], depths=[1, 2, 3], aspect_ratio=32, head_dim=32,
+                         batch_size=16, min_steps=5, bootstrap=3, eval_batches=2)  # fmt: skip
     return config, run(config)
 
 
 def test_each_run_is_a_kiln_train_run_directory(swept) -> None:
     config, summary = swept
-    assert len(summary.runs) == 5  # depth 3 at 1e10 FLOPs is 4 steps, under min_steps
-    assert any("c1.0e10-d3: skipped" in note for note in summary.notes)
+    assert len(summary.runs) == 7  # depth 3 is 2 and 4 steps at 5e9 and 1e10 FLOPs, under min_steps
+    assert any("c5.0e09-d3: skipped" in note for note in summary.notes)
     for r in summary.runs:
         run_dir = Path(r["run_dir"])
         assert (run_dir / "kiln-train.toml").is_file() and (run_dir / "metrics.jsonl").is_file()
@@ -59,8 +59,8 @@ def test_rerun_skips_finished_runs_and_resumes_an_unfinished_one(swept) -> None:
 
 def test_cli_fit_only_and_bad_input(swept) -> None:
     config, _ = swept
-    rc, out, _ = run_cli(["sweep", "--out", str(config.out_dir), "budgets=[1e10, 2e10]", "depths=[1, 2, 3]",
-                          "aspect_ratio=32", "head_dim=32", "batch_size=16", "min_steps=5", "bootstrap=0", "--fit-only"])  # fmt: skip
+    grid = ["budgets=[5e9, 1e10, 2e10]", "depths=[1, 2, 3]", "aspect_ratio=32", "head_dim=32", "batch_size=16"]
+    rc, out, _ = run_cli(["sweep", "--out", str(config.out_dir), *grid, "min_steps=5", "bootstrap=0", "--fit-only"])
     assert rc == 0 and "approach 3" in out and "sweep.png" in out
     rc, _, err = run_cli(["sweep", "budgets=[]"])
     assert rc == 2 and "budgets" in err and "Traceback" not in err

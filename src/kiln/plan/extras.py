@@ -1,5 +1,5 @@
-"""The optional libraries of `kiln sweep` (scipy for the fits, matplotlib for the plots), imported only when
-needed, with a one-line error naming the extra to install instead of a traceback."""
+"""The optional libraries of `kiln sweep` (scipy and threadpoolctl for the fits, matplotlib for the plots),
+imported only when needed, with a one-line error naming the extra to install instead of a traceback."""
 
 from __future__ import annotations
 
@@ -16,4 +16,6 @@ def need(module: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as e:
         top = module.split(".")[0]
-        raise MissingExtra(f"kiln sweep needs {top}: pip install 'kiln[plan]' (scipy and matplotlib)") from e
+        raise MissingExtra(
+            f"kiln sweep needs {top}: pip install 'kiln[plan]' (scipy, threadpoolctl, matplotlib)"
+        ) from e

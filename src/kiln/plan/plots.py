@@ -51,6 +51,8 @@ def plot_sweep(runs: list[dict], fit2: Approach2 | None, law: LawFit | None, out
                    label=f"approach 3: N_opt ∝ C^{law.a:.2f}")  # fmt: skip
     right.set_xscale("log")
     right.set_yscale("log")
+    for axis in (right.xaxis, right.yaxis):  # decade labels only: minor ones overlap over a short range
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     right.set_xlabel("compute C (FLOPs)")
     right.set_ylabel("compute-optimal N")
     right.set_title("optimal size against compute")

@@ -129,10 +129,8 @@ def run(config: SweepConfig) -> SweepSummary:
         print(f"[{i}/{len(todo)}] {p['name']}: {p['params']:,} params, {p['steps']} steps, "
               f"val loss {record['val_loss']:.4f} ({record['seconds']:.0f} s)", flush=True)  # fmt: skip
 
-    if interrupted:  # leave at once, as a stopped kiln train does; the rerun fits everything
-        summary = SweepSummary(out_dir=str(out), runs=done)
-    else:
-        summary = fit_and_plot(config, done, out)
+    # Interrupted: leave at once, as a stopped kiln train does; the rerun fits everything.
+    summary = SweepSummary(out_dir=str(out), runs=done) if interrupted else fit_and_plot(config, done, out)
     summary.notes = notes + summary.notes
     summary.interrupted = interrupted
     summary.seconds = time.perf_counter() - t0
@@ -159,6 +157,13 @@ def fit_and_plot(config: SweepConfig, runs: list[dict], out: Path) -> SweepSumma
     if fit2 is None:
         summary.notes.append("approach 2: fewer than two budgets have a minimum inside the sizes tried")
     else:
+        left_out = sorted(set(c.tolist()) - set(fit2.optima))
+        if left_out:
+            summary.notes.append(
+                "approach 2 left out budget(s) "
+                + ", ".join(f"{b:.0e}" for b in left_out)
+                + ": no minimum inside the sizes tried (add smaller or larger depths)"
+            )
         summary.approach2 = {
             "a": fit2.a, "a_ci": ci.get("approach2_a"), "b": 1 - fit2.a, "k": fit2.k,
             "optima": [{"budget": b, "params": v, "tokens": b / (6 * v)} for b, v in fit2.optima.items()],
