@@ -19,7 +19,14 @@ def _gb(x: float | None) -> str:
     return "-" if x is None else f"{x / 1e9:,.1f}"
 
 
+def _count(x: float) -> str:
+    """Whole numbers with thousands separators; small ones with three significant digits."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _hours(h: float) -> str:
+    if h < 1 / 60:
+        return f"{h * 3600:.2g} s"
     if h < 1:
         return f"{h * 60:.1f} min"
     if h < 48:
@@ -104,7 +111,8 @@ class PlanSummary(Summary):
         out += [
             "",
             f"run: {self.steps:,} steps of {self.batch_tokens:,} tokens = {self.run_flops:.3g} FLOPs; "
-            f"{self.gpu_hours:,.4g} GPU-hours at MFU {self.mfu} = {_hours(self.wall_clock_hours)} on {self.gpus} GPUs",
+            f"{_count(self.gpu_hours)} GPU-hours at MFU {self.mfu} = {_hours(self.wall_clock_hours)} on "
+            f"{self.gpus} GPUs",
         ]
         if self.cost is not None:
             out.append(f"cost: {self.cost:,.0f}")
