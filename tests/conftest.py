@@ -61,7 +61,20 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "serve", "interop", "posttrain")
+STAGES = (
+    "acquire",
+    "clean",
+    "tokenizer",
+    "tokenize",
+    "model",
+    "train",
+    "generate",
+    "serve",
+    "interop",
+    "posttrain",
+    "plan",
+    "eval",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:

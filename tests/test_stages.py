@@ -29,6 +29,7 @@ NEEDED: dict[str, dict[str, object]] = {
     "dpo": {"checkpoint": "x", "inputs": ["x"]},
     "sft": {"checkpoint": "x", "inputs": ["x"]},
     "export gguf": {"out_dir": "x.gguf"},
+    "plan": {"flops": 1e21},
 }
 
 

@@ -96,6 +96,10 @@ STAGES: dict[str, Spec] = {
              "kiln.interop.export_gguf:ExportGGUFConfig", "kiln.interop.export_gguf:run", "checkpoint", _OUT),
         Spec("import hf", "a local Hugging Face model (GPT-2, Llama, Mistral, Qwen2, Mixtral) as a kiln checkpoint",
              "kiln.interop.import_hf:ImportHFConfig", "kiln.interop.import_hf:run", "source", _OUT),
+        Spec("plan", "compute-optimal size, memory per GPU, steps, time and cost for a budget or a model",
+             "kiln.plan.config:PlanConfig", "kiln.plan.run:run", aliases={"out": "out_dir"}),
+        Spec("sweep", "an IsoFLOP grid of small kiln train runs, then a fit of your own scaling law",
+             "kiln.plan.sweep_config:SweepConfig", "kiln.plan.sweep:run", aliases={"out": "out_dir"}),
         Spec("quickstart", "every stage for real on bundled data (crawl ... train), then the playground",
              "kiln.quickstart:QuickstartConfig", "kiln.quickstart:run", aliases={"train": "train_overrides"}),
     ]
