@@ -1,0 +1,63 @@
+"""Verifiable rewards for `kiln rl`: programs that check a reply, and a trained reward model.
+
+- `words`: the share of the record's `words` the reply uses (1.0 = the instruction followed), the quickstart's
+  TinyStories task;
+- `number`: 1.0 when the reply's last number equals the answer's (GSM8K's "#### 72", or a bare number);
+- `model:PATH`: a `kiln reward` checkpoint's score of the reply.
+A reward function that raises gives that sample 0 and is counted: one bad sample never stops a run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kiln.posttrain.word_task import words_used
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+RewardFn = Callable[[dict[str, Any], str], float]
+
+
+def last_number(text: str) -> str | None:
+    found = _NUMBER.findall(text)
+    return found[-1].replace(",", "").rstrip(".") if found else None
+
+
+def words_reward(record: dict[str, Any], reply: str) -> float:
+    words = record["words"]
+    return words_used(reply, words) / len(words)
+
+
+def number_reward(record: dict[str, Any], reply: str) -> float:
+    answer = str(record["answer"])
+    target = answer.split("####")[-1] if "####" in answer else answer
+    want, got = last_number(target), last_number(reply)
+    return 1.0 if want is not None and got is not None and float(want) == float(got) else 0.0
+
+
+def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardFn:
+    """A reward function (record, reply) -> float by name; `model:PATH` loads a reward model."""
+    if name.startswith("model:"):
+        from kiln.posttrain.reward import score_replies
+        from kiln.posttrain.reward_model import load_reward_model
+
+        rm = load_reward_model(name[len("model:") :], device=device)
+        return lambda record, reply: score_replies(rm, tokenizer, record["prompt_turns"], [reply])[0]
+    fns: dict[str, RewardFn] = {"words": words_reward, "number": number_reward}
+    if name not in fns:
+        raise ValueError(f"unknown reward {name!r}; choose words, number or model:PATH")
+    return fns[name]
+
+
+def safe_rewards(fn: RewardFn, records: Sequence[dict[str, Any]], replies: Sequence[str]) -> tuple[list[float], int]:
+    """Rewards for every reply; one that raises scores 0 and is counted (the run goes on)."""
+    out, failed = [], 0
+    for record, reply in zip(records, replies, strict=True):
+        try:
+            out.append(float(fn(record, reply)))
+        except Exception:  # a user's reward function may raise anything; the sample must not stop the run
+            out.append(0.0)
+            failed += 1
+    return out, failed
