@@ -62,11 +62,12 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from kiln.clean.main_text import extract_main_text
 from kiln.clean.pipeline import Document, Step
 
 ExtractFn = Callable[[str, str], str]
-ENGINES = ("resiliparse", "trafilatura")
-DEFAULT_ENGINE = "resiliparse"
+ENGINES = ("main_text", "resiliparse", "trafilatura")
+DEFAULT_ENGINE = "main_text"
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _CT_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
@@ -130,8 +131,12 @@ def engine_function(engine: str | ExtractFn) -> ExtractFn:
     """The extraction function for an engine name (a callable `(html, url) -> text` is taken as is)."""
     if callable(engine):
         return engine
-    if engine == "resiliparse":
+    if engine == "main_text":
         import resiliparse.extract.html2text  # noqa: F401  (import once here, not in every worker)
+
+        return extract_main_text
+    if engine == "resiliparse":
+        import resiliparse.extract.html2text  # noqa: F401
 
         return extract_resiliparse
     if engine == "trafilatura":
@@ -549,6 +554,7 @@ __all__ = [
     "declared_charset",
     "decode_html",
     "engine_function",
+    "extract_main_text",
     "extract_resiliparse",
     "extract_trafilatura",
     "looks_binary",
