@@ -177,7 +177,7 @@ def pipeline_agreement() -> None:
         docs = [Document(str(j), url=u, html=raw, metadata=dict(m)) for j, (u, raw, m) in enumerate(pages)]
         for _ in run_steps(docs, steps):
             pass
-        index = {name: i for i, name in enumerate(DEFAULT_STEPS)}
+        index = {step.name: i for i, step in enumerate(steps)}
         dropped_at[engine] = {
             d.id: index[d.metadata["dropped_by"].split(":")[0]] for d in docs if "dropped_by" in d.metadata
         }
