@@ -26,10 +26,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# Skipped wherever they are, in resiliparse's own pass. Only captions: resiliparse's main-content mode already
-# skips scripts, styles, forms fields and the like, and every selector here costs time on every element (a
-# list of 9 tags made the whole extraction ~20% slower on the dev set, with the same F1).
-_ALWAYS_SKIP = ["figcaption"]
 # Elements that do not hold the article, removed unless they hold half the page: ASP.NET sites wrap the whole
 # body in one <form>, some themes the whole page in an `aria-hidden` wrapper behind a modal. `header` stays:
 # inside an article it often wraps the first paragraph.
@@ -48,12 +44,13 @@ _SCRIPTS_IN_BLOCKS = ", ".join(f"{b} script, {b} style" for b in _BLOCKS.split("
 _BLOCK_TAGS = frozenset(_BLOCKS.split(", ")) | {"li", "a", "span", "b", "strong", "em", "i", "font"}
 _MIN_BLOCK_CHARS = 25  # shorter blocks (labels, dates, buttons) say nothing about where the article is
 _MIN_PARAGRAPHS = 5  # with fewer <p>, "half the page" is measured in characters (slower: script text counts)
-ROOT_SHARE = 0.75  # the root is the deepest element holding this share of the counted text
+ROOT_SHARE = 0.8  # the root is the deepest element holding this share of the counted text (see below)
 _BOILERPLATE_LINE = re.compile(
-    r"^\W*(advertisement|sponsored|share( this| on| article)?|related( articles| stories| posts)?|read more|"
+    r"^\W*(advert(isement)?|sponsored|share( this| on| article)?|related( articles| stories| posts)?|read more|"
     r"(sign up|subscribe)\b.*|.*\b(cookies?|newsletter)\b.*|all rights reserved.*|copyright\b.*|©.*|"
-    r"(photo|image|picture)s?( credit)?:.*|(previous|next)( article| post| story)?|advertisement.*|"
-    r"don't miss|(also|most) (read|popular)|trending( now)?|skip to .*)\W*$",
+    r"(photo|image|picture)s?( credit)?:.*|(previous|next)( article| post| story)?|advertisement.*|tags?|"
+    r"\d* ?comments?|(leave|post|add) a (comment|reply)|don't miss|(also|most) (read|popular)|trending( now)?|"
+    r"skip to .*|.*\((photo|image|picture|credit)s?:[^)]*\))\W*$",  # the last: a caption ending in its credit
     re.IGNORECASE,
 )
 _MAX_BOILERPLATE_WORDS = 25  # a longer line is prose even if it mentions cookies
@@ -151,8 +148,9 @@ def _choose_root(body: Any, is_boilerplate: _Verdicts) -> tuple[Any, set[Any]]:
             continue
         links = block.query_selector_all("a")
         link_chars = sum(len(a.text) for a in links.values()) if len(links) else 0
-        score = chars - 2 * link_chars  # a mostly-linked block is navigation or a teaser
-        if score <= 0:
+        score = chars - 2 * link_chars
+        if score <= 0:  # a mostly-linked block is navigation or a teaser ("Read also: <a>...</a>"): removed
+            found.add(block)
             continue
         total += score
         up = parent_of[block]
@@ -231,5 +229,4 @@ def _text(tree: Any, main_content: bool) -> str:
         noscript=False,
         comments=False,
         post_meta=False,
-        skip_elements=_ALWAYS_SKIP,
     )
