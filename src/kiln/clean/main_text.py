@@ -40,7 +40,8 @@ _UNLIKELY = re.compile(
 )
 _MAYBE = re.compile(r"article|body|content|main|story|entry|text|post-?content|column", re.IGNORECASE)
 _BLOCKS = "p, pre, blockquote, h2, h3, h4"
-_SCRIPTS_IN_BLOCKS = ", ".join(f"{b} script, {b} style" for b in _BLOCKS.split(", "))
+_BLOCK_LIST = _BLOCKS.split(", ")
+_LINK_CHECK_CHARS = 400  # blocks this long are prose whatever their links (see `_blocks`)
 _BLOCK_TAGS = frozenset(_BLOCKS.split(", ")) | {"li", "a", "span", "b", "strong", "em", "i", "font"}
 _MIN_BLOCK_CHARS = 25  # shorter blocks (labels, dates, buttons) say nothing about where the article is
 _MIN_PARAGRAPHS = 5  # with fewer <p>, "half the page" is measured in characters (slower: script text counts)
@@ -54,6 +55,7 @@ _BOILERPLATE_LINE = re.compile(
     re.IGNORECASE,
 )
 _MAX_BOILERPLATE_WORDS = 25  # a longer line is prose even if it mentions cookies
+_MAX_BOILERPLATE_CHARS = 300  # ... and so is one of more characters (CJK text has no spaces to count words by)
 
 
 class _Verdicts:
@@ -63,7 +65,7 @@ class _Verdicts:
 
     def __init__(self, body: Any) -> None:
         self.body = body
-        page_paragraphs = len(body.query_selector_all("p"))
+        page_paragraphs = len(body.get_elements_by_tag_name("p"))
         self.by_paragraphs = page_paragraphs >= _MIN_PARAGRAPHS
         self.page_size = page_paragraphs if self.by_paragraphs else len(body.text)
         self.seen: dict[Any, bool] = {}
@@ -85,31 +87,53 @@ class _Verdicts:
                 if not _UNLIKELY.search(names) or _MAYBE.search(names):
                     return False
         # A wrapper of half the page is not a sidebar, whatever its name (ASP.NET wraps the page in a <form>).
-        size = len(node.query_selector_all("p")) if self.by_paragraphs else len(node.text)
+        size = len(node.get_elements_by_tag_name("p")) if self.by_paragraphs else len(node.text)
         return size * 2 <= self.page_size
 
 
-def _blocks(body: Any) -> Iterator[tuple[Any, int]]:
-    """(element, characters of text) of the paragraph-like elements: `_BLOCKS`, then the parents of `<br>` that
-    are none of those (text laid out with line breaks in a `div` or `td`, as Readability turns such a `div` into
-    a paragraph). An element's text includes its scripts' and styles' (a shop page had 1,700 characters of
-    JavaScript in a <p>): those inside blocks are removed first, and discounted for the parents of `<br>`;
-    removing every script of a page instead cost ~0.5 ms a page."""
-    for node in body.query_selector_all(_SCRIPTS_IN_BLOCKS).values():
-        node.decompose()
-    for block in body.query_selector_all(_BLOCKS).values():
-        yield block, len(block.text.strip())
+def _blocks(body: Any, few_paragraphs: bool) -> Iterator[tuple[Any, int, int]]:
+    """(element, characters of text, characters of link text) of the paragraph-like elements with at least
+    `_MIN_BLOCK_CHARS`: `_BLOCKS`, and on a page of `few_paragraphs` the parents of `<br>` that are none of those
+    (text laid out with line breaks in a `div` or `td`, as Readability turns such a `div` into a paragraph;
+    where a page has paragraphs, its `<br>`s are mostly in addresses and footers, and cost ~5 us each).
+
+    Costs, measured on the WARC and docs pages of benchmarks/extract.py: a `query_selector_all` costs ~0.2 ms a
+    page whatever it matches, `get_elements_by_tag_name` ~0.005 ms; each element handed to Python ~5 us
+    (resiliparse keeps a weak-reference map of them). So elements come by tag name, and links are only looked at
+    in short blocks: navigation and teasers are short, and a long paragraph's links are never most of it.
+    An element's text includes its scripts' and styles' (a shop page had 1,700 characters of JavaScript in a
+    <p>): they are subtracted where there are any."""
+    for tag in _BLOCK_LIST:
+        for block in body.get_elements_by_tag_name(tag).values():
+            measured = _text_and_links(block)
+            if measured is not None:
+                yield block, *measured
+    if not few_paragraphs:
+        return
     seen: set[Any] = set()
-    for br in body.query_selector_all("br").values():
+    for br in body.get_elements_by_tag_name("br").values():
         parent = br.parent
         if parent is None or parent is body or parent in seen or parent.tag in _BLOCK_TAGS:
             continue
         seen.add(parent)
-        chars = len(parent.text.strip())
-        scripts = parent.query_selector_all("script, style")
-        if len(scripts):
-            chars -= sum(len(node.text) for node in scripts.values())
-        yield parent, chars
+        measured = _text_and_links(parent)
+        if measured is not None:
+            yield parent, *measured
+
+
+def _text_and_links(node: Any) -> tuple[int, int] | None:
+    """(characters of text, characters of link text), or None when the text is under `_MIN_BLOCK_CHARS`."""
+    chars = len(node.text.strip())
+    if chars < _MIN_BLOCK_CHARS:
+        return None
+    for tag in ("script", "style"):
+        if len(node.get_elements_by_tag_name(tag)):
+            chars -= sum(len(n.text) for n in node.get_elements_by_tag_name(tag).values())
+    if chars < _MIN_BLOCK_CHARS:
+        return None
+    if chars >= _LINK_CHECK_CHARS or not len(node.get_elements_by_tag_name("a")):
+        return chars, 0
+    return chars, sum(len(a.text) for a in node.get_elements_by_tag_name("a").values())
 
 
 def _choose_root(body: Any, is_boilerplate: _Verdicts) -> tuple[Any, set[Any]]:
@@ -125,9 +149,7 @@ def _choose_root(body: Any, is_boilerplate: _Verdicts) -> tuple[Any, set[Any]]:
     weight: dict[Any, float] = {}
     found: set[Any] = set()
     total = 0.0
-    for block, chars in _blocks(body):
-        if chars < _MIN_BLOCK_CHARS:
-            continue
+    for block, chars, link_chars in _blocks(body, not is_boilerplate.by_paragraphs):
         path = []
         node = block
         while node not in depth:
@@ -146,8 +168,6 @@ def _choose_root(body: Any, is_boilerplate: _Verdicts) -> tuple[Any, set[Any]]:
         if outer_bp[block] is not None:
             found.add(outer_bp[block])
             continue
-        links = block.query_selector_all("a")
-        link_chars = sum(len(a.text) for a in links.values()) if len(links) else 0
         score = chars - 2 * link_chars
         if score <= 0:  # a mostly-linked block is navigation or a teaser ("Read also: <a>...</a>"): removed
             found.add(block)
@@ -188,13 +208,17 @@ def _keep_only(root: Any, body: Any, boilerplate: set[Any]) -> None:
 
 def _drop_boilerplate_lines(text: str) -> str:
     """Lines that are boilerplate vocabulary and short (pass 3)."""
-    lines = text.split("\n")
-    kept = [
-        line
-        for line in lines
-        if not (len(line.split()) <= _MAX_BOILERPLATE_WORDS and _BOILERPLATE_LINE.match(line.strip()))
-    ]
-    return "\n".join(kept)
+    return "\n".join(line for line in text.split("\n") if not _is_boilerplate_line(line))
+
+
+def _is_boilerplate_line(line: str) -> bool:
+    # The length test first: most lines of an article are longer than any boilerplate line (the regex is ~4x
+    # slower than the test, and ran on every line).
+    return (
+        len(line) <= _MAX_BOILERPLATE_CHARS
+        and len(line.split()) <= _MAX_BOILERPLATE_WORDS
+        and _BOILERPLATE_LINE.match(line.strip()) is not None
+    )
 
 
 def extract_main_text(html: str, url: str = "") -> str:
