@@ -54,6 +54,8 @@ _BOILERPLATE_LINE = re.compile(
     r"skip to .*|.*\((photo|image|picture|credit)s?:[^)]*\))\W*$",  # the last: a caption ending in its credit
     re.IGNORECASE,
 )
+_MARK = "\x01"  # before each item of a protected list (a control character: never in text resiliparse emits)
+_BULLET_MARK = re.compile(r"^( *)\d+\. \x01", re.MULTILINE)
 _MAX_BOILERPLATE_WORDS = 25  # a longer line is prose even if it mentions cookies
 _MAX_BOILERPLATE_CHARS = 300  # ... and so is one of more characters (CJK text has no spaces to count words by)
 
@@ -206,6 +208,28 @@ def _keep_only(root: Any, body: Any, boilerplate: set[Any]) -> None:
         node = parent
 
 
+def _protect_lists(tree: Any, root: Any) -> None:
+    """resiliparse's main-content mode drops every `<ul>` (as navigation), even a list of sentences inside the
+    article. Inside the chosen root, navigation is gone already, so each `<ul>` whose text is not mostly links
+    becomes an `<ol>` (which it keeps) with a mark before each item, and the marks' numbers turn back into
+    bullets after extraction (`_BULLET_MARK`)."""
+    for ul in root.get_elements_by_tag_name("ul").values():
+        parent = ul.parent
+        if parent is None:
+            continue
+        chars = len(ul.text.strip())
+        links = ul.get_elements_by_tag_name("a")
+        if not chars or (len(links) and 2 * sum(len(a.text) for a in links.values()) > chars):
+            continue
+        ol = tree.create_element("ol")
+        parent.insert_before(ol, ul)
+        for child in ul.child_nodes.values():
+            if child.tag == "li":
+                child.insert_before(tree.create_text_node(_MARK), child.first_child)
+            ol.append_child(child)
+        ul.decompose()
+
+
 def _drop_boilerplate_lines(text: str) -> str:
     """Lines that are boilerplate vocabulary and short (pass 3)."""
     return "\n".join(line for line in text.split("\n") if not _is_boilerplate_line(line))
@@ -231,12 +255,14 @@ def extract_main_text(html: str, url: str = "") -> str:
         return ""
     root, boilerplate = _choose_root(body, _Verdicts(body))
     _keep_only(root, body, boilerplate)
+    _protect_lists(tree, root)
     text = _text(tree, main_content=True)
     if len(text) < _MIN_BLOCK_CHARS and len(root.text.strip()) >= 4 * _MIN_BLOCK_CHARS:
         # resiliparse's own main-content rules dropped the whole root (a class name such as "carousel" on it):
         # the root was chosen for its prose, so take it whole.
         text = _text(tree, main_content=False)
-    return _drop_boilerplate_lines(text)
+    text = _BULLET_MARK.sub(r"\1• ", text).replace(_MARK, "")
+    return _drop_boilerplate_lines(text).strip()  # a dropped first line can leave the next one's indentation
 
 
 def _text(tree: Any, main_content: bool) -> str:
