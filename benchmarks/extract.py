@@ -18,7 +18,9 @@ Speed: pages/s of the extraction function alone, in-process, on pages decoded be
 response of the real WARC samples in ../shared/data/web/warc, and `--docs-pages` pages of the Python 3.11 docs
 (long, regular, code-heavy, navigation around them). Best of `--rounds` rounds (timeit's rule: other work on a
 shared machine only ever slows a round down); rounds alternate between extractors so a drift in machine speed
-hits all of them. The ratio to plain resiliparse is printed.
+hits all of them. The ratio to plain resiliparse is printed. Times are this process's CPU time
+(`time.process_time`): the machine is shared, and other jobs' load made wall-clock ratios swing by 2x between
+runs; the work is single-threaded and CPU-bound, so CPU time is what it costs.
 
 `--diff N`: for the N worst pages of `--diff-engine`, the words it lost (in the reference, not in its output)
 and the lines it kept that are mostly not in the reference.
@@ -113,9 +115,9 @@ def quality(fns: dict[str, ExtractFn], rounds: int, diff: int, diff_engine: str)
     best: dict[str, float] = {}
     for _ in range(rounds):  # alternating, best of rounds, as for speed below
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = time.process_time()
             out = [fn(html, p.url) for p, html in decoded]
-            secs = time.perf_counter() - start
+            secs = time.process_time() - start
             best[name] = min(best.get(name, secs), secs)
             if outputs.setdefault(name, out) != out:
                 raise RuntimeError(f"{name} gave different text on the same page in two rounds")
@@ -159,9 +161,9 @@ def speed(fns: dict[str, ExtractFn], rounds: int, corpora: dict[str, list[Page]]
         chars: dict[str, int] = {}
         for _ in range(rounds):
             for name, fn in fns.items():
-                start = time.perf_counter()
+                start = time.process_time()
                 chars[name] = sum(len(fn(html, url)) for url, html in decoded)
-                secs = time.perf_counter() - start
+                secs = time.process_time() - start
                 best[name] = min(best.get(name, secs), secs)
         print(f"\nspeed: {corpus}, {len(pages)} pages, {size / 1e6:.2f} MB of HTML, best of {rounds} rounds")
         print(f"{'extractor':17s} {'pages/s':>8s} {'MB/s':>7s} {'x resiliparse':>14s} {'text chars':>11s}")
