@@ -122,7 +122,8 @@ def quality(fns: dict[str, ExtractFn], rounds: int, diff: int, diff_engine: str)
             if outputs.setdefault(name, out) != out:
                 raise RuntimeError(f"{name} gave different text on the same page in two rounds")
     print(f"\nquality: {len(pages)} pages of {DEV_DIR.name} (bag-of-words vs articleBody, mean over pages)")
-    print(f"{'extractor':17s} {'P':>6s} {'R':>6s} {'F1':>6s} {'breaks kept':>12s} {'pages/s':>8s} {'x resiliparse':>14s}")
+    header = f"{'extractor':17s} {'P':>6s} {'R':>6s} {'F1':>6s} {'breaks kept':>12s} {'pages/s':>8s}"
+    print(f"{header} {'x resiliparse':>14s}")
     for name in fns:
         secs = best[name]
         scores = [bag_of_words_prf(out, p.reference) for out, (p, _) in zip(outputs[name], decoded, strict=True)]

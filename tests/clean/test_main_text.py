@@ -58,8 +58,10 @@ def test_the_article_is_kept_with_its_structure_and_the_page_chrome_dropped():
         <ul><li>Forty-two pots survived the firing intact</li><li>Three cracked in the cooling</li></ul>
         {paragraphs(PROSE[2:])}
       </article>
-      <aside class="sidebar"><h3>Most read</h3><p>Ten glazes every potter should try before the summer is out</p></aside>
-      <section id="comments"><p>Great article, I visited this kiln last year and it was amazing to watch them.</p></section>
+      <aside class="sidebar"><h3>Most read</h3>
+        <p>Ten glazes every potter should try before the summer is out</p></aside>
+      <section id="comments">
+        <p>Great article, I visited this kiln last year and it was amazing to watch them.</p></section>
       <div class="related-articles"><p>How to build a small wood kiln in your back garden in a weekend</p></div>
     </div>
     <footer><p>Copyright 2024 Pottery Weekly. All rights reserved. Registered in England and Wales.</p></footer>

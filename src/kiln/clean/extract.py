@@ -10,7 +10,7 @@ run on the 84 HTML pages of the real WARC samples:
 
 - `main_text` (default, kiln.clean.main_text): resiliparse's DOM, a rule-based choice of the content block
   (paragraph text per element, link text discounted, Readability's boilerplate vocabulary on class and id),
-  resiliparse's text. F1 0.974 at ~0.55-0.6x resiliparse's pages/s.
+  resiliparse's text. F1 0.972 at ~0.5x resiliparse's pages/s on the WARC pages (0.6x on the dev set).
 - `resiliparse` (the previous default): resiliparse's main-content heuristics on the whole page. F1 0.938
   (recall 0.99, but headlines, teasers, banners and captions kept: precision 0.90); drops every `<ul>`.
 - `trafilatura`: FineWeb's settings (`favor_precision`). F1 0.957 at ~0.05x resiliparse's pages/s: too slow
@@ -132,14 +132,10 @@ def engine_function(engine: str | ExtractFn) -> ExtractFn:
     """The extraction function for an engine name (a callable `(html, url) -> text` is taken as is)."""
     if callable(engine):
         return engine
-    if engine == "main_text":
+    if engine in ("main_text", "resiliparse"):
         import resiliparse.extract.html2text  # noqa: F401  (import once here, not in every worker)
 
-        return extract_main_text
-    if engine == "resiliparse":
-        import resiliparse.extract.html2text  # noqa: F401
-
-        return extract_resiliparse
+        return extract_main_text if engine == "main_text" else extract_resiliparse
     if engine == "trafilatura":
         import logging
 

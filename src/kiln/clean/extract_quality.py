@@ -18,6 +18,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 _WORD = re.compile(r"\w+")
@@ -65,7 +66,7 @@ def paragraph_breaks(extracted: str, reference: str) -> tuple[int, int]:
     for i in range(len(ws) - 2 * k + 1):
         at.setdefault(tuple(ws[i : i + 2 * k]), []).append(i + k)
     kept = found = 0
-    for before, after in zip(paragraphs, paragraphs[1:], strict=False):
+    for before, after in pairwise(paragraphs):
         if len(before) < k or len(after) < k:
             continue
         places = at.get(tuple(before[-k:] + after[:k]))

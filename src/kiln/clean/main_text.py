@@ -112,10 +112,14 @@ class _Verdicts:
             return False
         names = f"{node.getattr('class') or ''} {node.getattr('id') or ''}".lower().strip()
         role = node.getattr("role")
-        if tag not in _BOILERPLATE_TAGS and not (role and role in _BOILERPLATE_ROLES):
-            if node.getattr("hidden") is None and node.getattr("aria-hidden") != "true":
-                if not names or not _UNLIKELY.search(names) or _MAYBE.search(names):
-                    return False
+        boilerplate_by_markup = (
+            tag in _BOILERPLATE_TAGS
+            or (role is not None and role in _BOILERPLATE_ROLES)
+            or node.getattr("hidden") is not None
+            or node.getattr("aria-hidden") == "true"
+        )
+        if not boilerplate_by_markup and (not names or not _UNLIKELY.search(names) or _MAYBE.search(names)):
+            return False
         # A wrapper of half the page is not a sidebar, whatever its name (ASP.NET wraps the page in a <form>).
         if self.by_paragraphs:
             return len(node.get_elements_by_tag_name("p")) * 2 <= self.page_size
