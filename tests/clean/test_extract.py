@@ -19,6 +19,7 @@ from kiln.acquire.warc import IngestStats, iter_records
 from kiln.clean.extract import (
     Extractor,
     decode_html,
+    extract_main_text,
     extract_resiliparse,
     looks_binary,
     meta_charset,
@@ -26,7 +27,7 @@ from kiln.clean.extract import (
 )
 from kiln.clean.pipeline import Document, run_steps
 
-ENGINES = ["resiliparse", "trafilatura"]
+ENGINES = ["main_text", "resiliparse", "trafilatura"]
 
 ARTICLE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Kilns - Pottery Weekly</title></head>
@@ -127,8 +128,9 @@ def test_main_text_keeps_headings_and_paragraphs_and_drops_navigation(engine: st
     assert step.stats.kept == 1 and not step.stats.dropped
 
 
-def test_resiliparse_keeps_the_h1_title():
-    text = tidy(extract_resiliparse(ARTICLE))
+@pytest.mark.parametrize("extract", [extract_main_text, extract_resiliparse])
+def test_resiliparse_and_main_text_keep_the_h1_title(extract):
+    text = tidy(extract(ARTICLE))
     assert text.splitlines()[0] == "How a wood-fired kiln reaches stoneware temperature"
 
 
@@ -403,7 +405,7 @@ def warc_pages(shared_data: Path) -> list[Document]:
 def test_real_warc_pages_extract_without_crashing(shared_data: Path, engine: str):
     docs = warc_pages(shared_data)
     assert len(docs) >= 80
-    step = Extractor(engine, timeout=30 if engine == "resiliparse" else None)
+    step = Extractor(engine, timeout=30 if engine != "trafilatura" else None)
     kept = list(run_steps(docs, [step]))
     assert step.stats.seen == len(docs)
     assert len(kept) >= 0.9 * len(docs), step.stats.to_dict()
@@ -457,5 +459,5 @@ def test_python_docs_pages_keep_the_body_and_drop_the_sphinx_chrome(shared_data:
     assert "JSON (JavaScript Object Notation), specified by RFC 7159" in json_text
     assert "Disable escaping of non-ascii characters" in json_text  # the last section survives too
     assert "Return the absolute value of a number" in kept["library/functions.html"]
-    if engine == "resiliparse":
+    if engine != "trafilatura":
         assert json_text.startswith("json — JSON encoder and decoder\n")

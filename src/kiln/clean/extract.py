@@ -1,23 +1,24 @@
-"""HTML -> main text: the extraction step of `kiln clean`, on resiliparse (default) or trafilatura.
+"""HTML -> main text: the extraction step of `kiln clean`, on main_text (default), resiliparse or trafilatura.
 
-`Extractor(engine=...)` decodes `doc.html`, extracts the main text (paragraphs and headings kept, navigation,
-menus, footers and other boilerplate dropped), puts it in `doc.text` and sets `doc.html = None`.
+`Extractor(engine=...)` decodes `doc.html`, extracts the main text (paragraphs, headings and lists kept,
+navigation, menus, footers, comments and other boilerplate dropped), puts it in `doc.text` and sets
+`doc.html = None`.
 
-Why resiliparse is the default (measured with `benchmarks/extract.py` on the 84 HTML pages of the real WARC
-samples in ../shared/data/web/warc and 20 pages of the Python 3.11 docs; output checked by eye on a dozen):
+The engines, measured with `benchmarks/extract.py` (figures in docs/benchmarks.md): bag-of-words F1 against the
+human `articleBody` on the 47 pages of the extraction dev set, and speed against plain resiliparse in the same
+run on the 84 HTML pages of the real WARC samples:
 
-- Speed: 14-19x faster on one core (WARC pages: ~1350 against ~100 docs/s, 52 against 3.8 MB/s; docs
-  pages: 22 against 1.2 MB/s). Extraction is the most expensive step of cleaning, and kiln runs on small
-  machines: trafilatura alone would need ~15 cores to keep up with one resiliparse.
-- Headings survive: resiliparse keeps the page title (`json — JSON encoder and decoder`, the `<h1>` of a
-  docs page); trafilatura's text output moves the title into metadata and drops it from the text.
-- Both drop the Sphinx navigation of the docs pages (no "Previous topic", "Quick search", "Table of
-  Contents", copyright footer in either output) and keep the body down to its last section.
-- Neither wins every page: trafilatura is more precise on boilerplate-heavy pages (a blog front page:
-  resiliparse keeps every post, trafilatura only the first) and resiliparse more complete on others (a
-  personal home page where trafilatura kept 759 of ~19,000 characters of biography, a page of facts as a
-  list that resiliparse dropped). FineWeb uses trafilatura with `favor_precision`; it stays one argument
-  away (`Extractor(engine="trafilatura")`) for precision-first corpora, with the same settings.
+- `main_text` (default, kiln.clean.main_text): resiliparse's DOM, a rule-based choice of the content block
+  (paragraph text per element, link text discounted, Readability's boilerplate vocabulary on class and id),
+  resiliparse's text. F1 0.972 at ~0.5x resiliparse's pages/s on the WARC pages (0.6x on the dev set).
+- `resiliparse` (the previous default): resiliparse's main-content heuristics on the whole page. F1 0.938
+  (recall 0.99, but headlines, teasers, banners and captions kept: precision 0.90); drops every `<ul>`.
+- `trafilatura`: FineWeb's settings (`favor_precision`). F1 0.957 at ~0.05x resiliparse's pages/s: too slow
+  for small machines (one core of resiliparse keeps up with ~15 of trafilatura), but one argument away
+  (`Extractor(engine="trafilatura")`) for exact FineWeb parity.
+
+main_text and resiliparse keep the page's `<h1>` (`json — JSON encoder and decoder` on a docs page); trafilatura's
+text output moves the title into metadata. All three drop the Sphinx navigation of the docs pages.
 
 Decoding (`decode_html`): a byte order mark wins; then the declared charsets, HTTP first
 (`doc.metadata["charset"]`, else the charset of `doc.metadata["content_type"]`), then `<meta charset>`,
@@ -62,11 +63,12 @@ from collections.abc import Callable, Iterable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
+from kiln.clean.main_text import extract_main_text
 from kiln.clean.pipeline import Document, Step
 
 ExtractFn = Callable[[str, str], str]
-ENGINES = ("resiliparse", "trafilatura")
-DEFAULT_ENGINE = "resiliparse"
+ENGINES = ("main_text", "resiliparse", "trafilatura")
+DEFAULT_ENGINE = "main_text"
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 _CT_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
@@ -130,10 +132,10 @@ def engine_function(engine: str | ExtractFn) -> ExtractFn:
     """The extraction function for an engine name (a callable `(html, url) -> text` is taken as is)."""
     if callable(engine):
         return engine
-    if engine == "resiliparse":
+    if engine in ("main_text", "resiliparse"):
         import resiliparse.extract.html2text  # noqa: F401  (import once here, not in every worker)
 
-        return extract_resiliparse
+        return extract_main_text if engine == "main_text" else extract_resiliparse
     if engine == "trafilatura":
         import logging
 
@@ -405,7 +407,7 @@ def _unpark(fn: ExtractFn) -> ExtractWorker | None:
 
 
 class Extractor(Step):
-    """HTML -> `doc.text` with resiliparse (default) or trafilatura; see the module docstring.
+    """HTML -> `doc.text` with main_text (default), resiliparse or trafilatura; see the module docstring.
 
     `engine` may also be a function `(html, url) -> text`; where the worker has to be spawned (no fork),
     it must be a module-level function, since it is pickled by name. With a time limit, pages go to the
@@ -549,6 +551,7 @@ __all__ = [
     "declared_charset",
     "decode_html",
     "engine_function",
+    "extract_main_text",
     "extract_resiliparse",
     "extract_trafilatura",
     "looks_binary",
