@@ -25,6 +25,7 @@ NEEDED: dict[str, dict[str, object]] = {
     "generate": {"preset": "tiny"},
     "clean": {"inputs": ["x"]},
     "crawl": {"seeds": ["http://127.0.0.1/"]},
+    "rl": {"checkpoint": "x", "inputs": ["x"]},
     "reward": {"checkpoint": "x", "inputs": ["x"]},
     "dpo": {"checkpoint": "x", "inputs": ["x"]},
     "sft": {"checkpoint": "x", "inputs": ["x"]},

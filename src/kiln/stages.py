@@ -88,6 +88,8 @@ STAGES: dict[str, Spec] = {
         Spec("reward", "a Bradley-Terry reward model (a scalar head on a checkpoint) trained on preference pairs",
              "kiln.posttrain.reward:RewardConfig", "kiln.posttrain.reward:run", "inputs",
              load="kiln.posttrain.reward:load_reward_config"),
+        Spec("rl", "GRPO with verifiable rewards (words, numbers, a reward model), sampling with kiln's own engine",
+             "kiln.posttrain.rl:RLConfig", "kiln.posttrain.rl:run", "inputs", load="kiln.posttrain.rl:load_rl_config"),
         Spec("chat-tokens", "add the chat template's tokens to a checkpoint's tokenizer (new rows = mean embedding)",
              "kiln.posttrain.chat_tokens:ChatTokensConfig", "kiln.posttrain.chat_tokens:run", "checkpoint", _OUT),
         Spec("export hf", "a checkpoint as a Hugging Face model directory (transformers, vLLM, TRL load it)",

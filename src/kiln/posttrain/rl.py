@@ -1,0 +1,300 @@
+"""`kiln rl CHECKPOINT PROMPTS...`: GRPO with verifiable rewards, on the pretraining `Trainer`.
+
+Each step takes `batch_size` prompts, samples `group` completions of each with kiln's own batched KV-cache engine
+in this process (the policy that is being trained: no weight sync to a separate server), scores them with the
+reward, and takes one policy-gradient step on the group-normalised advantages (`kiln.posttrain.grpo`). Sampling
+is seeded by (seed, step), so a resumed run samples what the uninterrupted run sampled.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.grpo import group_advantages, grpo_loss
+from kiln.posttrain.packing import IGNORE
+from kiln.posttrain.rl_data import PromptLoader, read_prompts
+from kiln.posttrain.rl_rewards import get_reward, safe_rewards
+from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
+from kiln.stage import Summary
+from kiln.train.precision import autocast
+from kiln.utils.checks import require
+
+
+@dataclass
+class RLConfig(FineTuneConfig):
+    """GRPO on prompts with a verifiable reward."""
+
+    out_dir: Path = Path("runs/rl")
+    """The run directory: checkpoints, metrics.jsonl, kiln-rl.toml."""
+    reward: str = "words"
+    """words (the share of the record's `words` used), number (the last number equals `answer`'s), or
+    model:PATH (a `kiln reward` model)."""
+    group: int = 8
+    """Completions sampled per prompt (GRPO's G)."""
+    batch_size: int = 4
+    """Prompts per micro-batch (each gives `group` completions)."""
+    max_new_tokens: int = 96
+    """Most tokens per completion."""
+    temperature: float = 1.0
+    """Sampling temperature of the completions."""
+    clip: float = 0.2
+    """PPO-style clipping of the probability ratio."""
+    kl_beta: float = 0.0
+    """Weight of the KL penalty to the starting model (0 = none, as recent GRPO practice; > 0 keeps a frozen copy)."""
+    scale_rewards: bool = True
+    """Divide advantages by the group's reward std (GRPO); false = Dr. GRPO's centring only."""
+    max_steps: int = 50
+    """Optimizer steps."""
+    lr: float = 1e-5
+    """Peak learning rate."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    eval_interval: int = 25
+    """Steps between held-out evaluations (mean reward of greedy completions)."""
+    eval_batches: int = 4
+    """Held-out batches (of batch_size prompts) per evaluation."""
+    val_fraction: float = 0.1
+    """Share of prompts held out (at least one)."""
+    loss_spike_factor: float = 0.0
+    """Off: policy-gradient losses change sign and scale by design."""
+
+    def validate(self) -> RLConfig:
+        require(self.group >= 2, f"group must be >= 2 (GRPO compares completions of one prompt), got {self.group}")
+        require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        require(self.temperature > 0, f"temperature must be > 0 (sampling), got {self.temperature}")
+        require(0 < self.clip < 1, f"clip must be in (0, 1), got {self.clip}")
+        require(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
+        super().validate()
+        return self
+
+
+def load_rl_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RLConfig:
+    return load_finetune_config(RLConfig, path, overrides)
+
+
+@dataclass
+class RLData:
+    tokenizer: Any
+    train: list[dict[str, Any]]
+    val: list[dict[str, Any]]
+
+
+class RLTrainer(FineTuner):
+    stage_name = "rl"
+    cfg: RLConfig
+
+    def setup_data(self) -> RLData:
+        from kiln.posttrain.render import require_chat_tokens
+        from kiln.posttrain.sft_data import held_out
+
+        cfg = self.cfg
+        source, _, tok = self.source()
+        require_chat_tokens(tok, str(cfg.checkpoint or source))
+        prompts = read_prompts(cfg.inputs, cfg.max_examples)
+
+        class Key:  # held_out keys a record by its turns
+            def __init__(self, r: dict) -> None:
+                self.turns = tuple(r["prompt_turns"])
+
+        val = [p for p in prompts if held_out(Key(p), cfg.val_fraction)]
+        train = [p for p in prompts if not held_out(Key(p), cfg.val_fraction)]
+        if not val:
+            val, train = train[-1:], train[:-1]
+        require(bool(train), f"{', '.join(cfg.inputs)}: too few prompts to hold {cfg.val_fraction:.0%} out and train")
+        return RLData(tok, train, val)
+
+    def build_loader(self) -> PromptLoader:
+        cfg, info = self.cfg, self.info
+        self.reward_fn = get_reward(cfg.reward, self.tokenizer, self.device)
+        self.reference = None
+        if cfg.kl_beta:
+            from kiln.model.checkpoint import load_checkpoint
+
+            self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
+        self._stats: dict[str, float] = {}
+        self._calls, self._step_seen = 0, -1
+        self.tokens_per_step = cfg.batch_size * cfg.group * (cfg.max_new_tokens + 32) * info.world_size
+        return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
+
+    def build_val_batches(self) -> list[Any]:
+        n, b = len(self.shards.val), self.cfg.batch_size
+        batches = [list(range(i, min(n, i + b))) for i in range(0, n, b)]
+        self.n_val = min(len(batches), self.cfg.eval_batches)
+        return batches[: self.n_val]
+
+    def describe(self) -> str:
+        cfg = self.cfg
+        return (
+            f"rl (GRPO, reward {cfg.reward}, group {cfg.group}): {self.raw.num_params():,} parameters from "
+            f"{cfg.checkpoint}; {len(self.shards.train):,} prompts, {len(self.shards.val)} held out; device "
+            f"{self.device}, {self.precision}"
+            + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
+        )
+
+    # ------------------------------------------------------------------------------------------------ sampling
+    def _prompt_ids(self, records: list[dict[str, Any]]) -> list[list[int]]:
+        from kiln.tokenizer.chat import render_chat_ids
+
+        return [render_chat_ids(self.tokenizer, r["prompt_turns"]) for r in records]
+
+    @torch.no_grad()
+    def sample(self, records: list[dict[str, Any]], group: int, temperature: float, seed: int) -> list[Any]:
+        from kiln.generate import SamplingParams, generate_batch
+        from kiln.tokenizer.chat import stop_token
+
+        prompts = [p for p in self._prompt_ids(records) for _ in range(group)]
+        room = self.block - max(map(len, prompts))
+        if room < 1:
+            raise ValueError(f"a prompt fills the whole context ({self.block} tokens): nothing left to generate")
+        stops = tuple(t for t in (stop_token(self.tokenizer), getattr(self.tokenizer, "eot_id", None)) if t is not None)
+        params = SamplingParams(
+            temperature=temperature, max_new_tokens=min(self.cfg.max_new_tokens, room), seed=seed,
+            stop_token_ids=stops,
+        )  # fmt: skip
+        self.raw.eval()
+        try:
+            return generate_batch(self.raw, prompts, params, tokenizer=self.tokenizer)
+        finally:
+            self.raw.train()
+
+    def next_batch(self) -> dict[str, Any]:  # type: ignore[override]
+        cfg = self.cfg
+        records = [self.shards.train[i] for i in self.loader.next_indices()]
+        # Seeded by the step and the micro-batch within it, so a resumed run samples what the first one did.
+        self._calls = self._calls + 1 if self._step_seen == self.progress.step else 1
+        self._step_seen = self.progress.step
+        seed = cfg.seed * 1_000_003 + self.progress.step * 101 + self._calls
+        completions = self.sample(records, cfg.group, cfg.temperature, seed)
+        expanded = [r for r in records for _ in range(cfg.group)]
+        rewards, failed = safe_rewards(self.reward_fn, expanded, [c.text for c in completions])
+        prompts = [p for p in self._prompt_ids(records) for _ in range(cfg.group)]
+        x, y = self._windows(prompts, [c.tokens for c in completions])
+        r = torch.tensor(rewards)
+        adv = group_advantages(r, cfg.group, scale=cfg.scale_rewards)
+        lengths = [len(c.tokens) for c in completions]
+        s = self._stats
+        group_std = float(r.view(-1, cfg.group).std(1).mean())
+        for key, value in (
+            ("reward/mean", float(r.mean())), ("reward/std", group_std),
+            ("completion_length", float(np.mean(lengths))), ("reward_failures", float(failed)),
+        ):  # fmt: skip
+            s[key] = s.get(key, 0.0) + value
+        s["_n"] = s.get("_n", 0) + 1
+        return {"x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device)}
+
+    def _windows(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Prompt + completion rows (padded to the longest), targets only on the completion's tokens."""
+        seqs = [p + c for p, c in zip(prompts, completions, strict=True)]
+        t = max(len(s) for s in seqs) - 1
+        x = torch.zeros(len(seqs), t, dtype=torch.long)
+        y = torch.full((len(seqs), t), IGNORE, dtype=torch.long)
+        for i, (s, p) in enumerate(zip(seqs, prompts, strict=True)):
+            x[i, : len(s) - 1] = torch.tensor(s[:-1])
+            y[i, len(p) - 1 : len(s) - 1] = torch.tensor(s[len(p) :])
+        return x, y
+
+    def forward_loss(self, batch: dict[str, Any]) -> Tensor:  # type: ignore[override]
+        x, y, adv = batch["x"], batch["y"], batch["adv"]
+        with autocast(self.precision, self.device):
+            logits, _ = self.fwd(x, all_logits=True)
+        mask = y != IGNORE
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        ref = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_logits, _ = self.reference(x, all_logits=True)
+                ref = torch.log_softmax(ref_logits.float(), -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        # One update per sampling (the common setting): pi_old is the policy itself, detached.
+        loss, stats = grpo_loss(logp, logp.detach(), adv, mask, self.cfg.clip, ref, self.cfg.kl_beta)
+        for key, value in stats.items():
+            self._stats[key] = self._stats.get(key, 0.0) + float(value)
+        return loss
+
+    def step_record(self) -> dict[str, float]:
+        n = self._stats.pop("_n", 0)
+        out = {k: round(v / max(n, 1), 6) for k, v in self._stats.items()}
+        if "reward_failures" in out:
+            out["reward_failures"] = round(out["reward_failures"] * n)
+        self._stats = {}
+        return out
+
+    @torch.no_grad()
+    def evaluate_loss(self) -> float:
+        """Held-out mean reward of greedy completions (reported as val_reward; val_loss is its negative, so the
+        best checkpoint is the most rewarded one)."""
+        total, count = 0.0, 0
+        for idx in self.val:
+            records = [self.shards.val[i] for i in idx]
+            completions = self.sample(records, 1, 1e-6, self.cfg.seed)
+            rewards, _ = safe_rewards(self.reward_fn, records, [c.text for c in completions])
+            total += sum(rewards)
+            count += len(rewards)
+        self.val_reward = total / max(1, count)
+        return -self.val_reward
+
+    def on_eval(self) -> None:
+        p = self.progress
+        p.val_loss = self.evaluate_loss()
+        if p.val_loss < p.best_val:
+            p.best_val, p.best_step = p.val_loss, p.step
+        if self.info.is_main:
+            self.bar.write(f"step {p.step}: held-out reward {self.val_reward:.3f}")
+
+    def eval_record(self) -> dict[str, float]:
+        return {"val_reward": round(self.val_reward, 6)}
+
+    def summary(self) -> dict[str, Any]:
+        out = super().summary()
+        out["val_reward"] = getattr(self, "val_reward", None)
+        return out
+
+
+@dataclass
+class RLSummary(Summary):
+    out_dir: str
+    steps: int = 0
+    val_reward: float | None = None
+    """Held-out mean reward of greedy completions at the last evaluation."""
+    elapsed_s: float = math.nan
+    checkpoint: str | None = None
+    interrupted: int | None = None
+    is_main: bool = True
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 128 + int(self.interrupted) if self.interrupted else (1 if self.error else 0)
+
+    def render(self) -> str:
+        if not self.is_main or self.interrupted:
+            return ""
+        if self.error:
+            return f"kiln rl: {self.error}"
+        return f"\nheld-out reward {self.val_reward or 0:.3f} after {self.steps} steps\ncheckpoints: {self.out_dir}"
+
+
+def run(config: RLConfig) -> RLSummary:
+    from kiln.train import distributed as D
+    from kiln.train.trainer import TrainingDiverged
+
+    config.validate()
+    info, device = D.init_distributed(config.device)
+    try:
+        result = RLTrainer(config, info, device, print, config.resume).fit()
+    except TrainingDiverged as e:
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        return RLSummary(out_dir=str(config.out_dir), steps=e.steps, error=str(e), is_main=is_main)
+    finally:
+        D.shutdown()
+    keys = RLSummary.__dataclass_fields__
+    return RLSummary(**{k: v for k, v in result.items() if k in keys})
