@@ -141,8 +141,8 @@ def _check_model(tokenizer_json: dict[str, Any]) -> dict[str, Any]:
     decoder = tokenizer_json.get("decoder") or {}
     if decoder.get("type") != "ByteLevel":
         raise GGUFExportError(f"tokenizer.json: decoder {decoder.get('type')!r} is not ByteLevel")
-    if not isinstance(model.get("vocab"), dict) or not isinstance(model.get("merges"), list):
-        raise GGUFExportError("tokenizer.json: model.vocab (an object) and model.merges (a list) are required")
+    if not isinstance(model.get("vocab"), dict) or not isinstance(model.get("merges"), list) or not model["vocab"]:
+        raise GGUFExportError("tokenizer.json: model.vocab (a non-empty object) and model.merges (a list) are required")
     return model
 
 
@@ -171,7 +171,7 @@ def _first_id(value: Any) -> int | None:
 
 
 def _special_id(
-    name: str, ids: dict[str, int], tokenizer_config: dict[str, Any], *fallbacks: dict[str, Any]
+    name: str, ids: dict[str, int], len_vocab: int, tokenizer_config: dict[str, Any], *fallbacks: dict[str, Any]
 ) -> int | None:
     """The id of `<name>_token` from tokenizer_config.json, else `<name>_token_id` of the model configs."""
     content = _token_content(tokenizer_config.get(f"{name}_token"))
@@ -182,6 +182,8 @@ def _special_id(
     for config in fallbacks:
         found = _first_id(config.get(f"{name}_token_id"))
         if found is not None:
+            if not 0 <= found < len_vocab:
+                raise GGUFExportError(f"config: {name}_token_id {found} is outside the vocabulary ({len_vocab} ids)")
             return found
     return None
 
@@ -235,9 +237,9 @@ def vocab_from_tokenizer_json(
         token_types=types,
         merges=[_merge_text(m) for m in model["merges"]],
         pre=pre,
-        bos_id=_special_id("bos", ids, tokenizer_config, *configs),
-        eos_id=_special_id("eos", ids, tokenizer_config, *configs),
-        pad_id=_special_id("pad", ids, tokenizer_config, *configs),
+        bos_id=_special_id("bos", ids, vocab_size, tokenizer_config, *configs),
+        eos_id=_special_id("eos", ids, vocab_size, tokenizer_config, *configs),
+        pad_id=_special_id("pad", ids, vocab_size, tokenizer_config, *configs),
         add_bos=bool(add_bos),
         add_eos=bool(add_eos),
         chat_template=tokenizer_config.get("chat_template") or None,
