@@ -54,9 +54,7 @@ def read_gguf(path: str | Path) -> GGUFSummary:
     except (OSError, ValueError, IndexError) as e:  # a truncated or foreign file fails in numpy's memmap
         raise GGUFExportError(f"{path}: not a readable GGUF file ({e})") from None
     metadata = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
-    tensors = {
-        t.name: (tuple(int(n) for n in reversed(t.shape.tolist())), t.tensor_type.name) for t in reader.tensors
-    }
+    tensors = {t.name: (tuple(int(n) for n in reversed(t.shape.tolist())), t.tensor_type.name) for t in reader.tensors}
     return GGUFSummary(path, str(metadata.get("general.architecture")), metadata, tensors)
 
 
@@ -103,7 +101,8 @@ def _check_tensors(s: GGUFSummary) -> None:
 
 
 def _check_attention(s: GGUFSummary, i: int, n_embd: int) -> None:
-    n_head, n_kv, head_dim = s.key("attention.head_count"), s.key("attention.head_count_kv"), s.key("rope.dimension_count")
+    n_head, n_kv = s.key("attention.head_count"), s.key("attention.head_count_kv")
+    head_dim = s.key("rope.dimension_count")
     for name, rows in (("attn_q", n_head * head_dim), ("attn_k", n_kv * head_dim), ("attn_v", n_kv * head_dim)):
         shape = _need(s, f"blk.{i}.{name}.weight")
         if shape != (rows, n_embd):

@@ -47,7 +47,9 @@ def tensor_type(name: str, data: np.ndarray, wanted: gguf.GGMLQuantizationType) 
     return wanted
 
 
-def _encode(name: str, tensor: Tensor, wanted: gguf.GGMLQuantizationType) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
+def _encode(
+    name: str, tensor: Tensor, wanted: gguf.GGMLQuantizationType
+) -> tuple[np.ndarray, gguf.GGMLQuantizationType]:
     data = tensor.detach().to("cpu").float().contiguous().numpy()
     qtype = tensor_type(name, data, wanted)
     try:

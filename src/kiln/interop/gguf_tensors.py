@@ -108,9 +108,7 @@ def gpt2_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied:
     sd.check_all_used("gpt2")
 
 
-def llama_tensors(
-    config: dict[str, Any], state_dict: Mapping[str, Tensor], tied: bool
-) -> Iterator[tuple[str, Tensor]]:
+def llama_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied: bool) -> Iterator[tuple[str, Tensor]]:
     sd = _Tensors(state_dict, _prefix(state_dict, "embed_tokens.", "model."))
     n_head = config["num_attention_heads"]
     n_kv = config.get("num_key_value_heads") or n_head
