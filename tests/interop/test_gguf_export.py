@@ -126,10 +126,12 @@ def _llama(vocab_size: int, *, n_kv: int = 2, tied: bool = False, seed: int = 0,
         **extra,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # norms away from 1 so a norm written to the wrong place would show
+    with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:
+            if "norm" in name:  # away from 1, so a norm written to the wrong place would show
                 p.uniform_(0.5, 1.5)
+            if "q_proj" in name or "k_proj" in name:  # sharp attention, so RoPE's pairing of dims matters
+                p.mul_(6.0)
     return model
 
 
