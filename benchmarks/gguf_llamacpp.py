@@ -143,7 +143,7 @@ def runtime_checks(folder: Path, path: Path, n_tokens: int) -> str:
 
     model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
     tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
-    llm = Llama(str(path), n_ctx=256, n_threads=1, verbose=False)
+    llm = Llama(str(path), n_ctx=256, n_threads=1, logits_all=True, verbose=False)
     ids_equal = llm.tokenize(SAMPLE.encode(), add_bos=False, special=True) == tok.encode(SAMPLE).ids
     prompt = tok.encode(PROMPT).ids
     llm.reset()
@@ -159,6 +159,7 @@ def runtime_checks(folder: Path, path: Path, n_tokens: int) -> str:
     with torch.no_grad():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=n_tokens, do_sample=False, eos_token_id=None)
     theirs = out[0, len(prompt) :].tolist()
+    llm.close()
     same = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b), n_tokens)
     return (
         f"sample ids identical: {ids_equal}; prompt logits max |diff| {logit_diff:.2e}; "

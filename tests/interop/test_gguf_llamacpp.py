@@ -67,6 +67,16 @@ def _reference(model, prompt: list[int]) -> tuple[np.ndarray, list[int]]:
     return first, out[0, len(prompt) :].tolist()
 
 
+def _with_random_biases(model):
+    """q/k/v/o biases far from zero (transformers starts them at zero): the q/k ones must be permuted like the
+    weights. Only llama.cpp is checked here; transformers' GGUF loader (5.x) drops Llama attention biases."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(0.0, 0.5)
+    return model
+
+
 def _mixtral(vocab_size: int):
     torch.manual_seed(0)
     cfg = transformers.MixtralConfig(
@@ -85,7 +95,14 @@ def _mixtral(vocab_size: int):
 
 @pytest.mark.parametrize(
     ("kind", "dtype"),
-    [("gpt2", "f32"), ("gpt2-untied", "f16"), ("llama-gqa", "f32"), ("llama-mqa-tied", "f16"), ("mixtral", "f32")],
+    [
+        ("gpt2", "f32"),
+        ("gpt2-untied", "f16"),
+        ("llama-gqa", "f32"),
+        ("llama-mqa-tied", "f16"),
+        ("llama-attention-bias", "f32"),
+        ("mixtral", "f32"),
+    ],
 )
 def test_greedy_tokens_identical_in_llama_cpp(kind, dtype, gpt2_style_tokenizer, llama3_style_tokenizer, tmp_path):  # noqa: F811
     tok = gpt2_style_tokenizer if kind.startswith("gpt2") else llama3_style_tokenizer
@@ -95,6 +112,7 @@ def test_greedy_tokens_identical_in_llama_cpp(kind, dtype, gpt2_style_tokenizer,
         "gpt2-untied": lambda: _gpt2(n, tied=False),
         "llama-gqa": lambda: _llama(n, n_kv=2),
         "llama-mqa-tied": lambda: _llama(n, n_kv=1, tied=True),
+        "llama-attention-bias": lambda: _with_random_biases(_llama(n, attention_bias=True)),
         "mixtral": lambda: _mixtral(n),
     }[kind]()
     path = write_gguf(
