@@ -349,6 +349,19 @@ def test_kiln_tokenizer_exports_as_llama_bpe(tmp_path):
     assert kiln_tok.encode("ok\n  x") == loaded("ok\n  x")["input_ids"]
 
 
+@pytest.mark.parametrize(("pattern", "pre"), [("gpt2", "gpt-2"), ("o200k", "gpt-4o")])
+def test_kiln_tokenizer_other_patterns(pattern, pre, tmp_path):
+    from kiln.tokenizer.bpe_train import train_bpe
+    from kiln.tokenizer.hf_export import to_hf_json
+
+    kiln_tok = train_bpe(CORPUS, vocab_size=400, pattern=pattern)
+    path = _export(_llama(kiln_tok.vocab_size), to_hf_json(kiln_tok), tmp_path)
+    assert read_gguf(path).metadata["tokenizer.ggml.pre"] == pre
+    loaded = _gguf_tokenizer(path)
+    for text in (SAMPLE, "a\n\n b\r\n  ", "CamelCase HTTPServer x  y\t\tz"):
+        assert loaded(text)["input_ids"] == kiln_tok.encode(text, allowed_special="all"), text
+
+
 @pytest.mark.shared
 def test_real_gpt2_vocabulary_round_trips(shared_data, tmp_path):
     folder = shared_data / "tokenizers" / "gpt2"

@@ -184,3 +184,15 @@ def test_real_gpt2_vocabulary_in_llama_cpp(shared_data, tmp_path):
     path = write_gguf(model.config.to_dict(), model.state_dict(), _tj(tok), tmp_path / "m.gguf", dtype="f16")
     for text in (SAMPLE, "a\n\n b  \n", "   x", "don't STOP 1234567"):
         assert _tokenize(path, text) == tok.encode(text).ids, text
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "o200k"])
+def test_kiln_tokenizer_other_patterns_in_llama_cpp(pattern, tmp_path):
+    from kiln.tokenizer.bpe_train import train_bpe
+    from kiln.tokenizer.hf_export import to_hf_json
+
+    kiln_tok = train_bpe(CORPUS, vocab_size=400, pattern=pattern)
+    model = _llama(kiln_tok.vocab_size)
+    path = write_gguf(model.config.to_dict(), model.state_dict(), to_hf_json(kiln_tok), tmp_path / "m.gguf")
+    for text in (SAMPLE, "a\n\n b\r\n  ", "CamelCase HTTPServer x  y\t\tz"):
+        assert _tokenize(path, text) == kiln_tok.encode(text, allowed_special="all"), text
