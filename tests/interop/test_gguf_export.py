@@ -450,8 +450,9 @@ def test_unknown_split_regex_is_refused_by_name(tmp_path):
         (lambda c, sd: sd.pop("model.layers.1.self_attn.v_proj.weight"), "'model.layers.1.self_attn.v_proj.weight'"),
         (lambda c, sd: sd.update(extra=torch.zeros(2)), "no place for: extra"),
         (lambda c, sd: c.update(vocab_size=50), "vocab_size is 50"),
+        (lambda c, sd: c.update(tie_word_embeddings=True), "lm_head.weight differs from the embedding"),
     ],
-    ids=["arch", "activation", "sliding-window", "rope-scaling", "missing-tensor", "extra-tensor", "vocab"],
+    ids=["arch", "activation", "sliding-window", "rope-scaling", "missing-tensor", "extra-tensor", "vocab", "tied"],
 )
 def test_bad_input_is_a_clear_error_and_writes_nothing(change, message, llama3_style_tokenizer, tmp_path):
     model = _llama(llama3_style_tokenizer.get_vocab_size())

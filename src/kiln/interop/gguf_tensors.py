@@ -61,7 +61,7 @@ def permute(w: Tensor, n_head: int) -> Tensor:
 
 
 class _Tensors:
-    """The state dict, consumed by name: `take` fails on a gap, `leftovers` lists what nothing took."""
+    """The state dict, consumed by name: `take` fails on a gap, `check_all_used` on what nothing took."""
 
     def __init__(self, state_dict: Mapping[str, Tensor], prefix: str) -> None:
         self.prefix = prefix
@@ -76,8 +76,13 @@ class _Tensors:
     def take_optional(self, name: str) -> Tensor | None:
         return self.take(name) if self.prefix + name in self.left else None
 
-    def drop(self, name: str) -> None:
-        self.left.pop(name, None)
+    def drop_tied_head(self, embedding: Tensor) -> None:
+        """transformers lists a tied head under its own name too; llama.cpp reuses token_embd when `output` is
+        absent, so it is dropped, but only if it really is the embedding (a config that says tied over a
+        different head would export another model)."""
+        head = self.left.pop("lm_head.weight", None)
+        if head is not None and not torch.equal(head, embedding):
+            raise GGUFExportError("config.json says tie_word_embeddings, but lm_head.weight differs from the embedding")
 
     def check_all_used(self, arch: str) -> None:
         if self.left:
@@ -92,7 +97,8 @@ def _prefix(state_dict: Mapping[str, Tensor], marker: str, prefixed: str) -> str
 
 def gpt2_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied: bool) -> Iterator[tuple[str, Tensor]]:
     sd = _Tensors(state_dict, _prefix(state_dict, "wte.", "transformer."))
-    yield gguf_name(T.TOKEN_EMBD), sd.take("wte.weight")
+    embedding = sd.take("wte.weight")
+    yield gguf_name(T.TOKEN_EMBD), embedding
     yield gguf_name(T.POS_EMBD), sd.take("wpe.weight")
     for i in range(config["n_layer"]):
         for hf, (kind, conv1d) in _GPT2_BLOCK.items():
@@ -102,7 +108,7 @@ def gpt2_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied:
     yield gguf_name(T.OUTPUT_NORM), sd.take("ln_f.weight")
     yield gguf_name(T.OUTPUT_NORM, "bias"), sd.take("ln_f.bias")
     if tied:
-        sd.drop("lm_head.weight")  # transformers lists the tied head; llama.cpp reuses token_embd when output is absent
+        sd.drop_tied_head(embedding)
     else:
         yield gguf_name(T.OUTPUT), sd.take("lm_head.weight")
     sd.check_all_used("gpt2")
@@ -112,7 +118,8 @@ def llama_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied
     sd = _Tensors(state_dict, _prefix(state_dict, "embed_tokens.", "model."))
     n_head = config["num_attention_heads"]
     n_kv = config.get("num_key_value_heads") or n_head
-    yield gguf_name(T.TOKEN_EMBD), sd.take("embed_tokens.weight")
+    embedding = sd.take("embed_tokens.weight")
+    yield gguf_name(T.TOKEN_EMBD), embedding
     for i in range(config["num_hidden_layers"]):
         for hf, kind in _LLAMA_BLOCK.items():
             if hf.startswith("mlp.") and config.get("num_local_experts"):
@@ -129,7 +136,7 @@ def llama_tensors(config: dict[str, Any], state_dict: Mapping[str, Tensor], tied
             yield from _mixtral_experts(sd, i, config["num_local_experts"])
     yield gguf_name(T.OUTPUT_NORM), sd.take("norm.weight")
     if tied:
-        sd.drop("lm_head.weight")
+        sd.drop_tied_head(embedding)
     else:
         yield gguf_name(T.OUTPUT), sd.take("lm_head.weight")
     sd.check_all_used("llama")
