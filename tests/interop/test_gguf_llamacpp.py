@@ -27,9 +27,13 @@ from test_gguf_export import (  # the fixtures and tiny-model builders of the ex
 
 from kiln.interop.gguf_export import write_gguf
 
-llama_cpp = pytest.importorskip(
-    "llama_cpp", reason="llama-cpp-python is not installed (PyPI ships it as source only; see docs/benchmarks.md)"
-)
+try:
+    import llama_cpp
+except (ImportError, OSError, RuntimeError) as e:  # absent, or its shared library does not load on this machine
+    pytest.skip(
+        f"llama-cpp-python does not import ({e}); PyPI ships it as source only, see docs/benchmarks.md",
+        allow_module_level=True,
+    )
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 N_TOKENS = 32
