@@ -293,6 +293,25 @@ def test_llama_file_has_llama_cpp_names_and_keys(llama3_style_tokenizer, tmp_pat
     assert s.tensors["blk.1.ffn_norm.weight"] == ((64,), "F32")
 
 
+def test_q8_0_falls_back_to_f16_where_rows_are_not_whole_blocks(llama3_style_tokenizer, tmp_path):
+    """Like llama.cpp's converter: a q8_0 block is 32 values of one row, so a 48-wide row cannot be q8_0."""
+    torch.manual_seed(0)
+    cfg = transformers.LlamaConfig(
+        vocab_size=llama3_style_tokenizer.get_vocab_size(),
+        hidden_size=48,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        max_position_embeddings=64,
+    )
+    model = transformers.LlamaForCausalLM(cfg)
+    path = write_gguf(cfg.to_dict(), model.state_dict(), _tj(llama3_style_tokenizer), tmp_path / "m.gguf", dtype="q8_0")
+    types = {name: kind for name, (_, kind) in read_gguf(path).tensors.items()}
+    assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_up.weight"] == "F16"  # rows of 48
+    assert types["blk.0.ffn_down.weight"] == "Q8_0"  # rows of 64
+    assert types["blk.0.attn_norm.weight"] == "F32"
+
+
 def test_q_k_rows_are_interleaved_per_head_as_ggml_rope_expects():
     # One head of dim 8: HF pairs row j with j+4 (rotate-half); ggml pairs rows 2j and 2j+1.
     rows = torch.arange(8.0).unsqueeze(1)
