@@ -18,8 +18,9 @@ def group_advantages(rewards: Tensor, group: int, eps: float = 1e-4, scale: bool
     gets zeros: it carries no signal. `scale=False` leaves out the division by the std (Dr. GRPO)."""
     r = rewards.view(-1, group).float()
     centred = r - r.mean(dim=1, keepdim=True)
-    if scale:
-        centred = centred / (r.std(dim=1, keepdim=True, unbiased=True) + eps) if group > 1 else centred
+    if scale and group > 1:
+        std = r.std(dim=1, keepdim=True, unbiased=True)
+        centred = torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
     return centred.reshape(-1)
 
 

@@ -1,0 +1,97 @@
+"""`kiln rl` (GRPO): the advantage and clipping arithmetic against hand-worked groups, rewards that check replies
+(a raising one scores 0 and is counted), and a run that logs its rewards and resumes to the same log."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from test_dpo import metrics
+
+from helpers import CHAT_WORDS, run_cli
+from kiln.posttrain.grpo import group_advantages, grpo_loss
+from kiln.posttrain.rl_rewards import number_reward, safe_rewards, words_reward
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    adv = group_advantages(r, 4, eps=0.0)
+    std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std(unbiased=True).item()  # 0.5774
+    assert adv[:4].tolist() == pytest.approx([0.5 / std, -0.5 / std, -0.5 / std, 0.5 / std])
+    assert adv[4:].tolist() == [0.0, 0.0, 0.0, 0.0]  # a group with equal rewards teaches nothing
+    assert group_advantages(r, 4, scale=False)[:4].tolist() == [0.5, -0.5, -0.5, 0.5]
+
+
+def test_clipped_surrogate_by_hand():
+    old = torch.zeros(2, 3)
+    logp = torch.log(torch.tensor([[1.5, 1.0, 0.9], [0.5, 1.1, 1.0]]))  # ratios
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    adv = torch.tensor([1.0, -2.0])
+    loss, stats = grpo_loss(logp, old, adv, mask, clip=0.2)
+    # Row 0 (A=+1): min(r, clip(r)) = 1.2, 1.0, 0.9. Row 1 (A=-2): min(-2r, -2 clip(r)) = -2*0.8, -2*1.1.
+    row0 = -(1.2 + 1.0 + 0.9) / 3
+    row1 = -(-1.6 - 2.2) / 2
+    assert loss.item() == pytest.approx((row0 + row1) / 2)
+    assert stats["clip_fraction"].item() == pytest.approx(2 / 5)  # 1.5 and 0.5 lie outside [0.8, 1.2]
+    kl_loss, kl_stats = grpo_loss(logp, old, adv, mask, clip=0.2, ref_logp=torch.zeros(2, 3), kl_beta=0.1)
+    assert kl_stats["kl"].item() > 0 and kl_loss.item() > loss.item()
+
+
+def test_rewards_check_replies():
+    assert words_reward({"words": ["apple", "river", "stone"]}, "An apple by the river.") == pytest.approx(2 / 3)
+    assert number_reward({"answer": "so 48+24 = 72\n#### 72"}, "The answer is 72.") == 1.0
+    assert number_reward({"answer": "#### 1,000"}, "It costs 1000 dollars") == 1.0
+    assert number_reward({"answer": "#### 72"}, "71") == 0.0
+
+    def flaky(record, reply):
+        if "boom" in reply:
+            raise RuntimeError("a bug in the reward")
+        return 1.0
+
+    assert safe_rewards(flaky, [{}, {}, {}], ["ok", "boom", "ok"]) == ([1.0, 0.0, 1.0], 1)
+
+
+def prompts_file(path: Path, n: int = 24) -> Path:
+    rows = []
+    for i in range(n):
+        words = [CHAT_WORDS[(i + k) % len(CHAT_WORDS)] for k in range(3)]
+        rows.append({"messages": [{"role": "user", "content": f"Say {', '.join(words)}."}], "words": words})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_grpo_run_logs_rewards_and_resumes_to_the_same_log(base_model, tmp_path):
+    data = prompts_file(tmp_path / "prompts.jsonl")
+    common = [str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1", "batch_size=2", "group=4",
+              "max_new_tokens=12", "max_steps=4", "eval_interval=2", "checkpoint_interval=2", "keep_last=5",
+              "log_interval=1", "lr=1e-4", "val_fraction=0.2"]  # fmt: skip
+    rc, text, err = run_cli(["rl", *common, f"out_dir={tmp_path / 'ref'}"])
+    assert rc == 0, err
+    rows = metrics(tmp_path / "ref")
+    assert [m["step"] for m in rows] == [1, 2, 3, 4]
+    assert all(0 <= m["reward/mean"] <= 1 and m["completion_length"] > 0 for m in rows)
+    assert "val_reward" in rows[1] and "held-out reward" in text
+    assert all(math.isfinite(m["train_loss"]) for m in rows)
+
+    run = tmp_path / "cut"
+    rc, _, err = run_cli(["rl", *common, f"out_dir={run}"])
+    assert rc == 0, err
+    shutil.rmtree(run / "checkpoints" / "step_0000004")
+    rc, _, err = run_cli(["rl", f"resume={run}"])
+    assert rc == 0, err
+    got = metrics(run)
+    assert [m["step"] for m in got] == [1, 2, 3, 4]
+    for a, b in zip(got, rows, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["reward/mean"] == pytest.approx(b["reward/mean"])
+
+
+def test_a_prompt_must_end_with_the_user(base_model, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "system", "content": "x"}]}) + "\n", encoding="utf-8")
+    rc, _, err = run_cli(["rl", str(base_model), str(bad), f"out_dir={tmp_path / 'o'}"])
+    assert rc == 2 and "bad.jsonl:1" in err
