@@ -36,6 +36,8 @@ ARGS = [
     "model.block_size=128",
     "--sft-minutes",
     "0.15",
+    "--rl-minutes",
+    "0.1",
 ]
 
 
@@ -86,7 +88,7 @@ def test_each_printed_command_rebuilds_the_config_the_stage_ran_with(workspace):
         ran = load_config(type(config), out_dir / config_file_name(spec.name))
         assert to_dict(config) == to_dict(ran), spec.name
         seen.add(spec.name)
-    assert seen == {"crawl", "ingest", "clean", "tokenizer train", "tokenize", "train", "sft"}
+    assert seen == {"crawl", "ingest", "clean", "tokenizer train", "tokenize", "train", "sft", "rl"}
 
 
 def test_post_training_makes_a_chat_model_and_measures_both_models(workspace):
@@ -98,9 +100,12 @@ def test_post_training_makes_a_chat_model_and_measures_both_models(workspace):
     records = [json.loads(line) for line in (ws / "sft" / "train.jsonl").read_text().splitlines()]
     assert len(records) > 900 and all(len(r["words"]) == 3 for r in records)
     follow = json.loads((ws / "follow.json").read_text())
-    assert set(follow) == {"base", "sft", "base_words", "sft_words"}
+    assert set(follow) == {"base", "sft", "rl", "base_words", "sft_words", "rl_words"}
+    assert (ws / "models" / "quickstart-rl" / "kiln-rl.toml").is_file()
     assert all(0 <= v <= 1 for v in follow.values())
-    assert "instructions followed" in out and "base  follows" in out and "sft   follows" in out
+    assert (
+        "instructions followed" in out and "base  follows" in out and "sft   follows" in out and "rl    follows" in out
+    )
 
 
 def test_the_model_beats_the_unigram_baseline(workspace):
@@ -140,7 +145,7 @@ def test_a_rerun_skips_finished_stages(workspace):
     t0 = time.perf_counter()
     rc, out, err = run_cli(["quickstart", "--workspace", str(ws), *ARGS])
     assert rc == 0, out + err
-    assert out.count("done in an earlier run") == 9 and "$ kiln" not in out  # 7 stages, sft, follow
+    assert out.count("done in an earlier run") == 10 and "$ kiln" not in out  # 7 stages, sft, rl, follow
     assert time.perf_counter() - t0 < 20
     after = json.loads((ws / "summary.json").read_text())
     assert after["val_loss"] == before["val_loss"] and after["samples"] == before["samples"]
@@ -153,7 +158,7 @@ def test_an_unfinished_training_stage_resumes_from_its_checkpoint(workspace):
     rc, out, err = run_cli(["quickstart", "--workspace", str(ws), *ARGS])
     assert rc == 0, out + err
     assert f"$ kiln train --resume {ws / 'models' / 'quickstart'}" in out
-    assert out.count("done in an earlier run") == 7  # all but train and sample
+    assert out.count("done in an earlier run") == 8  # all but train and sample
 
 
 def test_bad_budget_is_a_clear_error(tmp_path):

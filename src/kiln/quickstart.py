@@ -65,6 +65,8 @@ class QuickstartConfig:
     """Processes for clean and tokenize (0 = one per CPU)."""
     sft_minutes: float = 2.0
     """Supervised fine-tuning budget (the instruction task built from TinyStories); 0 skips post-training."""
+    rl_minutes: float = 1.0
+    """GRPO budget after SFT, rewarded by the share of the instruction's words used; 0 skips it."""
     train_overrides: list[str] = field(default_factory=list)
     """Extra `kiln train` key=value settings (--train KEY=VALUE, repeatable; after the quickstart's own, so they
     win)."""
@@ -72,6 +74,8 @@ class QuickstartConfig:
     def validate(self) -> QuickstartConfig:
         if self.minutes <= 0:
             raise ValueError(f"--minutes must be > 0, got {self.minutes}")
+        if self.rl_minutes < 0:
+            raise ValueError(f"--rl-minutes must be >= 0 (0 = no RL), got {self.rl_minutes}")
         if self.sft_minutes < 0:
             raise ValueError(f"--sft-minutes must be >= 0 (0 = no post-training), got {self.sft_minutes}")
         return self
@@ -238,6 +242,12 @@ class Quickstart:
                         "sft",
                         before=self._write_sft_data,
                     ),
+                    *(
+                        [Stage("rl", "Post-train: GRPO on the same task, rewarded by a program that counts the words",
+                               self._rl_config, "rl")]
+                        if cfg.rl_minutes > 0
+                        else []
+                    ),
                     Stage("follow", "Check: how often the base and the fine-tuned model follow the instruction",
                           lambda: None),
                 ]
@@ -328,6 +338,33 @@ class Quickstart:
         ]
         return load_sft_config(None, settings)
 
+    @property
+    def rl_dir(self) -> Path:
+        return self.ws / "models" / "quickstart-rl"
+
+    def _rl_config(self) -> Any:
+        from kiln.model.checkpoint import latest_checkpoint
+        from kiln.posttrain.rl import load_rl_config
+
+        if self.rl_dir.exists() and latest_checkpoint(self.rl_dir) is not None:
+            return load_rl_config(None, [f"resume={self.rl_dir}"])
+        settings = [
+            f"checkpoint={self.chat_dir}",
+            f"inputs={json.dumps([str(self.path('sft') / 'train.jsonl')])}",
+            f"out_dir={self.rl_dir}",
+            "reward=words",
+            "group=8",
+            "batch_size=4",
+            "max_new_tokens=96",
+            "lr=2e-5",
+            "max_steps=1000000",
+            f"max_minutes={self.cfg.rl_minutes}",
+            "eval_interval=1000000",
+            "eval_batches=2",
+            "overwrite=true",
+        ]
+        return load_rl_config(None, settings)
+
     def _follow(self) -> None:
         """Generate for the held-out instructions with the base and the fine-tuned model; count the replies that
         use all three words (checked by a program)."""
@@ -338,7 +375,10 @@ class Quickstart:
 
         _, held_out = self._tasks()
         rates = {}
-        for name, path in (("base", self.run_dir), ("sft", self.chat_dir)):
+        models = [("base", self.run_dir), ("sft", self.chat_dir)]
+        if self.cfg.rl_minutes > 0:
+            models.append(("rl", self.rl_dir))
+        for name, path in models:
             model, tok, _ = load_checkpoint(path)
             assert tok is not None
             prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held_out]
@@ -512,6 +552,7 @@ class Quickstart:
             out(
                 f"sft        instructions followed (uses all three words): base {follow['base']:.0%}, after SFT "
                 f"{follow['sft']:.0%}; words used: base {follow['base_words']:.0%}, after SFT {follow['sft_words']:.0%}"
+                + (f", after RL {follow['rl_words']:.0%} ({follow['rl']:.0%} all three)" if "rl" in follow else "")
             )
         out(f"workspace  {self.ws}   ({s['seconds']:.0f} s)")
         if s["playground"]:
