@@ -98,12 +98,27 @@ def prepare_dpo_data(
     return DPOData(tok, tw, vw, len(pairs), t_trunc, t_drop)
 
 
+def used_length(*targets: np.ndarray) -> int:
+    """Columns up to the last trained target of any row: the rest is padding that changes no log-prob."""
+    return max(int(np.flatnonzero((y != IGNORE).any(axis=0)).max()) + 1 for y in targets)
+
+
+def pair_batch(w: PairWindows, rows: np.ndarray, extra: int = 0) -> tuple[torch.Tensor, ...]:
+    """(xc, yc, xr, yr, rows) for these pairs, cut to the longest reply's end (not the whole context); `extra`
+    more columns keep the tokens after it (a reward model reads the closing token itself)."""
+    n = min(w.xc.shape[1], used_length(w.yc[rows], w.yr[rows]) + extra)
+    return (*tuple(torch.from_numpy(a[rows][:, :n]) for a in (w.xc, w.yc, w.xr, w.yr)), torch.from_numpy(rows))
+
+
 class PairLoader:
     """Shuffled pairs epoch after epoch, each process its own share of every global batch; (epoch, position)
     is the whole state. Yields the pair indices too, to look up their reference log-probs."""
 
-    def __init__(self, w: PairWindows, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, w: PairWindows, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, extra: int = 0
+    ) -> None:
         self.w, self.batch, self.seed, self.rank, self.world = w, batch_size, seed, rank, world_size
+        self.extra = extra
         self.epoch, self.pos = 0, 0
         self._order = self._permutation(0)
 

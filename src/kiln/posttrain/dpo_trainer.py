@@ -14,7 +14,7 @@ from torch import Tensor
 
 from kiln.model.checkpoint import load_checkpoint
 from kiln.posttrain.dpo_config import DPOConfig
-from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, prepare_dpo_data
+from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, pair_batch, prepare_dpo_data, used_length
 from kiln.posttrain.dpo_loss import preference_loss, sequence_logps
 from kiln.posttrain.finetune import FineTuner
 from kiln.train.precision import autocast
@@ -64,7 +64,8 @@ class DPOTrainer(FineTuner):
         out_c, out_r = [], []
         for i in range(0, len(w), REF_BATCH):
             for x, y, out in ((w.xc, w.yc, out_c), (w.xr, w.yr, out_r)):
-                xb, yb = (torch.from_numpy(a[i : i + REF_BATCH]).to(self.device) for a in (x, y))
+                n = used_length(y[i : i + REF_BATCH])
+                xb, yb = (torch.from_numpy(a[i : i + REF_BATCH, :n]).to(self.device) for a in (x, y))
                 with autocast(self.precision, self.device):
                     logits, _ = model(xb, all_logits=True)
                 out.append(sequence_logps(logits, yb)[0].double().cpu().numpy())
@@ -157,8 +158,7 @@ class DPOTrainer(FineTuner):
         w = self.shards.val
         total, right, count = 0.0, 0, 0
         for idx in self.val:
-            batch = tuple(torch.from_numpy(a[idx]).to(self.device) for a in (w.xc, w.yc, w.xr, w.yr))
-            batch += (torch.from_numpy(idx).to(self.device),)
+            batch = tuple(t.to(self.device) for t in pair_batch(w, idx))
             t = self.pair_terms(self.fwd, batch, w)
             total += float(t["loss"]) * len(idx)
             right += int((t["rc"] > t["rr"]).sum())

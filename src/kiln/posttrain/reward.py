@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kiln.posttrain.dpo_data import DPOData, PairLoader, prepare_dpo_data
+from kiln.posttrain.dpo_data import DPOData, PairLoader, pair_batch, prepare_dpo_data
 from kiln.posttrain.finetune import FineTuner
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
@@ -86,7 +86,8 @@ class RewardTrainer(FineTuner):
     def build_loader(self) -> PairLoader:
         cfg, info = self.cfg, self.info
         self._stats: dict[str, float] = {}
-        return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
+        # One column past the last target: the reward is read at the closing token itself.
+        return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size, extra=1)
 
     def build_val_batches(self) -> list[Any]:
         n, b = len(self.shards.val), self.cfg.batch_size
@@ -131,7 +132,7 @@ class RewardTrainer(FineTuner):
         w = self.shards.val
         total, right, count = 0.0, 0, 0
         for idx in self.val:
-            batch = tuple(torch.from_numpy(a[idx]).to(self.device) for a in (w.xc, w.yc, w.xr, w.yr))
+            batch = tuple(t.to(self.device) for t in pair_batch(w, idx, extra=1))
             rc, rr = self.pair_rewards(batch)
             total += float(-F.logsigmoid(rc - rr).sum())
             right += int((rc > rr).sum())

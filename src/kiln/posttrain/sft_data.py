@@ -93,7 +93,10 @@ class SFTLoader:
         x, y, s = self.w.x[mine], self.w.y[mine], self.w.seg[mine]
         if not (y != IGNORE).any():
             raise ValueError("a batch has no trained token (every target is masked); check the data's assistant turns")
-        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(s)
+        # Columns that are padding in every row change no loss: cut them, so a batch costs its longest row, not
+        # the context (what padding to the longest does in other trainers).
+        n = int(np.flatnonzero((s >= 0).any(axis=0)).max()) + 1
+        return torch.from_numpy(x[:, :n]), torch.from_numpy(y[:, :n]), torch.from_numpy(s[:, :n])
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "pos": self.pos, "rows": len(self.w)}
