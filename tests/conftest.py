@@ -60,7 +60,7 @@ def fixtures() -> Path:
     return FIXTURES
 
 
-STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "serve")
+STAGES = ("acquire", "clean", "tokenizer", "tokenize", "model", "train", "generate", "eval", "serve")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -77,6 +77,8 @@ STAGES: dict[str, Spec] = {
              "kiln.train.config:TrainConfig", "kiln.train:run", load="kiln.train.config:load_train_config"),
         Spec("generate", "sample text from a checkpoint or a randomly initialised preset",
              "kiln.generate.run:GenerateConfig", "kiln.generate.run:run"),
+        Spec("eval", "score a checkpoint on downstream tasks (ARC, PIQA, LAMBADA, ...) and bits per byte",
+             "kiln.eval.run:EvalConfig", "kiln.eval.run:run", "args", _OUT),
         Spec("serve", "an OpenAI-compatible API and the web playground for the checkpoints in a directory",
              "kiln.serve.config:ServeConfig", "kiln.serve.run:run"),
         Spec("quickstart", "every stage for real on bundled data (crawl ... train), then the playground",

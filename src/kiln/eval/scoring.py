@@ -1,0 +1,185 @@
+"""Log-likelihoods of continuations given contexts, each distinct context encoded once.
+
+A multiple-choice question asks for log P(choice | context) for 2-5 choices of a few tokens after a context of tens
+to hundreds: the harness runs context + choice through the model once per choice. Here the contexts of a batch of
+questions go through the model once (left-padded, so every row's last logits are its context's last token), the KV
+cache is copied once per continuation row, and only the continuation tokens run again. Batches are filled up to a
+token budget across questions, so a core is never running a batch of one.
+
+Truncation follows the harness: a context + continuation longer than block_size + 1 keeps its last block_size + 1
+tokens (the context loses its beginning), and a warning says how many pairs were cut.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from kiln.model.gpt import GPT
+from kiln.model.kv_cache import KVCache
+
+
+@dataclass(frozen=True)
+class Scored:
+    """log P(continuation | context), and whether every continuation token was the most likely one."""
+
+    loglik: float
+    greedy: bool
+
+
+def truncate(ctx: list[int], cont: list[int], block_size: int) -> tuple[list[int], list[int], bool]:
+    """The harness's left truncation: keep the last block_size + 1 tokens of context + continuation."""
+    if len(cont) > block_size:
+        raise ValueError(f"a continuation of {len(cont)} tokens is longer than the model's block_size {block_size}")
+    keep = block_size + 1 - len(cont)
+    if len(ctx) <= keep:
+        return ctx, cont, False
+    return ctx[len(ctx) - keep :], cont, True
+
+
+def _rows_of(cache: KVCache, rows: Tensor) -> KVCache:
+    """A new cache whose row i is a copy of `cache` row rows[i]: each continuation starts from its context."""
+    out = object.__new__(KVCache)
+    out.k, out.v = cache.k.index_select(1, rows), cache.v.index_select(1, rows)
+    out.pos, out.valid, out.n_valid = cache.pos[rows], cache.valid[rows], cache.n_valid[rows]
+    out.max_len, out.length, out.padded = cache.max_len, cache.length, cache.padded
+    return out
+
+
+class Progress:
+    """One updating stderr line: done/total, items/s and ETA (items = questions, not model calls)."""
+
+    def __init__(self, label: str, total: int, items_per_unit: float, enabled: bool) -> None:
+        self.label, self.total, self.scale, self.enabled = label, total, items_per_unit, enabled
+        self.start = self.last = time.perf_counter()
+        self.done = 0
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate else math.inf
+            items = self.done * self.scale
+            end = "\n" if self.done >= self.total else ""
+            print(
+                f"\r{self.label}: {items:,.0f}/{self.total * self.scale:,.0f} items  {rate * self.scale:,.1f} items/s"
+                f"  ETA {eta:,.0f}s ",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start
+
+
+@torch.no_grad()
+def score_pairs(
+    model: GPT,
+    pairs: Sequence[tuple[list[int], list[int]]],
+    *,
+    batch_tokens: int = 4096,
+    on_progress: Callable[[int], None] | None = None,
+    what: str = "",
+) -> list[Scored]:
+    """log P(cont | ctx) for each (ctx tokens, cont tokens) pair; pairs with the same ctx share its encoding."""
+    block = model.config.block_size
+    device = model.lm_head.weight.device
+    cut = 0
+    groups: dict[tuple[int, ...], list[int]] = {}
+    conts: list[list[int]] = []
+    for i, (ctx, cont) in enumerate(pairs):
+        if not cont:
+            raise ValueError(f"an empty continuation (pair {i}{' of ' + what if what else ''}): nothing to score")
+        ctx, cont, was_cut = truncate(ctx, cont, block)
+        cut += was_cut
+        groups.setdefault(tuple(ctx), []).append(i)
+        conts.append(cont)
+    if cut:
+        warnings.warn(
+            f"{what or 'eval'}: {cut} of {len(pairs)} context+continuation pairs are longer than the model's "
+            f"block_size + 1 = {block + 1} tokens; their contexts were truncated from the left",
+            stacklevel=3,
+        )
+    # Longest contexts first (as the harness orders its requests): similar lengths share a batch, little padding.
+    order = sorted(groups, key=lambda c: -len(c))
+    results: list[Scored | None] = [None] * len(pairs)
+    start = 0
+    while start < len(order):
+        # Fill a batch until the padded context tokens or the continuation rows x their length pass the budget.
+        end, ctx_len, rows, cont_len = start, 0, 0, 0
+        while end < len(order):
+            members = groups[order[end]]
+            c_len = max(ctx_len, len(order[end]))
+            r = rows + len(members)
+            t = max(cont_len, *(len(conts[i]) for i in members))
+            if end > start and ((end - start + 1) * c_len > batch_tokens or r * t > batch_tokens):
+                break
+            end, ctx_len, rows, cont_len = end + 1, c_len, r, t
+        batch = order[start:end]
+        for i, s in zip(
+            [i for c in batch for i in groups[c]], _score_batch(model, batch, groups, conts, device), strict=True
+        ):
+            results[i] = s
+        if on_progress is not None:
+            on_progress(sum(len(groups[c]) for c in batch))
+        start = end
+    return results  # type: ignore[return-value]
+
+
+def _log_softmax(logits: Tensor) -> Tensor:
+    """In float32 at least (bf16 log-probs would tie choices), in float64 for a float64 model."""
+    return torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+
+
+def _score_batch(
+    model: GPT,
+    contexts: list[tuple[int, ...]],
+    groups: dict[tuple[int, ...], list[int]],
+    conts: list[list[int]],
+    device: torch.device,
+) -> list[Scored]:
+    g = len(contexts)
+    c_len = max(len(c) for c in contexts)
+    members = [i for c in contexts for i in groups[c]]
+    owner = torch.tensor([j for j, c in enumerate(contexts) for _ in groups[c]], device=device)
+    t_len = max(len(conts[i]) for i in members)
+
+    # Contexts, left-padded: the last column is every row's last real token.
+    idx = torch.zeros(g, c_len, dtype=torch.long)
+    valid = torch.zeros(g, c_len, dtype=torch.bool)
+    for j, c in enumerate(contexts):
+        idx[j, c_len - len(c) :] = torch.tensor(c)
+        valid[j, c_len - len(c) :] = True
+    cache = model.new_cache(g, c_len + t_len - 1)
+    last, _ = model(idx.to(device), cache=cache, valid=valid.to(device))
+    first = _log_softmax(last[:, -1])[owner]  # (rows, V): predicts each continuation's 1st
+
+    # Continuations without their last token (nothing predicts after it), right-padded; padding is invalid, so
+    # no real token attends to it (and causality already keeps it after every real one).
+    rows = len(members)
+    tgt = torch.full((rows, t_len), -1, dtype=torch.long)
+    for r, i in enumerate(members):
+        tgt[r, : len(conts[i])] = torch.tensor(conts[i])
+    logp = first[:, None, :]
+    if t_len > 1:
+        inp = tgt[:, :-1].clamp(min=0)
+        ok = tgt[:, :-1] >= 0
+        logits, _ = model(inp.to(device), cache=_rows_of(cache, owner), valid=ok.to(device), all_logits=True)
+        logp = torch.cat([logp, _log_softmax(logits)], dim=1)
+    tgt = tgt.to(device)
+    mask = tgt >= 0
+    picked = logp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0]
+    greedy = (logp.argmax(-1) == tgt) | ~mask
+    lls = (picked * mask).sum(1).double().tolist()
+    return [Scored(ll, bool(gr)) for ll, gr in zip(lls, greedy.all(1).tolist(), strict=True)]
