@@ -54,7 +54,9 @@ def documents(path: str | Path, tokenizer: Tokenizer, eot: int | None) -> Iterat
     if path.suffix == ".bin":
         vocab = read_header(path).vocab_size
         if vocab != tokenizer.vocab_size:
-            raise ValueError(f"{path}: written with a vocabulary of {vocab:,}, the model's has {tokenizer.vocab_size:,}")
+            raise ValueError(
+                f"{path}: written with a vocabulary of {vocab:,}; the model's has {tokenizer.vocab_size:,}"
+            )
         yield np.asarray(open_shard(path), dtype=np.int64)
     elif path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as f:

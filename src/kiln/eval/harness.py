@@ -96,7 +96,8 @@ def _lm_class() -> type:
                 max_new = int(kwargs.get("max_gen_toks", 256))
                 prompt = self.tokenizer.encode(context)[-max(1, self.model.config.block_size - max_new) :]
                 params = SamplingParams(temperature=0.0, max_new_tokens=max_new, stop=tuple(until))
-                out.append("".join(ev.text for ev in stream_batch(self.model, [prompt], params, tokenizer=self.tokenizer)))
+                events = stream_batch(self.model, [prompt], params, tokenizer=self.tokenizer)
+                out.append("".join(ev.text for ev in events))
             return out
 
     return KilnLM

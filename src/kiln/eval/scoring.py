@@ -35,13 +35,15 @@ class Scored:
 
 
 def truncate(ctx: list[int], cont: list[int], block_size: int) -> tuple[list[int], list[int], bool]:
-    """The harness's left truncation: keep the last block_size + 1 tokens of context + continuation."""
-    if len(cont) > block_size:
-        raise ValueError(f"a continuation of {len(cont)} tokens is longer than the model's block_size {block_size}")
-    keep = block_size + 1 - len(cont)
-    if len(ctx) <= keep:
+    """The harness's left truncation: keep the last block_size + 1 tokens of context + continuation. A continuation
+    longer than block_size keeps one token of context and only its own last block_size tokens are scored (the
+    harness mis-slices this case; it does not arise for models with a context of 512 or more on these tasks)."""
+    if len(ctx) + len(cont) <= block_size + 1:
         return ctx, cont, False
-    return ctx[len(ctx) - keep :], cont, True
+    if len(cont) > block_size:
+        whole = ctx + cont
+        return whole[-(block_size + 1) : -block_size], cont[-block_size:], True
+    return ctx[len(ctx) + len(cont) - block_size - 1 :], cont, True
 
 
 def _rows_of(cache: KVCache, rows: Tensor) -> KVCache:
@@ -174,7 +176,7 @@ def _score_batch(
     logp = first[:, None, :]
     if t_len > 1:
         inp = tgt[:, :-1].clamp(min=0)
-        ok = tgt[:, :-1] >= 0
+        ok = tgt[:, 1:] >= 0  # input j is needed only if it predicts a real token j + 1
         logits, _ = model(inp.to(device), cache=_rows_of(cache, owner), valid=ok.to(device), all_logits=True)
         logp = torch.cat([logp, _log_softmax(logits)], dim=1)
     tgt = tgt.to(device)
