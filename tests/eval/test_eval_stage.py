@@ -77,3 +77,28 @@ def test_a_random_init_model_scores_at_the_random_baseline() -> None:
         variances.append((s["acc_norm_stderr"] / scale) ** 2)
     mean = sum(scores) / len(scores)
     assert abs(mean) < 2 * math.sqrt(sum(variances)) / len(scores), (mean, scores)
+
+
+@pytest.mark.filterwarnings("ignore:.*truncated from the left")
+def test_kiln_train_logs_task_scores_into_metrics_jsonl(tmp_path) -> None:
+    from helpers import TINY_TRAIN
+
+    run = tmp_path / "run"
+    rc, _, err = run_cli(
+        ["train", *TINY_TRAIN, f"out_dir={run}", "max_steps=4", "eval_interval=2", "eval_task_interval=4",
+         'eval_tasks=["copa", "wsc"]', "sample_tokens=0"]
+    )  # fmt: skip
+    assert rc == 0, err
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in lines if "task/copa/acc" in r]
+    assert [r["step"] for r in scored] == [4]  # evaluations at 2 and 4; tasks only at multiples of 4
+    r = scored[0]
+    assert 0 <= r["task/copa/acc"] <= 1 and 0 <= r["task/wsc/acc_norm"] <= 1
+    assert r["task/centred"] == pytest.approx(((r["task/copa/acc"] - 0.5) / 0.5 + (r["task/wsc/acc"] - 0.5) / 0.5) / 2)
+
+
+def test_an_unknown_training_task_fails_before_training(tmp_path) -> None:
+    from helpers import TINY_TRAIN
+
+    rc, _, err = run_cli(["train", *TINY_TRAIN, f"out_dir={tmp_path / 'run'}", 'eval_tasks=["nope"]'])
+    assert rc == 2 and "unknown task 'nope'" in err and len(err.strip().splitlines()) == 1
