@@ -29,14 +29,14 @@ def test_kiln_eval_writes_results_items_and_bpb(checkpoint, tmp_path) -> None:
     text.write_text("To be, or not to be, that is the question. " * 10)
     out = tmp_path / "out"
     rc, stdout, err = run_cli(
-        ["eval", str(checkpoint), "copa", "wsc", "lambada", "limit=8", f"out_dir={out}", "--per-item",
+        ["eval", str(checkpoint), "copa", "wsc", "lambada", "limit=8", f"out_dir={out}", "--per-item", "num_fewshot=1",
          "--bpb", str(text), "bpb_stride=16", "--no-progress"]
     )  # fmt: skip
     assert rc == 0, err
     results = json.loads((out / "results.json").read_text())
     assert set(results["tasks"]) == {"copa", "wsc", "lambada"}
     copa = results["tasks"]["copa"]
-    assert copa["items"] == 8 and copa["random_baseline"] == 0.5 and 0 <= copa["acc"] <= 1
+    assert copa["items"] == 8 and copa["num_fewshot"] == 1 and copa["random_baseline"] == 0.5 and 0 <= copa["acc"] <= 1
     assert copa["centred"] == pytest.approx((copa["acc"] - 0.5) / 0.5)
     assert results["centred"] == pytest.approx(sum(t["centred"] for t in results["tasks"].values()) / 3)
     items = [json.loads(line) for line in (out / "items" / "copa.jsonl").read_text().splitlines()]

@@ -99,7 +99,7 @@ class EvalSummary(Summary):
             lines.append(f"{'task':<16}{'items':>7}{'acc':>16}{'acc_norm':>16}{'random':>8}{'centred':>9}")
             for name, s in self.tasks.items():
                 norm = f"{s['acc_norm']:.4f} ±{s['acc_norm_stderr']:.3f}" if "acc_norm" in s else "-"
-                ppl = f"  ppl {s['perplexity']:.2f}" if "perplexity" in s else ""
+                ppl = f"  ppl {s['perplexity']:.4g}" if "perplexity" in s else ""
                 lines.append(
                     f"{name:<16}{int(s['items']):>7}{s['acc']:>9.4f} ±{s['acc_stderr']:.3f}{norm:>16}"
                     f"{s['random_baseline']:>8.3f}{s['centred']:>9.4f}{ppl}"
