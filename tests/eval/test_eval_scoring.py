@@ -30,6 +30,11 @@ def test_shared_context_scores_equal_one_forward_per_pair(make_model, pos_encodi
     for _ in range(12):  # questions with 1-4 options and contexts of every length, some past the block
         ctx = [rng.randrange(64) for _ in range(rng.randint(1, 40))]
         pairs += [(ctx, [rng.randrange(64) for _ in range(rng.randint(1, 12))]) for _ in range(rng.randint(1, 4))]
+    for _ in range(6):  # options sharing leading tokens (scored once per context), one option the prefix itself
+        ctx = [rng.randrange(64) for _ in range(rng.randint(1, 30))]
+        stem = [rng.randrange(64) for _ in range(rng.randint(1, 6))]
+        pairs += [(ctx, stem + [rng.randrange(64) for _ in range(rng.randint(1, 5))]) for _ in range(3)]
+        pairs.append((ctx, stem[:]))
     pairs.append(([5] * 3, [7] * 40))  # a continuation longer than the block
     # Greedy pairs (the argmax continuation) make `greedy` True somewhere, so both values are checked.
     for ctx in ([1, 2, 3], [9] * 31):
@@ -61,3 +66,11 @@ def test_batch_size_does_not_change_scores(make_model) -> None:
 def test_an_empty_continuation_is_an_error(make_model) -> None:
     with pytest.raises(ValueError, match="empty continuation"):
         score_pairs(make_model(), [([1, 2], [])])
+
+
+def test_shared_prefix_leaves_every_option_a_token_of_its_own() -> None:
+    from kiln.eval.scoring import shared_prefix
+
+    assert shared_prefix([[1, 2, 3], [1, 2, 4]]) == 2
+    assert shared_prefix([[1, 2], [1, 2, 3]]) == 1  # the shorter option keeps its last token
+    assert shared_prefix([[1, 2, 3]]) == 2 and shared_prefix([[1], [2]]) == 0

@@ -115,18 +115,19 @@ def score_pairs(
         )
     # Longest contexts first (as the harness orders its requests): similar lengths share a batch, little padding.
     order = sorted(groups, key=lambda c: -len(c))
+    shared = {c: shared_prefix([conts[i] for i in groups[c]]) for c in order}
     results: list[Scored | None] = [None] * len(pairs)
     start = 0
     while start < len(order):
         # Fill a batch of contexts up to the token budget (their continuations are then run in chunks of it).
-        end, ctx_len = start, 0
+        end, ctx_len, pre_len = start, 0, 0
         while end < len(order):
-            c_len = max(ctx_len, len(order[end]))
-            if end > start and (end - start + 1) * c_len > batch_tokens:
+            c_len, p_len = max(ctx_len, len(order[end])), max(pre_len, shared[order[end]])
+            if end > start and (end - start + 1) * (c_len + p_len) > batch_tokens:
                 break
-            end, ctx_len = end + 1, c_len
+            end, ctx_len, pre_len = end + 1, c_len, p_len
         batch = order[start:end]
-        scored = _score_batch(model, batch, groups, conts, device, batch_tokens)
+        scored = _score_batch(model, batch, groups, conts, [shared[c] for c in batch], device, batch_tokens)
         for i, s in zip([i for c in batch for i in groups[c]], scored, strict=True):
             results[i] = s
         if on_progress is not None:
@@ -148,47 +149,81 @@ def _token_logprobs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     return picked * real, (logp.max(-1).indices == safe) | ~real
 
 
+def shared_prefix(conts: list[list[int]]) -> int:
+    """How many leading tokens all of a context's continuations share, leaving each at least its last token of
+    its own (PIQA's two answers often differ only in their last words; a single continuation shares all but its
+    last token). Those tokens are scored once, with the context, instead of once per continuation."""
+    n = min(len(c) for c in conts) - 1
+    first = conts[0]
+    for k in range(n):
+        if any(c[k] != first[k] for c in conts):
+            return k
+    return n
+
+
 def _score_batch(
     model: GPT,
     contexts: list[tuple[int, ...]],
     groups: dict[tuple[int, ...], list[int]],
     conts: list[list[int]],
+    shared: list[int],
     device: torch.device,
     batch_tokens: int,
 ) -> list[Scored]:
     g = len(contexts)
     c_len = max(len(c) for c in contexts)
+    p_len = max(shared)
     members = [i for c in contexts for i in groups[c]]
     owner = torch.tensor([j for j, c in enumerate(contexts) for _ in groups[c]], device=device)
     t_len = max(len(conts[i]) for i in members)
 
-    # Contexts, left-padded: the last column is every row's last real token.
+    # 1. Contexts, left-padded: the last column is every row's last real token.
     idx = torch.zeros(g, c_len, dtype=torch.long)
     valid = torch.zeros(g, c_len, dtype=torch.bool)
     for j, c in enumerate(contexts):
         idx[j, c_len - len(c) :] = torch.tensor(c)
         valid[j, c_len - len(c) :] = True
-    cache = model.new_cache(g, c_len + t_len - 1)
+    cache = model.new_cache(g, c_len + p_len + t_len)
     last, _ = model(idx.to(device), cache=cache, valid=valid.to(device))
+    # base[j]: the logits that predict the first token after what has run so far for group j.
+    base = last[:, -1]
+    group_ll = torch.zeros(g, dtype=torch.float64, device=device)
+    group_top = torch.ones(g, dtype=torch.bool, device=device)
 
-    # The first token of each continuation is predicted by its context's last logits.
-    first = torch.tensor([conts[i][0] for i in members], device=device)
-    lls, greedy = _token_logprobs(last[:, -1][owner], first)
-    lls, greedy = lls.double(), greedy.clone()
-    # The rest, longest first in chunks of similar length (padding costs a full LM-head row per token), each row
-    # from a copy of its context's cache. A continuation's last token is fed to nothing (nothing follows it).
-    by_len = sorted(range(len(members)), key=lambda r: -len(conts[members[r]]))
+    # 2. Each group's shared continuation prefix, right-padded (padding invalid), scored once per group.
+    if p_len:
+        pre = torch.full((g, p_len), -1, dtype=torch.long)
+        for j, c in enumerate(contexts):
+            pre[j, : shared[j]] = torch.tensor(conts[groups[c][0]][: shared[j]])
+        pre = pre.to(device)
+        logits, _ = model(pre.clamp(min=0), cache=cache, valid=pre >= 0, all_logits=True)
+        # Targets: prefix token 0 from the context's last logits, token k from prefix position k - 1.
+        steps = torch.cat([base[:, None], logits[:, :-1]], 1)
+        lp, top = _token_logprobs(steps, pre)
+        group_ll += lp.sum(1).double()
+        group_top &= top.all(1)
+        has = torch.tensor(shared, device=device) > 0
+        at = (torch.tensor(shared, device=device) - 1).clamp(min=0)
+        base = torch.where(has[:, None], logits[torch.arange(g, device=device), at], base)
+
+    # 3. The first own token of each continuation, from its group's base logits.
+    skip = [shared[int(j)] for j in owner.tolist()]
+    own = torch.tensor([conts[i][k] for i, k in zip(members, skip, strict=True)], device=device)
+    lls, greedy = _token_logprobs(base[owner], own)
+    lls, greedy = lls.double() + group_ll[owner], greedy & group_top[owner]
+    # 4. The rest, longest first in chunks of similar length (padding costs a full LM-head row per token), each row
+    # from a copy of its group's cache. A continuation's last token is fed to nothing (nothing follows it).
+    rest = [conts[i][k:] for i, k in zip(members, skip, strict=True)]
+    by_len = sorted(range(len(members)), key=lambda r: -len(rest[r]))
     budget = max(1, batch_tokens)
-    at = 0
-    while at < len(by_len) and len(conts[members[by_len[at]]]) > 1:
-        width = len(conts[members[by_len[at]]]) - 1
-        chunk = by_len[at : at + max(1, budget // width)]
-        chunk = [r for r in chunk if len(conts[members[r]]) > 1]
-        at += len(chunk)
+    at_row = 0
+    while at_row < len(by_len) and len(rest[by_len[at_row]]) > 1:
+        width = len(rest[by_len[at_row]]) - 1
+        chunk = [r for r in by_len[at_row : at_row + max(1, budget // width)] if len(rest[r]) > 1]
+        at_row += len(chunk)
         tgt = torch.full((len(chunk), width + 1), -1, dtype=torch.long)
         for k, r in enumerate(chunk):
-            cont = conts[members[r]]
-            tgt[k, : len(cont)] = torch.tensor(cont)
+            tgt[k, : len(rest[r])] = torch.tensor(rest[r])
         tgt = tgt.to(device)
         # Padding is marked invalid, so no real token attends to it (causality already keeps it after them).
         ok = tgt[:, 1:] >= 0  # input j is needed only if it predicts a real token j + 1
