@@ -2,8 +2,9 @@
 
 A multiple-choice question asks for log P(choice | context) for 2-5 choices of a few tokens after a context of tens
 to hundreds: the harness runs context + choice through the model once per choice. Here the contexts of a batch of
-questions go through the model once (left-padded, so every row's last logits are its context's last token), the KV
-cache is copied once per continuation row, and only the continuation tokens run again. Batches are filled up to a
+questions go through the model once (left-padded, so every row's last logits are its context's last token), then
+the leading tokens all of a context's continuations share (scored once), the KV cache is copied once per
+continuation row, and only each continuation's own tokens run again. Batches are filled up to a
 token budget across questions, so a core is never running a batch of one.
 
 Truncation follows the harness: a context + continuation longer than block_size + 1 keeps its last block_size + 1
