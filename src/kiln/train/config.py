@@ -105,6 +105,11 @@ class TrainConfig:
     """Validation batches per evaluation, each a whole optimizer-step batch (fewer if the split is smaller)."""
     val_fraction: float = 0.1
     """For a text file: the share of it (at the end) held out for validation."""
+    eval_tasks: list[str] = field(default_factory=list)
+    """Downstream tasks (`kiln eval` names such as arc_easy, or .jsonl task files) scored during training into
+    metrics.jsonl as "task/<name>/acc" etc. (the bundled 50-item slices; rank 0 only; not with fsdp)."""
+    eval_task_interval: int = 0
+    """Score eval_tasks at the evaluations whose step is a multiple of this (0 = at every evaluation)."""
     log_interval: int = 10
     """Write a metrics.jsonl line every this many steps (and at every evaluation)."""
     checkpoint_interval: int | None = None
@@ -133,6 +138,8 @@ class TrainConfig:
         require(0 < self.decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         require(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        require(self.eval_task_interval >= 0, f"eval_task_interval must be >= 0, got {self.eval_task_interval}")
+        require(not (self.eval_tasks and self.parallel == "fsdp"), "eval_tasks is not supported with parallel=fsdp")
         require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(self.muon_weight_decay >= 0, f"muon_weight_decay must be >= 0, got {self.muon_weight_decay}")

@@ -55,6 +55,7 @@ from kiln.train.state import (
     unflatten_optimizer_states,
     write_checkpoint,
 )
+from kiln.train.task_hook import task_scorer
 
 __all__ = ["Progress", "StepResult", "Trainer", "TrainingDiverged", "evaluate", "resume_config", "train"]
 
@@ -107,6 +108,7 @@ class Trainer:
         self.progress = Progress()
         self.signals = StopSignals()
         self.interrupted: int | None = None
+        self.task_scores: dict[str, float] = {}  # from the last evaluation, for its metrics.jsonl line
         self.last_checkpoint: Path | None = None
         self._set_threads()
 
@@ -454,6 +456,12 @@ class Trainer:
         p.val_bpb = p.val_loss / math.log(2) / self.val_bytes_per_token
         if p.val_loss < p.best_val:
             p.best_val, p.best_step = p.val_loss, p.step
+        every = self.cfg.eval_task_interval
+        if self.cfg.eval_tasks and self.info.is_main and (every == 0 or p.step % every == 0):
+            self.raw.eval()
+            with torch.no_grad():
+                self.task_scores = task_scorer()(self.raw, self.tokenizer, self.cfg.eval_tasks)
+            self.raw.train()
         if self.info.is_main:
             self.bar.write(
                 f"step {p.step}: train {p.train_loss:.4f}  val {p.val_loss:.4f}  ({p.val_bpb:.3f} bits/byte)"
@@ -477,6 +485,8 @@ class Trainer:
         record.update(self.step_record())
         if evaluated:
             record.update(self.eval_record())
+            record.update({f"task/{k}": round(v, 6) for k, v in self.task_scores.items()})
+            self.task_scores = {}
         if self.metrics is not None:
             self.metrics.write(record)
         self.throughput.new_window()

@@ -1,0 +1,10 @@
+"""`kiln eval`: bits per byte and downstream tasks (multiple choice, LAMBADA), scored as lm-evaluation-harness does.
+
+- `tasks`: the task files (llm-foundry's JSONL formats) and their bundled slices;
+- `requests`: an item -> (context, continuation) pairs, zero- or few-shot;
+- `scoring`: log-likelihoods of continuations, each shared context encoded once and reused from the KV cache;
+- `metrics`: acc / acc_norm / acc_bytes, standard errors, the centred (CORE-style) aggregate;
+- `bpb`: bits per byte over documents with a sliding window;
+- `harness`: an lm-evaluation-harness `LM` over a kiln model (lm_eval imported only there);
+- `run`: the stage (EvalConfig, run -> EvalSummary).
+"""
