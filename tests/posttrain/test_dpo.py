@@ -140,3 +140,18 @@ def test_dpo_raises_held_out_preference_accuracy(base_model, tmp_path):
     evals = [m for m in metrics(out) if "val_pref_acc" in m]
     assert evals[-1]["val_pref_acc"] >= 0.75 and evals[-1]["val_loss"] < math.log(2)
     assert "preference accuracy" in text
+
+
+def test_logps_from_selected_positions_equal_the_full_computation(make_model):
+    from kiln.posttrain.dpo_loss import selected_logps
+
+    model = make_model()
+    x = torch.randint(0, 64, (3, 12), generator=torch.Generator().manual_seed(3))
+    y = x.roll(-1, dims=1)
+    y[:, :4] = -1
+    y[1, 9:] = -1
+    keep = y != -1
+    with torch.no_grad():
+        full = sequence_logps(model(x, all_logits=True)[0], y)
+        part = selected_logps(model(x, logits_at=keep)[0], y, keep)
+    assert torch.allclose(full[0], part[0].to(full[0].dtype), atol=1e-9) and torch.equal(full[1], part[1])

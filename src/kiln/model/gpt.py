@@ -108,6 +108,7 @@ class GPT(nn.Module):
         segments: Tensor | None = None,
         all_logits: bool = False,
         return_hidden: bool = False,
+        logits_at: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """idx (B, T) token ids -> (logits, loss).
 
@@ -164,6 +165,10 @@ class GPT(nn.Module):
         x = self.norm_f(x)
         if return_hidden:  # the final hidden states (B, T, n_embd), for heads other than the LM head (rewards)
             return x, None
+        if logits_at is not None:
+            # (N, vocab) logits only where the (B, T) mask is True: fine-tuning losses read a reply's tokens, and
+            # the LM head (the widest matmul of a small model) then runs on those alone, not on the prompt.
+            return self.lm_head(x[logits_at]), None
 
         if targets is None:
             return self.lm_head(x if all_logits else x[:, -1:, :]), None

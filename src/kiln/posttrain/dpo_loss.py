@@ -60,3 +60,14 @@ def sequence_logps(logits: Tensor, targets: Tensor, ignore: int = -1) -> tuple[T
     logp = torch.log_softmax(logits.float(), dim=-1)
     picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (picked * keep).sum(-1), keep.sum(-1)
+
+
+def selected_logps(logits: Tensor, targets: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
+    """As `sequence_logps`, from (N, V) logits computed only where `keep` (B, T) is True (`logits_at=`): the
+    log-prob of each kept target, summed per row; log-softmax is never materialised for the whole vocabulary."""
+    t = targets[keep]
+    lf = logits.float()
+    lp = lf.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+    rows = keep.nonzero(as_tuple=True)[0]
+    total = torch.zeros(keep.shape[0], dtype=lp.dtype, device=lp.device).index_add(0, rows, lp)
+    return total, keep.sum(-1)

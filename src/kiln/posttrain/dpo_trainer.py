@@ -15,8 +15,9 @@ from torch import Tensor
 from kiln.model.checkpoint import load_checkpoint
 from kiln.posttrain.dpo_config import DPOConfig
 from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, pair_batch, prepare_dpo_data, used_length
-from kiln.posttrain.dpo_loss import preference_loss, sequence_logps
+from kiln.posttrain.dpo_loss import preference_loss, selected_logps
 from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.packing import IGNORE
 from kiln.train.precision import autocast
 
 REF_BATCH = 8
@@ -66,9 +67,10 @@ class DPOTrainer(FineTuner):
             for x, y, out in ((w.xc, w.yc, out_c), (w.xr, w.yr, out_r)):
                 n = used_length(y[i : i + REF_BATCH])
                 xb, yb = (torch.from_numpy(a[i : i + REF_BATCH, :n]).to(self.device) for a in (x, y))
+                keep = yb != IGNORE
                 with autocast(self.precision, self.device):
-                    logits, _ = model(xb, all_logits=True)
-                out.append(sequence_logps(logits, yb)[0].double().cpu().numpy())
+                    logits, _ = model(xb, logits_at=keep)
+                out.append(selected_logps(logits, yb, keep)[0].double().cpu().numpy())
         return np.concatenate(out_c), np.concatenate(out_r)
 
     def build_val_batches(self) -> list[Any]:
@@ -94,17 +96,19 @@ class DPOTrainer(FineTuner):
         """Policy log-probs of both replies, the reference's, and the loss terms, for a batch of pairs."""
         cfg = self.cfg
         xc, yc, xr, yr, idx = batch
+        x, y = torch.cat([xc, xr]), torch.cat([yc, yr])
+        keep = y != IGNORE
         with autocast(self.precision, self.device):
-            logits, _ = model(torch.cat([xc, xr]), all_logits=True)
-        logps, counts = sequence_logps(logits, torch.cat([yc, yr]))
+            logits, _ = model(x, logits_at=keep)
+        logps, counts = selected_logps(logits, y, keep)
         b = xc.shape[0]
         pi_c, pi_r, n_c, n_r = logps[:b], logps[b:], counts[:b].float(), counts[b:].float()
         ref_c = ref_r = None
         if cfg.loss != "simpo":
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_logits, _ = self.reference(torch.cat([xc, xr]), all_logits=True)
-                ref = sequence_logps(ref_logits, torch.cat([yc, yr]))[0]
+                    ref_logits, _ = self.reference(x, logits_at=keep)
+                ref = selected_logps(ref_logits, y, keep)[0]
                 ref_c, ref_r = ref[:b], ref[b:]
             else:
                 i = idx.cpu().numpy()

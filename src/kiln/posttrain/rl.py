@@ -205,15 +205,14 @@ class RLTrainer(FineTuner):
 
     def forward_loss(self, batch: dict[str, Any]) -> Tensor:  # type: ignore[override]
         x, y, adv = batch["x"], batch["y"], batch["adv"]
-        with autocast(self.precision, self.device):
-            logits, _ = self.fwd(x, all_logits=True)
         mask = y != IGNORE
-        logp = torch.log_softmax(logits.float(), -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        with autocast(self.precision, self.device):
+            logits, _ = self.fwd(x, logits_at=mask)  # the LM head on the completions' tokens only
+        logp = _token_logps(logits, y, mask)
         ref = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logits, _ = self.reference(x, all_logits=True)
-                ref = torch.log_softmax(ref_logits.float(), -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask)
         # One update per sampling (the common setting): pi_old is the policy itself, detached.
         loss, stats = grpo_loss(logp, logp.detach(), adv, mask, self.cfg.clip, ref, self.cfg.kl_beta)
         for key, value in stats.items():
@@ -257,6 +256,13 @@ class RLTrainer(FineTuner):
         out = super().summary()
         out["val_reward"] = getattr(self, "val_reward", None)
         return out
+
+
+def _token_logps(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """(B, T) log-probs of the targets (0 where masked) from (N, V) logits at the mask's positions."""
+    lf = logits.float()
+    lp = lf.gather(-1, y[mask].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+    return torch.zeros(y.shape, dtype=lp.dtype, device=lp.device).masked_scatter(mask, lp)
 
 
 @dataclass

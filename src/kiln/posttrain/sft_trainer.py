@@ -77,9 +77,14 @@ class SFTTrainer(FineTuner):
 
     def forward_loss(self, batch: Batch3) -> Tensor:  # type: ignore[override]
         x, y, s = batch
+        if self.model_config.n_experts:  # the MoE balancing term comes with the full-logits path
+            with autocast(self.precision, self.device):
+                _, loss = self.fwd(x, y, segments=s)
+            return loss
+        keep = y != IGNORE
         with autocast(self.precision, self.device):
-            _, loss = self.fwd(x, y, segments=s)
-        return loss
+            logits, _ = self.fwd(x, segments=s, logits_at=keep)  # the LM head on the assistant's tokens only
+        return torch.nn.functional.cross_entropy(logits.float(), y[keep])
 
     @torch.no_grad()
     def evaluate_loss(self) -> float:
