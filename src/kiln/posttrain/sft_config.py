@@ -68,6 +68,13 @@ class SFTConfig(FineTuneConfig):
     conversation per window, padded."""
     show_mask: bool = False
     """Print the first conversation as the model sees it, trained tokens highlighted, and exit."""
+    lora_rank: int = 0
+    """LoRA adapters of this rank on `lora_targets` (through peft), the base frozen, merged into each saved
+    checkpoint; 0 = full fine-tuning."""
+    lora_alpha: float = 16.0
+    """LoRA's scale numerator: the update is (lora_alpha / lora_rank) B A."""
+    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "fc"])
+    """Names of the Linear layers that get adapters (kiln's fused q/k/v, attention output, MLP in and out)."""
     batch_size: int = 8
     """Windows per micro-batch."""
     max_steps: int = 200
@@ -82,6 +89,19 @@ class SFTConfig(FineTuneConfig):
     """Most held-out batches per evaluation."""
     val_fraction: float = 0.05
     """Share of conversations held out (at least one)."""
+
+    def validate(self) -> SFTConfig:
+        _check_lora(self)
+        if self.lora_rank:
+            require(self.parallel != "fsdp" or self.device == "cpu", "lora_rank with parallel=fsdp is not supported")
+        super().validate()
+        return self
+
+
+def _check_lora(cfg: SFTConfig) -> None:
+    require(cfg.lora_rank >= 0, f"lora_rank must be >= 0 (0 = off), got {cfg.lora_rank}")
+    require(cfg.lora_alpha > 0, f"lora_alpha must be > 0, got {cfg.lora_alpha}")
+    require(bool(cfg.lora_targets), "lora_targets must name at least one layer")
 
 
 def load_finetune_config(cls: type[C], path: str | Path | None, overrides: Sequence[str] = ()) -> C:

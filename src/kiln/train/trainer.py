@@ -288,7 +288,7 @@ class Trainer:
 
     def save(self, reason: str) -> Path | None:
         """A checkpoint of the model and `state_dict()` (a collective); rank 0 writes it and returns its path."""
-        model_state = full_model_state(self.raw, self.fsdp)
+        model_state = self.checkpoint_model_state()
         state = self.state_dict()
         path = None
         if self.info.is_main:
@@ -300,13 +300,21 @@ class Trainer:
             path = write_checkpoint(
                 self.out_dir,
                 p.step,
-                lambda d: save_checkpoint(d, self.raw, self.tokenizer, meta, state_dict=model_state),
+                lambda d: self.write_model(d, meta, model_state),
                 state,
                 tensors,
             )
             prune(self.out_dir, self.cfg.keep_last, p.best_step)
         D.barrier(self.info)
         return path
+
+    def checkpoint_model_state(self) -> dict[str, Tensor]:
+        """The weights a checkpoint stores (a collective under FSDP): the model's full state dict."""
+        return full_model_state(self.raw, self.fsdp)
+
+    def write_model(self, directory: Path, meta: dict[str, Any], model_state: dict[str, Tensor]) -> None:
+        """Write the model part of a checkpoint into `directory` (rank 0)."""
+        save_checkpoint(directory, self.raw, self.tokenizer, meta, state_dict=model_state)
 
     # ------------------------------------------------------------------------------------------------ a step
     def next_batch(self) -> Batch:
