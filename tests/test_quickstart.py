@@ -102,6 +102,10 @@ def test_post_training_makes_a_chat_model_and_measures_both_models(workspace):
     follow = json.loads((ws / "follow.json").read_text())
     assert set(follow) == {"base", "sft", "rl", "base_words", "sft_words", "rl_words"}
     assert (ws / "models" / "quickstart-rl" / "kiln-rl.toml").is_file()
+    from kiln.quickstart import Quickstart, QuickstartConfig
+
+    url = Quickstart(QuickstartConfig(workspace=ws, port=8123)).playground_url()
+    assert url == "http://127.0.0.1:8123/?model=quickstart-rl&mode=chat"  # the page opens on the tuned model
     assert all(0 <= v <= 1 for v in follow.values())
     assert (
         "instructions followed" in out and "base  follows" in out and "sft   follows" in out and "rl    follows" in out

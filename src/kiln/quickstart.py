@@ -519,13 +519,21 @@ class Quickstart:
             "val_bpb": meta.get("val_bpb"),
             "unigram_val_loss": unigram_loss(self.path("tokens")),
             "samples": json.loads((self.ws / "samples.json").read_text(encoding="utf-8")),
-            "playground": f"http://127.0.0.1:{self.cfg.port}/" if self.cfg.serve else None,
+            "playground": self.playground_url() if self.cfg.serve else None,
             "instructions_followed": (
                 json.loads((self.ws / "follow.json").read_text(encoding="utf-8"))
                 if (self.ws / "follow.json").is_file()
                 else None
             ),
         }
+
+    def playground_url(self) -> str:
+        """The page, opened on the most post-trained model in chat mode (or the base model)."""
+        base = f"http://127.0.0.1:{self.cfg.port}/"
+        for path in (self.rl_dir, self.chat_dir):
+            if (path / "checkpoints").is_dir():
+                return f"{base}?model={path.name}&mode=chat"
+        return base
 
     def print_summary(self, s: dict[str, Any]) -> None:
         out = self.out

@@ -363,6 +363,18 @@ def test_chat_shows_its_template_regenerates_and_edits(page, server, artifacts):
     assert page.inner_text("[data-testid=chat-msg-user] .msg-body") == "Sing, friend." and replies.count() == 1
 
 
+def test_a_link_opens_the_page_on_a_model_in_chat_mode(browser, server):
+    """/?model=NAME&mode=chat (the link the quickstart prints for its fine-tuned model) opens there."""
+    with open_page(browser, server.base_url) as page:
+        page.goto("/?model=bpe-chat&mode=chat")
+        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_function("document.querySelector('#gen-model').value === 'bpe-chat'")
+        assert page.is_visible("[data-testid=chat-view]")
+        page.goto("/?model=char")
+        page.wait_for_selector("body[data-ready=true]")
+        page.wait_for_function("document.querySelector('#gen-model').value === 'char'")
+
+
 def test_api_errors_are_shown(page):
     page.select_option("#gen-model", "char")
     page.fill("#prompt", "x" * 200)  # longer than char's 64-token context

@@ -189,13 +189,16 @@ export function initGenerate() {
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && panel.busy) panel.stop();
   });
-  setMode(prefs.get("mode", "completion") === "chat" ? "chat" : "completion");
+  // A link can open the page on a model and mode: /?model=NAME&mode=chat (the quickstart's does, on its chat model).
+  const asked = new URLSearchParams(location.search);
+  const startMode = asked.get("mode") || prefs.get("mode", "completion");
+  setMode(startMode === "chat" ? "chat" : "completion");
   completion.renderHistory();
 
   return {
     /** The server's models changed: refill the model list. */
     onModels() {
-      fillModelSelect($("#gen-model"), prefs.get("model"));
+      fillModelSelect($("#gen-model"), asked.get("model") || prefs.get("model"));
       updateBaseModelNote();
     },
     /** Take the sampling explainer's settings, model and prompt (values as the sliders give them). */
