@@ -76,22 +76,6 @@ CHAT_WORDS = [
 ]
 
 
-WORDS = [
-    "apple",
-    "river",
-    "stone",
-    "cloud",
-    "garden",
-    "window",
-    "silver",
-    "forest",
-    "candle",
-    "harbor",
-    "meadow",
-    "lantern",
-]
-
-
 def conversations(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
     """n conversations: an optional system turn, then one or two user/assistant exchanges."""
     rng = random.Random(seed)

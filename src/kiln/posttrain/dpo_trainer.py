@@ -54,7 +54,6 @@ class DPOTrainer(FineTuner):
                     w.ref_c, w.ref_r = self._score(ref, w)
                 ref.train(self.raw is ref)
                 del ref
-        self._stats: dict[str, float] = {}
         self._chosen_history: list[float] = []
         self._warned = False
         return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
@@ -125,22 +124,17 @@ class DPOTrainer(FineTuner):
 
     def forward_loss(self, batch: tuple[Tensor, ...]) -> Tensor:  # type: ignore[override]
         t = self.pair_terms(self.fwd, batch, self.shards.train)
-        s = self._stats
-        for key, value in (
-            ("rewards/chosen", t["rc"]), ("rewards/rejected", t["rr"]), ("rewards/margins", t["rc"] - t["rr"]),
-            ("rewards/accuracies", (t["rc"] > t["rr"]).float()), ("logps/chosen", t["pi_c"]),
-            ("logps/rejected", t["pi_r"]),
-        ):  # fmt: skip
-            s[key] = s.get(key, 0.0) + float(value.float().mean())
-        s["_n"] = s.get("_n", 0) + 1  # micro-batches since the last log line: the metrics are their means
+        self.add_stats(**{
+            "rewards/chosen": t["rc"].mean(), "rewards/rejected": t["rr"].mean(),
+            "rewards/margins": (t["rc"] - t["rr"]).mean(), "rewards/accuracies": (t["rc"] > t["rr"]).float().mean(),
+            "logps/chosen": t["pi_c"].mean(), "logps/rejected": t["pi_r"].mean(),
+        })  # fmt: skip
         return t["loss"]
 
     def step_record(self) -> dict[str, float]:
         """The preference metrics of the steps since the last log (as TRL names them); warns once when the chosen
         replies' log-probs fall log after log, a known DPO failure (both replies pushed down)."""
-        n = self._stats.pop("_n", 0)
-        out = {k: round(v / n, 6) for k, v in self._stats.items()}
-        self._stats = {}
+        out = super().step_record()
         if "logps/chosen" in out:
             hist = self._chosen_history
             hist.append(out["logps/chosen"])
@@ -171,16 +165,8 @@ class DPOTrainer(FineTuner):
         self.val_accuracy = right / max(1, count)
         return total / max(1, count)
 
-    def on_eval(self) -> None:
-        p = self.progress
-        p.val_loss = self.evaluate_loss()
-        if p.val_loss < p.best_val:
-            p.best_val, p.best_step = p.val_loss, p.step
-        if self.info.is_main:
-            self.bar.write(
-                f"step {p.step}: train {p.train_loss:.4f}  held-out loss {p.val_loss:.4f}  "
-                f"preference accuracy {self.val_accuracy:.3f}"
-            )
+    def eval_line(self) -> str:
+        return f"held-out loss {self.progress.val_loss:.4f}  preference accuracy {self.val_accuracy:.3f}"
 
     def eval_record(self) -> dict[str, float]:
         return {"val_loss": round(self.progress.val_loss, 6), "val_pref_acc": round(self.val_accuracy, 6)}

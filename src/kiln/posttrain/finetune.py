@@ -7,13 +7,17 @@ the run's own checkpoint), and the held-out metric is the subclass's, not bits p
 from __future__ import annotations
 
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from kiln.model import GPTConfig
 from kiln.model.checkpoint import TOKENIZER_DIR, load_checkpoint, read_config, resolve_checkpoint
+from kiln.stage import Summary
 from kiln.tokenizer import Tokenizer, load_tokenizer
 from kiln.train.trainer import Trainer
 
@@ -42,3 +46,86 @@ class FineTuner(Trainer):
 
     def measure_val_bytes(self) -> float:
         return math.nan  # fine-tuning reports its own held-out metrics, not bits per byte
+
+    # ------------------------------------------------------------------------------------------------ logging
+    def add_stats(self, count: bool = True, **values: Any) -> None:
+        """Per micro-batch metrics; each metrics.jsonl line gets their means since the line before. `count=False`
+        adds to the micro-batch an earlier call counted."""
+        stats = self.__dict__.setdefault("_stats", {})
+        for key, value in values.items():
+            stats[key] = stats.get(key, 0.0) + float(value)
+        if count:
+            stats["_n"] = stats.get("_n", 0) + 1
+
+    def step_record(self) -> dict[str, float]:
+        stats = self.__dict__.get("_stats", {})
+        n = stats.pop("_n", 0)
+        out = {k: round(v / max(n, 1), 6) for k, v in stats.items()}
+        self._stats = {}
+        return out
+
+    def eval_line(self) -> str:
+        """The line an evaluation prints (the held-out metrics of the subclass)."""
+        raise NotImplementedError
+
+    def on_eval(self) -> None:
+        p = self.progress
+        p.val_loss = self.evaluate_loss()
+        if p.val_loss < p.best_val:
+            p.best_val, p.best_step = p.val_loss, p.step
+        if self.info.is_main:
+            self.bar.write(f"step {p.step}: train {p.train_loss:.4f}  {self.eval_line()}")
+
+
+@dataclass
+class FineTuneSummary(Summary):
+    """How a fine-tuning run ended; subclasses add their held-out metric and `report()`."""
+
+    out_dir: str
+    steps: int = 0
+    train_loss: float = math.nan
+    val_loss: float = math.nan
+    elapsed_s: float = math.nan
+    checkpoint: str | None = None
+    interrupted: int | None = None
+    """The signal that stopped the run (a checkpoint was saved; resume with --resume out_dir)."""
+    is_main: bool = True
+    error: str | None = None
+    """Why training stopped early (the loss diverged); the last good checkpoint is kept."""
+
+    stage = "sft"
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        if self.interrupted:
+            return 128 + int(self.interrupted)
+        return 1 if self.error else 0
+
+    def render(self) -> str:
+        if not self.is_main or self.interrupted:
+            return ""
+        if self.error:
+            return f"kiln {self.stage}: {self.error}"
+        return self.report()
+
+    def report(self) -> str:
+        raise NotImplementedError
+
+
+def run_finetune(trainer: type[FineTuner], summary: type[FineTuneSummary], config: Any) -> Any:
+    """Validate, start (torchrun-aware), fit, and report: what every fine-tuning stage's `run` does."""
+    from kiln.train import distributed as D
+    from kiln.train.trainer import TrainingDiverged
+
+    config.validate()
+    info, device = D.init_distributed(config.device)
+    try:
+        result = trainer(config, info, device, print, config.resume).fit()
+    except TrainingDiverged as e:
+        # Every rank sees the same all-reduced loss, so every rank stops here; only rank 0 reports.
+        is_main = int(os.environ.get("RANK", "0")) == 0
+        return summary(out_dir=str(config.out_dir), steps=e.steps, error=str(e), is_main=is_main)
+    finally:
+        D.shutdown()
+    keys = summary.__dataclass_fields__
+    return summary(**{k: v for k, v in result.items() if k in keys})

@@ -7,8 +7,6 @@ held-out pairwise accuracy is the share of pairs whose chosen reply scores highe
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kiln.posttrain.dpo_data import DPOData, PairLoader, pair_batch, prepare_dpo_data
-from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
-from kiln.stage import Summary
 from kiln.train.precision import autocast
 
 
@@ -85,7 +82,6 @@ class RewardTrainer(FineTuner):
 
     def build_loader(self) -> PairLoader:
         cfg, info = self.cfg, self.info
-        self._stats: dict[str, float] = {}
         # One column past the last target: the reward is read at the closing token itself.
         return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size, extra=1)
 
@@ -113,18 +109,11 @@ class RewardTrainer(FineTuner):
 
     def forward_loss(self, batch: tuple[Tensor, ...]) -> Tensor:  # type: ignore[override]
         rc, rr = self.pair_rewards(batch)
-        s = self._stats
-        for key, value in (("rewards/chosen", rc), ("rewards/rejected", rr), ("rewards/margins", rc - rr),
-                           ("rewards/accuracies", (rc > rr).float())):  # fmt: skip
-            s[key] = s.get(key, 0.0) + float(value.detach().mean())
-        s["_n"] = s.get("_n", 0) + 1
+        self.add_stats(**{
+            "rewards/chosen": rc.detach().mean(), "rewards/rejected": rr.detach().mean(),
+            "rewards/margins": (rc - rr).detach().mean(), "rewards/accuracies": (rc > rr).float().mean(),
+        })  # fmt: skip
         return -F.logsigmoid(rc - rr).mean()
-
-    def step_record(self) -> dict[str, float]:
-        n = self._stats.pop("_n", 0)
-        out = {k: round(v / n, 6) for k, v in self._stats.items()}
-        self._stats = {}
-        return out
 
     @torch.no_grad()
     def evaluate_loss(self) -> float:
@@ -141,15 +130,8 @@ class RewardTrainer(FineTuner):
         self.val_accuracy = right / max(1, count)
         return total / max(1, count)
 
-    def on_eval(self) -> None:
-        p = self.progress
-        p.val_loss = self.evaluate_loss()
-        if p.val_loss < p.best_val:
-            p.best_val, p.best_step = p.val_loss, p.step
-        if self.info.is_main:
-            self.bar.write(
-                f"step {p.step}: train {p.train_loss:.4f}  held-out pairwise accuracy {self.val_accuracy:.3f}"
-            )
+    def eval_line(self) -> str:
+        return f"held-out pairwise accuracy {self.val_accuracy:.3f}"
 
     def eval_record(self) -> dict[str, float]:
         return {"val_loss": round(self.progress.val_loss, 6), "val_pair_acc": round(self.val_accuracy, 6)}
@@ -181,28 +163,14 @@ def score_replies(model: nn.Module, tok: Any, prompt: Sequence[tuple[str, str]],
 
 
 @dataclass
-class RewardSummary(Summary):
-    out_dir: str
-    steps: int = 0
-    train_loss: float = math.nan
-    val_loss: float = math.nan
+class RewardSummary(FineTuneSummary):
     val_pair_acc: float | None = None
     """Held-out share of pairs whose chosen reply gets the higher reward."""
     pairs: int = 0
-    checkpoint: str | None = None
-    interrupted: int | None = None
-    is_main: bool = True
-    error: str | None = None
 
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        return 128 + int(self.interrupted) if self.interrupted else (1 if self.error else 0)
+    stage = "reward"
 
-    def render(self) -> str:
-        if not self.is_main or self.interrupted:
-            return ""
-        if self.error:
-            return f"kiln reward: {self.error}"
+    def report(self) -> str:
         return (
             f"\nheld-out pairwise accuracy {self.val_pair_acc or 0:.3f} after {self.steps} steps on {self.pairs:,} "
             f"pairs\nreward model: {self.out_dir}"
@@ -210,17 +178,4 @@ class RewardSummary(Summary):
 
 
 def run(config: RewardConfig) -> RewardSummary:
-    from kiln.train import distributed as D
-    from kiln.train.trainer import TrainingDiverged
-
-    config.validate()
-    info, device = D.init_distributed(config.device)
-    try:
-        result = RewardTrainer(config, info, device, print, config.resume).fit()
-    except TrainingDiverged as e:
-        is_main = int(os.environ.get("RANK", "0")) == 0
-        return RewardSummary(out_dir=str(config.out_dir), steps=e.steps, error=str(e), is_main=is_main)
-    finally:
-        D.shutdown()
-    keys = RewardSummary.__dataclass_fields__
-    return RewardSummary(**{k: v for k, v in result.items() if k in keys})
+    return run_finetune(RewardTrainer, RewardSummary, config)

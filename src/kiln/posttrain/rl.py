@@ -8,8 +8,6 @@ is seeded by (seed, step), so a resumed run samples what the uninterrupted run s
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.grpo import group_advantages, grpo_loss
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.rl_data import PromptLoader, read_prompts
 from kiln.posttrain.rl_rewards import get_reward, safe_rewards
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
-from kiln.stage import Summary
 from kiln.train.precision import autocast
 from kiln.utils.checks import require
 
@@ -121,7 +118,6 @@ class RLTrainer(FineTuner):
             from kiln.model.checkpoint import load_checkpoint
 
             self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
-        self._stats: dict[str, float] = {}
         self._calls, self._step_seen = 0, -1
         self.tokens_per_step = cfg.batch_size * cfg.group * (cfg.max_new_tokens + 32) * info.world_size
         return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
@@ -182,14 +178,10 @@ class RLTrainer(FineTuner):
         r = torch.tensor(rewards)
         adv = group_advantages(r, cfg.group, scale=cfg.scale_rewards)
         lengths = [len(c.tokens) for c in completions]
-        s = self._stats
-        group_std = float(r.view(-1, cfg.group).std(1).mean())
-        for key, value in (
-            ("reward/mean", float(r.mean())), ("reward/std", group_std),
-            ("completion_length", float(np.mean(lengths))), ("reward_failures", float(failed)),
-        ):  # fmt: skip
-            s[key] = s.get(key, 0.0) + value
-        s["_n"] = s.get("_n", 0) + 1
+        self.add_stats(**{
+            "reward/mean": float(r.mean()), "reward/std": float(r.view(-1, cfg.group).std(1).mean()),
+            "completion_length": float(np.mean(lengths)), "reward_failures": float(failed),
+        })  # fmt: skip
         return {"x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device)}
 
     def _windows(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[Tensor, Tensor]:
@@ -215,17 +207,8 @@ class RLTrainer(FineTuner):
                 ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask)
         # One update per sampling (the common setting): pi_old is the policy itself, detached.
         loss, stats = grpo_loss(logp, logp.detach(), adv, mask, self.cfg.clip, ref, self.cfg.kl_beta)
-        for key, value in stats.items():
-            self._stats[key] = self._stats.get(key, 0.0) + float(value)
+        self.add_stats(count=False, **stats)  # the same micro-batch as its sampling stats, counted there
         return loss
-
-    def step_record(self) -> dict[str, float]:
-        n = self._stats.pop("_n", 0)
-        out = {k: round(v / max(n, 1), 6) for k, v in self._stats.items()}
-        if "reward_failures" in out:
-            out["reward_failures"] = round(out["reward_failures"] * n)
-        self._stats = {}
-        return out
 
     @torch.no_grad()
     def evaluate_loss(self) -> float:
@@ -241,13 +224,8 @@ class RLTrainer(FineTuner):
         self.val_reward = total / max(1, count)
         return -self.val_reward
 
-    def on_eval(self) -> None:
-        p = self.progress
-        p.val_loss = self.evaluate_loss()
-        if p.val_loss < p.best_val:
-            p.best_val, p.best_step = p.val_loss, p.step
-        if self.info.is_main:
-            self.bar.write(f"step {p.step}: held-out reward {self.val_reward:.3f}")
+    def eval_line(self) -> str:
+        return f"held-out reward {self.val_reward:.3f}"
 
     def eval_record(self) -> dict[str, float]:
         return {"val_reward": round(self.val_reward, 6)}
@@ -266,41 +244,15 @@ def _token_logps(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
 
 
 @dataclass
-class RLSummary(Summary):
-    out_dir: str
-    steps: int = 0
+class RLSummary(FineTuneSummary):
     val_reward: float | None = None
     """Held-out mean reward of greedy completions at the last evaluation."""
-    elapsed_s: float = math.nan
-    checkpoint: str | None = None
-    interrupted: int | None = None
-    is_main: bool = True
-    error: str | None = None
 
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        return 128 + int(self.interrupted) if self.interrupted else (1 if self.error else 0)
+    stage = "rl"
 
-    def render(self) -> str:
-        if not self.is_main or self.interrupted:
-            return ""
-        if self.error:
-            return f"kiln rl: {self.error}"
+    def report(self) -> str:
         return f"\nheld-out reward {self.val_reward or 0:.3f} after {self.steps} steps\ncheckpoints: {self.out_dir}"
 
 
 def run(config: RLConfig) -> RLSummary:
-    from kiln.train import distributed as D
-    from kiln.train.trainer import TrainingDiverged
-
-    config.validate()
-    info, device = D.init_distributed(config.device)
-    try:
-        result = RLTrainer(config, info, device, print, config.resume).fit()
-    except TrainingDiverged as e:
-        is_main = int(os.environ.get("RANK", "0")) == 0
-        return RLSummary(out_dir=str(config.out_dir), steps=e.steps, error=str(e), is_main=is_main)
-    finally:
-        D.shutdown()
-    keys = RLSummary.__dataclass_fields__
-    return RLSummary(**{k: v for k, v in result.items() if k in keys})
+    return run_finetune(RLTrainer, RLSummary, config)

@@ -143,16 +143,8 @@ class SFTTrainer(FineTuner):
         self.val_token_acc = right / max(1, count)
         return loss_sum / max(1, count)
 
-    def on_eval(self) -> None:
-        p = self.progress
-        p.val_loss = self.evaluate_loss()
-        if p.val_loss < p.best_val:
-            p.best_val, p.best_step = p.val_loss, p.step
-        if self.info.is_main:
-            self.bar.write(
-                f"step {p.step}: train {p.train_loss:.4f}  held-out assistant loss {p.val_loss:.4f}  "
-                f"token accuracy {self.val_token_acc:.3f}"
-            )
+    def eval_line(self) -> str:
+        return f"held-out assistant loss {self.progress.val_loss:.4f}  token accuracy {self.val_token_acc:.3f}"
 
     def eval_record(self) -> dict[str, float]:
         return {"val_loss": round(self.progress.val_loss, 6), "val_token_acc": round(self.val_token_acc, 6)}
