@@ -28,32 +28,17 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 WARM = 3
 
 
 def build(root: Path, n_pairs: int) -> None:
-    """A random-init Llama-shaped checkpoint with a chat-token BPE, its HF export, and word-task pairs: the chosen
-    reply is the story that uses the three words, the rejected one a story for other words."""
-    from kiln.interop.export_hf import ExportHFConfig
-    from kiln.interop.export_hf import run as export
-    from kiln.model import GPT, GPTConfig
-    from kiln.model.checkpoint import save_checkpoint
-    from kiln.posttrain.word_task import make_tasks, read_tinystories
-    from kiln.tokenizer import train_bpe
+    """The shared base model and its HF export, and word-task pairs: the chosen reply is the story that uses the
+    three words, the rejected one a story for other words."""
+    from posttrain_model import build_base
 
-    stories = read_tinystories(ROOT / "src/kiln/assets/quickstart/tinystories.txt.gz")
-    tok = train_bpe(stories[:400], vocab_size=2048, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    torch.manual_seed(0)
-    cfg = GPTConfig(
-        vocab_size=tok.vocab_size, block_size=256, n_layer=4, n_head=8, n_kv_head=4, n_embd=256,
-        pos_encoding="rope", norm="rmsnorm", activation="swiglu", bias=False, tie_embeddings=False,
-    )  # fmt: skip
-    ckpt = save_checkpoint(root / "base", GPT(cfg), tok)
-    export(ExportHFConfig(checkpoint=str(ckpt), out_dir=str(root / "hf")))
-    tasks = make_tasks(stories, seed=0, max_chars=300)[: n_pairs + 1]
+    _, _, tasks = build_base(root)
     with (root / "pairs.jsonl").open("w", encoding="utf-8") as f:
-        for t, other in itertools.pairwise(tasks):
+        for t, other in itertools.pairwise(tasks[: n_pairs + 1]):
             f.write(json.dumps({"prompt": t.prompt, "chosen": t.story, "rejected": other.story}) + "\n")
 
 
@@ -109,7 +94,7 @@ def side_trl(root: Path, args, order: list[int]) -> dict:
 
     _, tok, _ = load_checkpoint(root / "base")
     cfg = kiln_config(root, args)
-    pairs = [p for p in read_pairs(cfg.inputs) if not held_out(p, cfg.val_fraction)]
+    pairs = [p for p in read_pairs(cfg.inputs) if not held_out(p.key, cfg.val_fraction)]
     rows = []
     for i in order:
         (ci, cm), (ri, rm) = render_pair(tok, pairs[i])

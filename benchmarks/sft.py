@@ -25,31 +25,15 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def build(root: Path, n_conv: int) -> tuple[Path, Path, Path]:
-    """A random-init Llama-shaped kiln checkpoint with a chat-token BPE, its HF export, and the chat data."""
-    from kiln.interop.export_hf import ExportHFConfig
-    from kiln.interop.export_hf import run as export
-    from kiln.model import GPT, GPTConfig
-    from kiln.model.checkpoint import save_checkpoint
-    from kiln.posttrain.word_task import make_tasks, read_tinystories
-    from kiln.tokenizer import train_bpe
+    """The shared base model, its HF export, and the chat data."""
+    from posttrain_model import build_base
 
-    stories = read_tinystories(ROOT / "src/kiln/assets/quickstart/tinystories.txt.gz")
-    tok = train_bpe(stories[:400], vocab_size=2048, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    torch.manual_seed(0)
-    cfg = GPTConfig(
-        vocab_size=tok.vocab_size, block_size=256, n_layer=4, n_head=8, n_kv_head=4, n_embd=256,
-        pos_encoding="rope", norm="rmsnorm", activation="swiglu", bias=False, tie_embeddings=False,
-    )  # fmt: skip
-    ckpt = save_checkpoint(root / "base", GPT(cfg), tok)
-    export(ExportHFConfig(checkpoint=str(ckpt), out_dir=str(root / "hf")))
+    ckpt, hf_dir, tasks = build_base(root)
     data = root / "chat.jsonl"
-    tasks = make_tasks(stories, seed=0, max_chars=300)[:n_conv]  # ~90 tokens: 2-3 conversations fit a window
-    data.write_text("".join(json.dumps(t.record()) + "\n" for t in tasks), encoding="utf-8")
-    return ckpt, root / "hf", data
+    data.write_text("".join(json.dumps(t.record()) + "\n" for t in tasks[:n_conv]), encoding="utf-8")
+    return ckpt, hf_dir, data
 
 
 def kiln_run(ckpt: Path, data: Path, out: Path, args, packing: bool) -> tuple[list[float], float, object]:
@@ -119,7 +103,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
 
     # The same examples kiln packed one per row, rendered by the same function (ids and trained mask).
     cfg = trainer_kiln.cfg
-    convs = [c for c in read_conversations(cfg.inputs) if not held_out(c, cfg.val_fraction)]
+    convs = [c for c in read_conversations(cfg.inputs) if not held_out(c.turns, cfg.val_fraction)]
     examples = [render_for_training(trainer_kiln.tokenizer, c.turns) for c in convs]
     examples = [(ids[: trainer_kiln.block + 1], t[: trainer_kiln.block + 1]) for ids, t in examples]
     assert len(examples) == len(trainer_kiln.shards.train), "kiln dropped conversations: the rows would not align"

@@ -305,6 +305,7 @@ class Quickstart:
     def chat_dir(self) -> Path:
         return self.ws / "models" / "quickstart-chat"
 
+    @functools.cached_property
     def _tasks(self) -> tuple[list[Any], list[Any]]:
         """The instruction task: (train, held-out) from the bundled TinyStories, the last EVAL_TASKS held out."""
         from kiln.posttrain.word_task import make_tasks, read_tinystories
@@ -315,7 +316,7 @@ class Quickstart:
     def _write_sft_data(self) -> None:
         path = self.path("sft") / "train.jsonl"
         if not path.is_file():
-            train, _ = self._tasks()
+            train, _ = self._tasks
             atomic_write_text(path, "".join(json.dumps(t.record()) + "\n" for t in train))
 
     def _sft_config(self) -> Any:
@@ -373,7 +374,7 @@ class Quickstart:
         from kiln.posttrain.word_task import uses_words, words_used
         from kiln.tokenizer.chat import render_chat_ids
 
-        _, held_out = self._tasks()
+        _, held_out = self._tasks
         rates = {}
         models = [("base", self.run_dir), ("sft", self.chat_dir)]
         if self.cfg.rl_minutes > 0:

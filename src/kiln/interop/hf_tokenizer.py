@@ -19,38 +19,9 @@ from typing import Any
 from kiln.tokenizer import ENDOFTEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from kiln.tokenizer.chat import template_for
 from kiln.tokenizer.hf import HFTokenizer
-from kiln.tokenizer.hf_export import to_hf_json
+from kiln.tokenizer.hf_export import BYTE_LEVEL, hf_document, to_hf_json
 from kiln.tokenizer.pretrained import bytes_to_unicode
 from kiln.tokenizer.word import UNK, WORD_PATTERN
-
-
-def _added(specials: dict[str, int]) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": i,
-            "content": name,
-            "single_word": False,
-            "lstrip": False,
-            "rstrip": False,
-            "normalized": False,
-            "special": True,
-        }
-        for name, i in sorted(specials.items(), key=lambda kv: kv[1])
-    ]
-
-
-def _document(model: dict[str, Any], pre_tokenizer: Any, decoder: Any, specials: dict[str, int]) -> dict[str, Any]:
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": _added(specials),
-        "normalizer": None,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": None,
-        "decoder": decoder,
-        "model": model,
-    }
 
 
 def _bpe(vocab: dict[str, int], merges: list[list[str]]) -> dict[str, Any]:
@@ -68,9 +39,6 @@ def _bpe(vocab: dict[str, int], merges: list[list[str]]) -> dict[str, Any]:
     }
 
 
-_BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
-
-
 def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:
     """The tokenizer.json document for any kiln tokenizer."""
     if isinstance(tok, HFTokenizer):
@@ -79,9 +47,9 @@ def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:
         return to_hf_json(tok)
     if isinstance(tok, ByteTokenizer):
         show = bytes_to_unicode()
-        return _document(_bpe({show[b]: b for b in range(256)}, []), _BYTE_LEVEL, _BYTE_LEVEL, {})
+        return hf_document(_bpe({show[b]: b for b in range(256)}, []), BYTE_LEVEL, BYTE_LEVEL, {})
     if isinstance(tok, CharTokenizer):
-        return _document(_bpe(dict(tok.stoi), []), None, {"type": "Fuse"}, {})
+        return hf_document(_bpe(dict(tok.stoi), []), None, {"type": "Fuse"}, {})
     if isinstance(tok, WordTokenizer):
         model = {"type": "WordLevel", "vocab": dict(tok.stoi), "unk_token": UNK}
         split = {
@@ -90,7 +58,7 @@ def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:
             "behavior": "Isolated",
             "invert": False,
         }
-        return _document(model, split, {"type": "Fuse"}, tok.special_tokens)
+        return hf_document(model, split, {"type": "Fuse"}, tok.special_tokens)
     raise ValueError(f"no Hugging Face form for a {type(tok).__name__} tokenizer")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -85,8 +86,8 @@ def prepare_dpo_data(
 ) -> DPOData:  # fmt: skip
     require_chat_tokens(tok, where)
     pairs = read_pairs(inputs)[:max_examples]
-    val = [p for p in pairs if held_out(p, val_fraction)]
-    train = [p for p in pairs if not held_out(p, val_fraction)]
+    val = [p for p in pairs if held_out(p.key, val_fraction)]
+    train = [p for p in pairs if not held_out(p.key, val_fraction)]
     if not val:
         val, train = train[-1:], train[:-1]
     if not train:
@@ -108,6 +109,22 @@ def pair_batch(w: PairWindows, rows: np.ndarray, extra: int = 0) -> tuple[torch.
     more columns keep the tokens after it (a reward model reads the closing token itself)."""
     n = min(w.xc.shape[1], used_length(w.yc[rows], w.yr[rows]) + extra)
     return (*tuple(torch.from_numpy(a[rows][:, :n]) for a in (w.xc, w.yc, w.xr, w.yr)), torch.from_numpy(rows))
+
+
+@torch.no_grad()
+def evaluate_pairs(trainer: Any, score: Any, extra: int = 0) -> tuple[float, float]:
+    """(mean loss, accuracy) over a trainer's held-out pair batches; `score(batch)` gives the batch's summed loss
+    and the chosen and rejected rewards, and accuracy is the share of pairs whose chosen reply scores higher."""
+    trainer.raw.eval()
+    total, right, count = 0.0, 0, 0
+    for idx in trainer.val:
+        batch = tuple(t.to(trainer.device) for t in pair_batch(trainer.shards.val, idx, extra))
+        loss_sum, rc, rr = score(batch)
+        total += float(loss_sum)
+        right += int((rc > rr).sum())
+        count += len(idx)
+    trainer.raw.train()
+    return total / max(1, count), right / max(1, count)
 
 
 class PairLoader:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from kiln.model.checkpoint import load_checkpoint
 from kiln.posttrain.dpo_config import DPOConfig
-from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, pair_batch, prepare_dpo_data, used_length
+from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, evaluate_pairs, prepare_dpo_data, used_length
 from kiln.posttrain.dpo_loss import preference_loss, selected_logps
 from kiln.posttrain.finetune import FineTuner
 from kiln.posttrain.packing import IGNORE
@@ -52,8 +52,7 @@ class DPOTrainer(FineTuner):
                 ref = self.raw if self.resume_from is None else load_checkpoint(cfg.checkpoint, device=self.device)[0]
                 for w in (self.shards.train, self.shards.val):
                     w.ref_c, w.ref_r = self._score(ref, w)
-                ref.train(self.raw is ref)
-                del ref
+                self.raw.train()  # _score left it in eval mode
         self._chosen_history: list[float] = []
         self._warned = False
         return PairLoader(self.shards.train, cfg.batch_size, cfg.seed, info.rank, info.world_size)
@@ -149,21 +148,15 @@ class DPOTrainer(FineTuner):
                 )
         return out
 
-    @torch.no_grad()
     def evaluate_loss(self) -> float:
         """Held-out preference loss and accuracy (the share of pairs whose chosen reply gets the higher reward)."""
-        self.raw.eval()
-        w = self.shards.val
-        total, right, count = 0.0, 0, 0
-        for idx in self.val:
-            batch = tuple(t.to(self.device) for t in pair_batch(w, idx))
-            t = self.pair_terms(self.fwd, batch, w)
-            total += float(t["loss"]) * len(idx)
-            right += int((t["rc"] > t["rr"]).sum())
-            count += len(idx)
-        self.raw.train()
-        self.val_accuracy = right / max(1, count)
-        return total / max(1, count)
+
+        def score(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+            t = self.pair_terms(self.fwd, batch, self.shards.val)
+            return t["loss"] * len(batch[0]), t["rc"], t["rr"]
+
+        loss, self.val_accuracy = evaluate_pairs(self, score)
+        return loss
 
     def eval_line(self) -> str:
         return f"held-out loss {self.progress.val_loss:.4f}  preference accuracy {self.val_accuracy:.3f}"

@@ -23,6 +23,10 @@ from kiln.train.trainer import Trainer
 
 
 class FineTuner(Trainer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._stats: dict[str, float] = {}  # per micro-batch metrics since the last log line (add_stats)
+        super().__init__(*args, **kwargs)
+
     def source(self) -> tuple[Path, GPTConfig, Tokenizer]:
         """The checkpoint the model comes from, its config and its tokenizer (read in setup_data, before the
         model is built, since the data's windows need the context length)."""
@@ -51,14 +55,14 @@ class FineTuner(Trainer):
     def add_stats(self, count: bool = True, **values: Any) -> None:
         """Per micro-batch metrics; each metrics.jsonl line gets their means since the line before. `count=False`
         adds to the micro-batch an earlier call counted."""
-        stats = self.__dict__.setdefault("_stats", {})
+        stats = self._stats
         for key, value in values.items():
             stats[key] = stats.get(key, 0.0) + float(value)
         if count:
             stats["_n"] = stats.get("_n", 0) + 1
 
     def step_record(self) -> dict[str, float]:
-        stats = self.__dict__.get("_stats", {})
+        stats = self._stats
         n = stats.pop("_n", 0)
         out = {k: round(v / max(n, 1), 6) for k, v in stats.items()}
         self._stats = {}

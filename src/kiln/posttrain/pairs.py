@@ -30,6 +30,11 @@ class Pair:
     rejected: str
     source: str = ""
 
+    @property
+    def key(self) -> tuple:
+        """What the held-out split hashes: the pair's text."""
+        return (self.prompt, self.chosen, self.rejected)
+
 
 def _reply(value: Any, field: str, where: str) -> str:
     if isinstance(value, str):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kiln.posttrain.dpo_data import DPOData, PairLoader, pair_batch, prepare_dpo_data
+from kiln.posttrain.dpo_data import DPOData, PairLoader, evaluate_pairs, prepare_dpo_data
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
@@ -115,20 +115,13 @@ class RewardTrainer(FineTuner):
         })  # fmt: skip
         return -F.logsigmoid(rc - rr).mean()
 
-    @torch.no_grad()
     def evaluate_loss(self) -> float:
-        self.raw.eval()
-        w = self.shards.val
-        total, right, count = 0.0, 0, 0
-        for idx in self.val:
-            batch = tuple(t.to(self.device) for t in pair_batch(w, idx, extra=1))
+        def score(batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
             rc, rr = self.pair_rewards(batch)
-            total += float(-F.logsigmoid(rc - rr).sum())
-            right += int((rc > rr).sum())
-            count += len(idx)
-        self.raw.train()
-        self.val_accuracy = right / max(1, count)
-        return total / max(1, count)
+            return -F.logsigmoid(rc - rr).sum(), rc, rr
+
+        loss, self.val_accuracy = evaluate_pairs(self, score, extra=1)  # read at the closing token itself
+        return loss
 
     def eval_line(self) -> str:
         return f"held-out pairwise accuracy {self.val_accuracy:.3f}"

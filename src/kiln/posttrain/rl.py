@@ -98,13 +98,8 @@ class RLTrainer(FineTuner):
         source, _, tok = self.source()
         require_chat_tokens(tok, str(cfg.checkpoint or source))
         prompts = read_prompts(cfg.inputs, cfg.max_examples)
-
-        class Key:  # held_out keys a record by its turns
-            def __init__(self, r: dict) -> None:
-                self.turns = tuple(r["prompt_turns"])
-
-        val = [p for p in prompts if held_out(Key(p), cfg.val_fraction)]
-        train = [p for p in prompts if not held_out(Key(p), cfg.val_fraction)]
+        val = [p for p in prompts if held_out(tuple(p["prompt_turns"]), cfg.val_fraction)]
+        train = [p for p in prompts if not held_out(tuple(p["prompt_turns"]), cfg.val_fraction)]
         if not val:
             val, train = train[-1:], train[:-1]
         require(bool(train), f"{', '.join(cfg.inputs)}: too few prompts to hold {cfg.val_fraction:.0%} out and train")
@@ -144,11 +139,11 @@ class RLTrainer(FineTuner):
         return [render_chat_ids(self.tokenizer, r["prompt_turns"]) for r in records]
 
     @torch.no_grad()
-    def sample(self, records: list[dict[str, Any]], group: int, temperature: float, seed: int) -> list[Any]:
+    def sample(self, prompt_ids: list[list[int]], group: int, temperature: float, seed: int) -> list[Any]:
         from kiln.generate import SamplingParams, generate_batch
         from kiln.tokenizer.chat import stop_token
 
-        prompts = [p for p in self._prompt_ids(records) for _ in range(group)]
+        prompts = [p for p in prompt_ids for _ in range(group)]
         room = self.block - max(map(len, prompts))
         if room < 1:
             raise ValueError(f"a prompt fills the whole context ({self.block} tokens): nothing left to generate")
@@ -170,10 +165,11 @@ class RLTrainer(FineTuner):
         self._calls = self._calls + 1 if self._step_seen == self.progress.step else 1
         self._step_seen = self.progress.step
         seed = cfg.seed * 1_000_003 + self.progress.step * 101 + self._calls
-        completions = self.sample(records, cfg.group, cfg.temperature, seed)
+        prompt_ids = self._prompt_ids(records)
+        completions = self.sample(prompt_ids, cfg.group, cfg.temperature, seed)
         expanded = [r for r in records for _ in range(cfg.group)]
         rewards, failed = safe_rewards(self.reward_fn, expanded, [c.text for c in completions])
-        prompts = [p for p in self._prompt_ids(records) for _ in range(cfg.group)]
+        prompts = [p for p in prompt_ids for _ in range(cfg.group)]
         x, y = self._windows(prompts, [c.tokens for c in completions])
         r = torch.tensor(rewards)
         adv = group_advantages(r, cfg.group, scale=cfg.scale_rewards)
@@ -217,7 +213,7 @@ class RLTrainer(FineTuner):
         total, count = 0.0, 0
         for idx in self.val:
             records = [self.shards.val[i] for i in idx]
-            completions = self.sample(records, 1, 1e-6, self.cfg.seed)
+            completions = self.sample(self._prompt_ids(records), 1, 1e-6, self.cfg.seed)
             rewards, _ = safe_rewards(self.reward_fn, records, [c.text for c in completions])
             total += sum(rewards)
             count += len(rewards)

@@ -25,10 +25,9 @@ class SFTData:
     conversations: int
 
 
-def held_out(record: Conversation | Any, fraction: float) -> bool:
-    """A stable split by the record's text (not its position), so adding files does not reshuffle it; a
-    conversation is keyed by its turns, a preference pair by its prompt and replies."""
-    key = record.turns if hasattr(record, "turns") else (record.prompt, record.chosen, record.rejected)
+def held_out(key: Any, fraction: float) -> bool:
+    """A stable split by a record's text (its `key`: a conversation's turns, a pair's prompt and replies), not
+    its position, so adding files does not reshuffle it."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64 < fraction
 
@@ -48,8 +47,8 @@ def prepare_sft_data(
     convs = read_conversations(inputs)
     if max_examples is not None:
         convs = convs[:max_examples]
-    val_convs = [c for c in convs if held_out(c, val_fraction)]
-    train_convs = [c for c in convs if not held_out(c, val_fraction)]
+    val_convs = [c for c in convs if held_out(c.turns, val_fraction)]
+    train_convs = [c for c in convs if not held_out(c.turns, val_fraction)]
     if not val_convs:  # a small file may hash none into the held-out share: hold out its last conversation
         val_convs, train_convs = train_convs[-1:], train_convs[:-1]
     if not train_convs:

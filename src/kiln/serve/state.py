@@ -125,9 +125,18 @@ def load_failure(e: Exception) -> str:
 
 
 def has_chat_tokens(path: Path) -> bool:
-    """Whether a model not yet loaded can chat, from its tokenizer file alone (no weights read)."""
+    """Whether a model not yet loaded can chat, from its tokenizer file alone (no weights read). Cached by the
+    tokenizer file's mtime: an imported model's tokenizer.json can be megabytes, and every model listing asks."""
     try:
-        tok_dir = resolve_checkpoint(path) / "tokenizer"
+        meta = resolve_checkpoint(path) / "tokenizer" / "kiln-tokenizer.json"
+        return _chat_tokens_in(meta.parent, meta.stat().st_mtime_ns)
+    except (OSError, CheckpointError):
+        return False
+
+
+@functools.lru_cache(maxsize=256)
+def _chat_tokens_in(tok_dir: Path, _mtime_ns: int) -> bool:
+    try:
         meta = json.loads((tok_dir / "kiln-tokenizer.json").read_text(encoding="utf-8"))
         specials = meta.get("special_tokens") or {}
         if meta.get("kind") == "hf":  # an imported tokenizer: its special tokens are tokenizer.json's added ones

@@ -65,7 +65,30 @@ def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
     # Specials go in the model's vocabulary too: HF renumbers an added token that the vocabulary lacks.
     vocab.update(tok.special_tokens)
     merges = [[text(a), text(b)] for a, b in recover_merges(tok.ranks)]
-    added = [
+    model = {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": None,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": True,
+        "vocab": vocab,
+        "merges": merges,
+    }
+    split = {"type": "Split", "pattern": {"Regex": onig_pattern(tok.pattern)}, "behavior": "Isolated", "invert": False}
+    return hf_document(
+        model, {"type": "Sequence", "pretokenizers": [split, BYTE_LEVEL]}, BYTE_LEVEL, tok.special_tokens
+    )
+
+
+BYTE_LEVEL = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+
+
+def added_tokens(specials: dict[str, int]) -> list[dict[str, Any]]:
+    """tokenizer.json's `added_tokens`: each special token matched whole and never normalised."""
+    return [
         {
             "id": i,
             "content": name,
@@ -75,40 +98,22 @@ def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
             "normalized": False,
             "special": True,
         }
-        for name, i in sorted(tok.special_tokens.items(), key=lambda kv: kv[1])
+        for name, i in sorted(specials.items(), key=lambda kv: kv[1])
     ]
+
+
+def hf_document(model: dict[str, Any], pre_tokenizer: Any, decoder: Any, specials: dict[str, int]) -> dict[str, Any]:
+    """A whole tokenizer.json around a model, pre-tokenizer and decoder."""
     return {
         "version": "1.0",
         "truncation": None,
         "padding": None,
-        "added_tokens": added,
+        "added_tokens": added_tokens(specials),
         "normalizer": None,
-        "pre_tokenizer": {
-            "type": "Sequence",
-            "pretokenizers": [
-                {
-                    "type": "Split",
-                    "pattern": {"Regex": onig_pattern(tok.pattern)},
-                    "behavior": "Isolated",
-                    "invert": False,
-                },
-                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-            ],
-        },
+        "pre_tokenizer": pre_tokenizer,
         "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
-        "model": {
-            "type": "BPE",
-            "dropout": None,
-            "unk_token": None,
-            "continuing_subword_prefix": None,
-            "end_of_word_suffix": None,
-            "fuse_unk": False,
-            "byte_fallback": False,
-            "ignore_merges": True,
-            "vocab": vocab,
-            "merges": merges,
-        },
+        "decoder": decoder,
+        "model": model,
     }
 
 
