@@ -27,11 +27,11 @@ def metrics(run: Path) -> list[dict]:
 
 def test_sft_lowers_the_assistant_loss_and_logs_held_out_metrics(base_model, chat_file, tmp_path):
     run = tmp_path / "sft"
-    rc, out, err = run_cli(["sft", str(base_model), str(chat_file), *FAST, "max_steps=40", "eval_interval=20",
+    rc, out, err = run_cli(["sft", str(base_model), str(chat_file), *FAST, "max_steps=40", "eval_interval=10",
                             f"out_dir={run}"])  # fmt: skip
     assert rc == 0, out + err
     evals = [m for m in metrics(run) if "val_token_acc" in m]
-    assert [m["step"] for m in evals] == [20, 40]
+    assert [m["step"] for m in evals] == [10, 20, 30, 40]
     assert evals[-1]["val_loss"] < 0.95 * evals[0]["val_loss"]
     assert evals[-1]["val_token_acc"] > evals[0]["val_token_acc"]
     assert (run / "kiln-sft.toml").exists() and "held-out assistant loss" in out
