@@ -298,6 +298,7 @@ class Quickstart:
             "eval_interval=1000000",
             "eval_batches=10",
             "sample_tokens=0",
+            f"default_prompt={PROMPTS[0]}",  # what the playground offers this model: a story opening
         ]
         return load_train_config(None, [*settings, *self.cfg.train_overrides, "overwrite=true"])
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
 from kiln.serve.middleware import BodyLimit, auth_and_count
-from kiln.serve.routes import openai, ops, playground
+from kiln.serve.routes import docs, openai, ops, playground
 from kiln.serve.state import ServerState
 
 
@@ -29,14 +29,15 @@ def create_app(config: ServeConfig) -> FastAPI:
         yield
         server.registry.close()  # stop every model's batcher thread
 
-    app = FastAPI(title="kiln", version="1", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="kiln", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.server = server
     app.state.registry = server.registry  # a shortcut for tests and debugging sessions
     app.state.config = config
     install_error_handlers(app)
     app.middleware("http")(auth_and_count)
-    for module in (ops, openai, playground):
+    for module in (ops, openai, playground, docs):
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
+    app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs and /redoc without a CDN
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)  # added last: outermost, before any body is read
     return app

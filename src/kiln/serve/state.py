@@ -96,7 +96,7 @@ class ServerState:
             ) from None
 
     def model_card(self, name: str, path: Path) -> dict[str, Any]:
-        """OpenAI's model object plus what the playground shows (context, vocabulary, loaded, can chat)."""
+        """OpenAI's model object plus what the playground shows (context, vocabulary, default prompt, loaded, can chat)."""
         card: dict[str, Any] = {
             "id": name,
             "object": "model",
@@ -105,9 +105,13 @@ class ServerState:
         }
         lm = self.registry.loaded.get(name)
         try:
-            cfg, _ = read_config(resolve_checkpoint(path))
+            cfg, meta = read_config(resolve_checkpoint(path))
             card["context_length"] = cfg.block_size
             card["vocab_size"] = cfg.vocab_size
+            # written by `kiln train` (its training data's first words, or the run's default_prompt setting)
+            prompt = meta.get("default_prompt")
+            if isinstance(prompt, str) and prompt:
+                card["default_prompt"] = prompt
         except CheckpointError:
             pass
         card["loaded"] = lm is not None

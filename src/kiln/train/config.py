@@ -128,6 +128,9 @@ class TrainConfig:
     """The device's peak for MFU (per process). None = a table for known GPUs, a quick matmul probe on CPU."""
     sample_tokens: int = 300
     """Tokens of sample text printed at the end (0 = none)."""
+    default_prompt: str | None = None
+    """The prompt the playground offers for this model, stored in each checkpoint's config.json (e.g. "Once upon
+    a time"). None = the first few words of the first training document."""
 
     def validate(self) -> TrainConfig:
         for name in ("batch_size", "max_steps", "eval_interval", "eval_batches", "log_interval", "keep_last"):

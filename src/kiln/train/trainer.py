@@ -33,6 +33,7 @@ from kiln.stage import write_resolved_config
 from kiln.train import distributed as D
 from kiln.train.config import TrainConfig, resume_config
 from kiln.train.data import ShardSet, bytes_per_token, prepare_data, token_byte_lengths
+from kiln.train.default_prompt import first_document_opening
 from kiln.train.evaluate import evaluate
 from kiln.train.full_state import full_model_state, full_optimizer_states, load_optimizer_states
 from kiln.train.loader import TokenLoader, count_windows, val_batches
@@ -296,7 +297,13 @@ class Trainer:
             tensors, optimizer_meta = flatten_optimizer_states(state["optimizers"])
             config = to_dict(self.run_config)
             state = {**state, "optimizers": optimizer_meta, "reason": reason, "train_config": config}
-            meta = {"train": config, "step": p.step, "val_loss": p.val_loss, "val_bpb": p.val_bpb}
+            meta = {
+                "train": config,
+                "step": p.step,
+                "val_loss": p.val_loss,
+                "val_bpb": p.val_bpb,
+                "default_prompt": self.default_prompt(),
+            }
             path = write_checkpoint(
                 self.out_dir,
                 p.step,
@@ -307,6 +314,14 @@ class Trainer:
             prune(self.out_dir, self.cfg.keep_last, p.best_step)
         D.barrier(self.info)
         return path
+
+    def default_prompt(self) -> str:
+        """The prompt the playground offers for this model: the config's, else its training data's first words."""
+        named = getattr(self.cfg, "default_prompt", None)  # post-training configs have none
+        if named is not None:
+            return named
+        # a post-training subclass's data is records, not token shards: it offers no opening words
+        return first_document_opening(self.shards.train, self.tokenizer) if isinstance(self.shards, ShardSet) else ""
 
     def checkpoint_model_state(self) -> dict[str, Tensor]:
         """The weights a checkpoint stores (a collective under FSDP): the model's full state dict."""

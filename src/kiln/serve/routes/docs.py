@@ -1,0 +1,54 @@
+"""`/docs` (Swagger UI) and `/redoc` that work offline: their JavaScript and CSS come from this server.
+
+FastAPI's default pages load Swagger UI and ReDoc from a CDN, so on a machine without internet (or behind a
+firewall) /docs is blank. The `fastapi-offline` package ships the same assets; this router serves them under
+/docs-assets and points FastAPI's own page builders at them.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_URL = "/docs-assets"
+ASSETS = resources.files("fastapi_offline") / "static"
+
+router = APIRouter()
+
+
+def asset_files() -> StaticFiles:
+    """The app mounts this at ASSETS_URL."""
+    return StaticFiles(directory=str(ASSETS))
+
+
+def _root(request: Request) -> str:
+    # behind a path prefix (uvicorn --root-path) the assets are under it too
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+@router.get("/docs", include_in_schema=False)
+async def swagger_ui(request: Request) -> HTMLResponse:
+    root = _root(request)
+    return get_swagger_ui_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title="kiln API",
+        swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+    )
+
+
+@router.get("/redoc", include_in_schema=False)
+async def redoc(request: Request) -> HTMLResponse:
+    root = _root(request)
+    return get_redoc_html(
+        openapi_url=f"{root}{request.app.openapi_url}",
+        title="kiln API",
+        redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
+        redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
+        with_google_fonts=False,  # fonts from Google would be a network fetch too
+    )
