@@ -170,6 +170,12 @@ export function createChat(panel) {
     hideTemplate();
   }
 
+  /** The messages the next Send would send: the conversation and the message being typed (for "View code"). */
+  function requestMessages() {
+    const next = input.value.trim();
+    return [...conversation(), ...(next ? [{ role: "user", content: next }] : [])];
+  }
+
   $("#chat-send").addEventListener("click", send);
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) {
@@ -179,5 +185,5 @@ export function createChat(panel) {
   });
   $("#chat-clear").addEventListener("click", clear);
   $("#chat-show-template").addEventListener("click", showTemplate);
-  return { send };
+  return { send, requestMessages };
 }

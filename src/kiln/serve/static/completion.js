@@ -1,19 +1,30 @@
 // Completion mode of the Generate tab: the prompt, the streamed output as tokens, the history of
-// generations, and branches (continue from any token with an alternative the model considered).
+// generations, and branches (continue from any token with an alternative the model considered). The whole
+// session is kept in localStorage after every change (session.js), so a reload shows it again.
 
 import { ApiError, completionToken, getJSON, stream } from "./api.js";
+import { readControls, writeControls } from "./controls.js";
+import { downloadJSON, parseSession, restoreSession, sessionData, storeSession } from "./session.js";
 import { store } from "./state.js";
 import { tokenSpan } from "./tokens.js";
-import { $, el, visible } from "./util.js";
+import { $, debounce, el, showBanner, visible } from "./util.js";
+
+// the status line's fields, by element id, saved with each entry and shown again when it is selected
+const STAT_IDS = ["stat-ttft", "stat-tps", "stat-tokens", "stat-finish"];
 
 /**
  * The completion view over `panel` (generate.js). Its state: the history of entries
- * ({id, kind, model, prompt, promptIds, contextText, promptLabel, tokens, finish, parent, at, usage}), the one
- * shown, and the prompt override (a branch's context, sent as ids while the prompt box is left unedited).
+ * ({id, kind, model, prompt, promptIds, contextText, promptLabel, tokens, finish, parent, at, usage, settings,
+ * stats}), the one shown, and the prompt override (a branch's context, sent as ids while the prompt box is
+ * left unedited). `settings` are the sampling controls' values the entry was generated with; `stats` its
+ * status line.
  */
 export function createCompletion(panel) {
   const state = { history: [], current: null, nextId: 1, promptOverride: null };
   const out = $("#output-generated");
+
+  const persist = () => storeSession(sessionData(state, $("#prompt").value, state.promptOverride));
+  const persistSoon = debounce(persist, 300);
 
   const ownerOf = (entry) => ({ branch: (index, alt) => branchFrom(entry, index, alt), noBranch: "" });
 
@@ -40,7 +51,19 @@ export function createCompletion(panel) {
         "data-testid": "history-item",
         "data-entry": String(h.id),
         "data-kind": h.kind,
+        // reachable with Tab and opened with Enter or Space, like a button (a list item keeps the list's semantics)
+        tabindex: "0",
+        "aria-current": h === state.current ? "true" : null,
+        "aria-label": `#${h.id}: ${h.kind} ${title}, ${meta}`,
         onclick: () => selectEntry(h),
+        onkeydown: (e) => {
+          if (e.key === "Enter" || e.key === " ") {
+            e.preventDefault();
+            selectEntry(h);
+            const again = $(`#history [data-entry="${h.id}"]`);
+            if (again) again.focus(); // the list was redrawn: keep the keyboard where it was
+          }
+        },
       },
       el("div", { class: "h-title" }, el("span", { class: "h-id", text: `#${h.id}` }), " ", title),
       el("div", { class: "h-text", text: visible(text).slice(0, 80) || "…" }),
@@ -79,14 +102,27 @@ export function createCompletion(panel) {
     $("#prompt").value = text;
     state.promptOverride = ids ? { text, ids } : null;
     updatePromptBadge();
+    if (panel.onPrompt) panel.onPrompt(); // the token counter and "View code" follow the prompt box
   }
 
+  /** Show an entry's status line (what it said when the entry finished). */
+  function showStats(entry) {
+    const stats = (entry && entry.stats) || {};
+    panel.setStatus("idle", stats.status || "idle");
+    STAT_IDS.forEach((id) => ($("#" + id).textContent = stats[id] ?? (id === "stat-tokens" ? "0" : "–")));
+  }
+
+  /** Go back to a history entry: its prompt, model, exact settings, status line and output. */
   function selectEntry(entry) {
     if (panel.busy) return;
     const promptText = entry.kind === "branch" ? entry.contextText + entry.tokens[0].token : entry.contextText;
     setPrompt(promptText, Array.isArray(entry.prompt) ? entry.prompt : null);
     if (store.byId.has(entry.model)) $("#gen-model").value = entry.model;
+    if (entry.settings) writeControls(entry.settings);
+    panel.showError("");
+    showStats(entry);
     showEntry(entry);
+    persist();
   }
 
   /** Stream one completion into a new history entry. */
@@ -107,6 +143,8 @@ export function createCompletion(panel) {
       finish: null,
       parent,
       at,
+      settings: readControls(),
+      stats: null,
     };
     // A branch's prompt ids end with the chosen token, which is shown as the entry's first token.
     if (kind === "branch") entry.basePromptIds = prompt.slice(0, prompt.length - 1);
@@ -145,7 +183,10 @@ export function createCompletion(panel) {
         return entry.finish;
       },
     });
+    entry.stats = { status: $("#gen-status").textContent };
+    for (const id of STAT_IDS) entry.stats[id] = $("#" + id).textContent;
     renderHistory();
+    persist();
   }
 
   /** Continue from token `index` of `entry` with `alt` in its place: prompt ids + generated ids before it + alt. */
@@ -190,6 +231,68 @@ export function createCompletion(panel) {
     return run({ prompt: text, contextText: text });
   }
 
-  $("#prompt").addEventListener("input", updatePromptBadge);
-  return { generate, setPrompt, renderHistory };
+  /** Replace the session with `data` (parseSession's answer): its history, the entry shown, the prompt box. */
+  function load(data) {
+    state.history = data.history;
+    state.nextId = data.nextId;
+    setPrompt(data.prompt.text, data.prompt.ids);
+    const current = state.history.find((h) => h.id === data.current) || null;
+    showStats(current);
+    showEntry(current);
+  }
+
+  /** The session remembered in this browser, if any; true when there was one. */
+  function restore() {
+    const data = restoreSession();
+    if (data) load(data);
+    else renderHistory();
+    return data !== null;
+  }
+
+  function exportSession() {
+    const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
+    downloadJSON(sessionData(state, $("#prompt").value, state.promptOverride), `kiln-session-${stamp}.json`);
+  }
+
+  async function importSession(file) {
+    const note = $("#session-note");
+    if (panel.busy || !file) return;
+    try {
+      load(parseSession(await file.text()));
+      persist();
+      note.classList.remove("error");
+      showBanner(note, `Imported ${state.history.length} entr${state.history.length === 1 ? "y" : "ies"} from ${file.name}.`);
+    } catch (e) {
+      note.classList.add("error");
+      showBanner(note, `Cannot import ${file.name}: ${e.message}.`);
+    }
+  }
+
+  function clearSession() {
+    if (panel.busy) return;
+    load({ history: [], nextId: 1, current: null, prompt: { text: $("#prompt").value, ids: null } });
+    persist();
+  }
+
+  $("#prompt").addEventListener("input", () => {
+    updatePromptBadge();
+    persistSoon();
+  });
+  $("#session-export").addEventListener("click", exportSession);
+  $("#session-import").addEventListener("change", async (e) => {
+    await importSession(e.target.files[0]);
+    e.target.value = ""; // the same file can be chosen again
+  });
+  $("#session-clear").addEventListener("click", clearSession);
+  return {
+    generate,
+    setPrompt,
+    restore,
+    /** The request Generate would send now (for "View code"): the prompt as text, or a branch's ids. */
+    currentPrompt() {
+      const text = $("#prompt").value;
+      const o = state.promptOverride;
+      return o && o.text === text ? o.ids : text;
+    },
+  };
 }

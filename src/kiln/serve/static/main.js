@@ -7,9 +7,10 @@ import { initCompare } from "./compare.js";
 import { initExplainer } from "./explainer.js";
 import { initGenerate } from "./generate.js";
 import { prefs, store } from "./state.js";
+import { initTablist, markSelected, tabButtons } from "./tablist.js";
 import { initTokenizerTab } from "./tokenizers.js";
 import { initTooltip } from "./tokens.js";
-import { $, $$, setStatus, showBanner } from "./util.js";
+import { $, setStatus, showBanner } from "./util.js";
 
 const TABS = ["generate", "explain", "tokenize", "compare"];
 
@@ -41,13 +42,10 @@ function start() {
   }
 
   function showTab() {
-    const name = TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : "generate";
-    for (const t of TABS) {
-      $(`#panel-${t}`).hidden = t !== name;
-      const tab = $(`#tab-${t}`);
-      tab.classList.toggle("on", t === name);
-      tab.setAttribute("aria-selected", String(t === name));
-    }
+    // the tabs in the markup count too (tablist.js), so a tab whose module is not in TABS still opens
+    const known = new Set([...TABS, ...tabButtons().map((b) => b.dataset.tab)]);
+    const name = known.has(location.hash.slice(1)) ? location.hash.slice(1) : "generate";
+    markSelected(name);
     tooltip.hide();
     if (name === "explain") explainer.fetch();
   }
@@ -62,7 +60,9 @@ function start() {
     if (await loadModels()) tokenizers.load();
   });
 
-  for (const b of $$(".tab")) b.addEventListener("click", () => (location.hash = "#" + b.dataset.tab));
+  initTablist((name) => {
+    if (location.hash !== "#" + name) location.hash = "#" + name; // hashchange shows it
+  });
   window.addEventListener("hashchange", showTab);
   showTab();
   return { loadModels, tokenizers };

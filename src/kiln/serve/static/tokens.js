@@ -1,21 +1,25 @@
 // The token view: generated tokens as spans coloured by probability, and the tooltip that lists the
 // alternatives the model considered (click one to branch, where the span's owner can branch).
+// The keyboard does the same as the mouse: Tab reaches a token view, the arrow keys (and Home/End) move between
+// its tokens, Enter opens the alternatives (arrows move in them, Enter branches, Escape goes back to the token),
+// and "b" branches at once with the most likely alternative that the model did not pick.
 
-import { $, el, pct, probColour, visible } from "./util.js";
+import { $, el, pct, probHue, visible } from "./util.js";
 
 // span -> {tok, owner}; owner = {branch(index, alt)?, noBranch: "why this view cannot branch"}
 const spanData = new WeakMap();
 
 /** A span for one generated token, coloured by its probability; its data drives the tooltip. */
 export function tokenSpan(tok, index, owner) {
-  const span = el("span", { class: "tok", "data-testid": "token", "data-index": String(index) });
+  // roving tabindex: one token per view is a Tab stop (the first, until another gets focus)
+  const span = el("span", { class: "tok", "data-testid": "token", "data-index": String(index), tabindex: index === 0 ? "0" : "-1" });
   span.textContent = tok.text;
   if (!tok.text) span.classList.add("empty");
   if (tok.forced) span.classList.add("forced");
   if (tok.logprob !== null && tok.logprob !== undefined) {
     const p = Math.exp(tok.logprob);
     span.dataset.prob = p.toFixed(6);
-    span.style.setProperty("--tok-bg", probColour(p));
+    span.style.setProperty("--tok-hue", String(probHue(p))); // style.css picks the strength per colour scheme
   }
   spanData.set(span, { tok, owner });
   return span;
@@ -121,8 +125,69 @@ export function initTooltip() {
   document.addEventListener("mouseout", (e) => {
     if (tokenSpanOf(e.target)) hideSoon();
   });
+  const altButtons = () => Array.from(node.querySelectorAll("[data-testid=alternative]:not(:disabled)"));
+
+  /** Open the alternatives of a focused token and put the keyboard on the first one the model did not pick. */
+  const openFromKeyboard = (span) => {
+    show(span);
+    const buttons = altButtons();
+    const first = buttons.find((b) => !b.classList.contains("chosen")) || buttons[0];
+    if (first) first.focus();
+  };
+
+  /** "b": branch from this token with the most likely alternative other than the one the model picked. */
+  const branchFromKeyboard = (span) => {
+    const { tok, owner = {} } = spanData.get(span);
+    if (typeof owner.branch !== "function") return;
+    const alt = (tok.top || []).filter((a) => a.id !== null && a.id !== tok.id).sort((a, b) => b.logprob - a.logprob)[0];
+    if (!alt) return;
+    hide();
+    owner.branch(Number(span.dataset.index), alt);
+  };
+
+  const moveTo = (from, to) => {
+    if (!to) return;
+    from.tabIndex = -1;
+    to.tabIndex = 0;
+    to.focus();
+    if (!node.hidden) hide();
+  };
+
+  document.addEventListener("focusin", (e) => {
+    const span = tokenSpanOf(e.target);
+    if (!span) return;
+    for (const other of span.parentNode.querySelectorAll(".tok[tabindex='0']")) if (other !== span) other.tabIndex = -1;
+    span.tabIndex = 0;
+  });
   document.addEventListener("keydown", (e) => {
-    if (e.key === "Escape") hide();
+    const span = tokenSpanOf(e.target);
+    if (span && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      const siblings = Array.from(span.parentNode.querySelectorAll(":scope > .tok"));
+      const i = siblings.indexOf(span);
+      const go = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: siblings.length - 1 };
+      if (e.key in go) {
+        e.preventDefault();
+        moveTo(span, siblings[go[e.key]]);
+      } else if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        openFromKeyboard(span);
+      } else if (e.key === "b" || e.key === "B") {
+        e.preventDefault();
+        branchFromKeyboard(span);
+      }
+    }
+    if (node.contains(e.target) && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+      e.preventDefault();
+      const buttons = altButtons();
+      const i = buttons.indexOf(e.target);
+      const next = buttons[(i + (e.key === "ArrowDown" ? 1 : buttons.length - 1)) % buttons.length];
+      if (next) next.focus();
+    }
+    if (e.key === "Escape") {
+      const back = node.contains(e.target) ? anchor : null;
+      hide();
+      if (back && back.isConnected) back.focus();
+    }
   });
   return { hide };
 }

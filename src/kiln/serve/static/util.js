@@ -33,10 +33,10 @@ export function pct(p) {
   return "0%";
 }
 
-/** Probability -> colour: red (0.1% or less) through amber to green (100%), on a log scale. */
-export function probColour(p, alpha = 0.55) {
+/** Probability -> hue: red (0.1% or less) through amber to green (100%), on a log scale. */
+export function probHue(p) {
   const t = Math.max(0, Math.min(1, 1 + Math.log10(Math.max(p, 1e-9)) / 3));
-  return `hsla(${Math.round(t * 130)}, 85%, 55%, ${alpha})`;
+  return Math.round(t * 130);
 }
 
 export function debounce(fn, ms) {
@@ -76,5 +76,27 @@ export function syncSliderOutputs(root = document) {
     if (input.id === "repetition-penalty" && v === 1) text = "off";
     if (input.id.endsWith("temperature") && v === 0) text = "0 · greedy";
     out.textContent = text;
+  }
+}
+
+/** Put `text` on the clipboard; false where the browser refuses (no permission, not a secure context). */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // http:// on another host is not a secure context: fall back to the older selection-based copy
+    const area = el("textarea", { style: "position:fixed;opacity:0", "aria-hidden": "true" });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch {
+      ok = false;
+    }
+    area.remove();
+    return ok;
   }
 }
