@@ -38,6 +38,6 @@ def create_app(config: ServeConfig) -> FastAPI:
     for module in (ops, openai, playground, docs):
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
-    app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs and /redoc without a CDN
+    app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs without a CDN
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)  # added last: outermost, before any body is read
     return app

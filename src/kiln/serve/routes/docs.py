@@ -1,8 +1,9 @@
-"""`/docs` (Swagger UI) and `/redoc` that work offline: their JavaScript and CSS come from this server.
+"""`/docs` (Swagger UI) that works offline: its JavaScript and CSS come from this server.
 
-FastAPI's default pages load Swagger UI and ReDoc from a CDN, so on a machine without internet (or behind a
-firewall) /docs is blank. The `fastapi-offline` package ships the same assets; this router serves them under
-/docs-assets and points FastAPI's own page builders at them.
+FastAPI's default page loads Swagger UI from a CDN, so on a machine without internet (or behind a firewall)
+/docs is blank. The `fastapi-offline` package ships the same assets; this router serves them under
+/docs-assets and points FastAPI's own page builder at them. (ReDoc is not offered: its page fetches its
+logo from its vendor's CDN whatever the options.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -39,16 +40,4 @@ async def swagger_ui(request: Request) -> HTMLResponse:
         swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
         swagger_css_url=f"{root}{ASSETS_URL}/swagger-ui.css",
         swagger_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-    )
-
-
-@router.get("/redoc", include_in_schema=False)
-async def redoc(request: Request) -> HTMLResponse:
-    root = _root(request)
-    return get_redoc_html(
-        openapi_url=f"{root}{request.app.openapi_url}",
-        title="kiln API",
-        redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
-        redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
-        with_google_fonts=False,  # fonts from Google would be a network fetch too
     )
