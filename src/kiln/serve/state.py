@@ -96,7 +96,7 @@ class ServerState:
             ) from None
 
     def model_card(self, name: str, path: Path) -> dict[str, Any]:
-        """OpenAI's model object plus what the playground shows (context, vocabulary, default prompt, loaded, can chat)."""
+        """OpenAI's model object plus what the playground shows: context, vocabulary, default prompt, loaded, chat."""
         card: dict[str, Any] = {
             "id": name,
             "object": "model",

@@ -61,7 +61,10 @@ function start() {
   });
 
   initTablist((name) => {
-    if (location.hash !== "#" + name) location.hash = "#" + name; // hashchange shows it
+    // pushState, not location.hash: a fragment navigation would scroll to (and take the keyboard's place to)
+    // an element with that id, such as the Generate button; the Back button still walks the tabs (hashchange)
+    if (location.hash !== "#" + name) history.pushState(null, "", "#" + name);
+    showTab();
   });
   window.addEventListener("hashchange", showTab);
   showTab();

@@ -8,7 +8,7 @@ import { $, $$ } from "./util.js";
 /** The tab buttons, in page order. */
 export const tabButtons = () => $$(".tabs [role=tab]");
 
-/** Wire the tablist; `select(name)` shows a tab (it sets location.hash: the page shows the hash's tab). */
+/** Wire the tablist; `select(name)` shows a tab (and puts its name in the address). */
 export function initTablist(select) {
   const list = $(".tabs");
   list.setAttribute("aria-label", "Playground tools");
