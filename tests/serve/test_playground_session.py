@@ -139,6 +139,7 @@ def test_view_code_runs_as_shown_and_prints_what_the_page_shows(page, server, tm
     for lang in ("curl", "python", "javascript"):
         page.click(f"[data-testid=code-lang-{lang}]")
         code[lang] = page.inner_text("[data-testid=code-text]")
+    assert page.is_visible("#completion-view") and page.is_visible("#output-card")  # the mode stays as it was
 
     # Python, with the real openai client
     script = tmp_path / "snippet.py"

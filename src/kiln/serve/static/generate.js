@@ -103,7 +103,7 @@ export function initGenerate() {
 
   const setMode = (mode) => {
     panel.mode = mode;
-    for (const b of $$("#panel-generate .seg button")) b.classList.toggle("on", b.dataset.mode === mode);
+    for (const b of $$("#panel-generate .seg button[data-mode]")) b.classList.toggle("on", b.dataset.mode === mode);
     $("#completion-view").hidden = mode !== "completion";
     $("#chat-view").hidden = mode !== "chat";
     $("#output-card").hidden = mode !== "completion";
@@ -189,7 +189,7 @@ export function initGenerate() {
     prefs.set("sampling", null);
     loadSampling();
   });
-  for (const b of $$("#panel-generate .seg button")) b.addEventListener("click", () => setMode(b.dataset.mode));
+  for (const b of $$("#panel-generate .seg button[data-mode]")) b.addEventListener("click", () => setMode(b.dataset.mode));
   let shownModel = null;
   $("#gen-model").addEventListener("change", () => {
     prefs.set("model", panel.model());
