@@ -121,6 +121,13 @@ def test_the_model_beats_the_unigram_baseline(workspace):
     assert "beats it" in out and "== Summary" in out
 
 
+def test_the_quickstart_model_offers_the_playground_a_story_opening(workspace):
+    """Its checkpoint's default_prompt (the playground's pre-filled prompt) is the quickstart's first prompt."""
+    ws, _ = workspace
+    _, _, meta = load_checkpoint(ws / "models" / "quickstart")
+    assert meta["default_prompt"] == "Once upon a time"
+
+
 def test_the_quickstart_model_exports_and_transformers_generates_the_same_text(workspace, tmp_path):
     """Train with kiln -> `kiln export hf` -> transformers' own `generate`: the same greedy text as kiln's."""
     transformers = pytest.importorskip("transformers")

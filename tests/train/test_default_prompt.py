@@ -45,9 +45,9 @@ def read_meta(run: Path) -> dict:
 def test_kiln_train_stores_the_default_prompt_in_the_checkpoint(tmp_path: Path):
     text = tmp_path / "stories.txt"
     text.write_text("Once upon a time there was a tiny model that learned to write.\n" * 200)
-    rc, out, err = run_cli(["train", f"data={text}", *TINY, f"out_dir={tmp_path / 'a'}"])
+    rc, _, err = run_cli(["train", f"data={text}", *TINY, f"out_dir={tmp_path / 'a'}"])
     assert rc == 0, err
     assert read_meta(tmp_path / "a")["default_prompt"] == "Once upon a time"
-    rc, out, err = run_cli(["train", f"data={text}", *TINY, "default_prompt=ROMEO:", f"out_dir={tmp_path / 'b'}"])
+    rc, _, err = run_cli(["train", f"data={text}", *TINY, "default_prompt=ROMEO:", f"out_dir={tmp_path / 'b'}"])
     assert rc == 0, err
     assert read_meta(tmp_path / "b")["default_prompt"] == "ROMEO:"

@@ -5,7 +5,7 @@
 import { ApiError, completionToken, getJSON, stream } from "./api.js";
 import { readControls, writeControls } from "./controls.js";
 import { downloadJSON, parseSession, restoreSession, sessionData, storeSession } from "./session.js";
-import { store } from "./state.js";
+import { prefs, store } from "./state.js";
 import { tokenSpan } from "./tokens.js";
 import { $, debounce, el, showBanner, visible } from "./util.js";
 
@@ -117,7 +117,10 @@ export function createCompletion(panel) {
     if (panel.busy) return;
     const promptText = entry.kind === "branch" ? entry.contextText + entry.tokens[0].token : entry.contextText;
     setPrompt(promptText, Array.isArray(entry.prompt) ? entry.prompt : null);
-    if (store.byId.has(entry.model)) $("#gen-model").value = entry.model;
+    if (store.byId.has(entry.model)) {
+      $("#gen-model").value = entry.model;
+      prefs.set("model", entry.model); // a reload opens on the model of the entry it shows
+    }
     if (entry.settings) writeControls(entry.settings);
     panel.showError("");
     showStats(entry);

@@ -90,9 +90,22 @@ export function parseSession(text) {
   return { history: data.history, nextId, current, prompt };
 }
 
-/** Remember the session in this browser (silently not, where storage is full or unavailable). */
+/**
+ * Remember the session in this browser. Where storage is full (a few MB: each token keeps its alternatives),
+ * the entries not shown are kept without their alternatives rather than nothing kept at all.
+ */
 export function storeSession(data) {
-  prefs.set("session", JSON.stringify(data));
+  const put = (d) => {
+    try {
+      localStorage.setItem("kiln.session", JSON.stringify(d));
+      return true;
+    } catch {
+      return false; // full, or storage unavailable (private mode)
+    }
+  };
+  if (put(data)) return;
+  const lean = (h) => (h.id === data.current ? h : { ...h, tokens: h.tokens.map((t) => ({ ...t, top: [] })) });
+  if (!put({ ...data, history: data.history.map(lean) })) prefs.set("session", null);
 }
 
 /** The remembered session, or null when there is none (or it cannot be read). */
