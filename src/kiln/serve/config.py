@@ -14,6 +14,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.model.inference_dtype import InferenceDtype
+from kiln.model.inference_dtype import resolve as resolve_dtype
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
@@ -43,6 +46,9 @@ class ServeConfig:
     open; a slower one is closed, so slow or stalled clients cannot hold connections forever."""
     vocab_dir: Path | None = None
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
+    dtype: InferenceDtype = "float32"
+    """Precision models decode in: float32 (exact), bfloat16 (half the memory traffic; 3-9x faster linear layers
+    on CPUs with AMX or AVX512-BF16, logits within bf16's precision), or auto (bfloat16 where the hardware has it)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
 
@@ -59,6 +65,7 @@ class ServeConfig:
             raise ValueError(f"max_memory_gb: must be positive, got {self.max_memory_gb}")
         if not 0 < self.read_timeout_s <= 3600:
             raise ValueError(f"read_timeout_s: must be in (0, 3600] seconds, got {self.read_timeout_s}")
+        resolve_dtype(self.dtype)
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 
