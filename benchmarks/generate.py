@@ -42,9 +42,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-no-cache", action="store_true")
     ap.add_argument(
-        "--bf16", action=argparse.BooleanOptionalAction, default=cpu_fast.native_bf16(), help="also bf16 vs bf16"
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="also bf16 vs bf16 (default: where native)"
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh runs it there)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    on_cpu = device.type == "cpu"
+    if args.bf16 is None:
+        args.bf16 = cpu_fast.native_bf16() if on_cpu else True
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides: tokens must match exactly
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -53,15 +59,18 @@ def main() -> None:
     hf = GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).eval()
     missing, unexpected = hf.load_state_dict(to_hf_gpt2(model.state_dict(), 12), strict=False)
     assert not [k for k in missing if not k.endswith("attn.bias")] and not unexpected, (missing, unexpected)
+    model, hf = model.to(device), hf.to(device)
 
     n = args.new_tokens
     greedy = SamplingParams(temperature=0, max_new_tokens=n)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    where = torch.cuda.get_device_name(device) if not on_cpu else platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}")
     shape = f"prompt {args.prompt_tokens} tokens, {n} new tokens, best of {args.repeats}"
     print(f"gpt2 shape (124M), greedy, {shape}; native bf16: {cpu_fast.native_bf16()}")
     print(f"{'batch':>5} {'engine':<44} {'tokens/s':>9} {'vs HF':>7}  tokens match HF (same dtype)")
     for b in args.batches:
         prompts = torch.randint(0, 50257, (b, args.prompt_tokens), generator=torch.Generator().manual_seed(b))
+        prompts = prompts.to(device)
         mask = torch.ones_like(prompts)
 
         def run_hf(prompts=prompts, mask=mask):
@@ -75,11 +84,11 @@ def main() -> None:
 
         run_hf()  # warm up both (first calls allocate and pack)
         run_kiln(True)
-        plan = cpu_fast.plan(model)[1 if b == 1 else 8]
+        plan = f" (measured: {cpu_fast.plan(model)[1 if b == 1 else 8]})" if on_cpu else ""
         t_hf, ref = best_of(run_hf, args.repeats)
         rows = [("transformers GPT2LMHeadModel.generate", t_hf, ref)]
-        rows.append((f"kiln, KV cache (measured: {plan})", *best_of(lambda: run_kiln(True), args.repeats)))
-        for path in ("packed", "plain"):
+        rows.append((f"kiln, KV cache{plan}", *best_of(lambda: run_kiln(True), args.repeats)))
+        for path in ("packed", "plain") if on_cpu else ():
             cpu_fast.forced = path
             rows.append((f"kiln, KV cache, {path} forced", *best_of(lambda: run_kiln(True), args.repeats)))
         cpu_fast.forced = None

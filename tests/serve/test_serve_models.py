@@ -123,3 +123,18 @@ def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
         assert 1 <= len(tokens) <= 5
     finally:
         reg.close()
+
+
+def test_serve_device_is_checked_before_anything_loads():
+    import torch
+
+    from kiln.serve.config import check_device
+
+    check_device("cpu")
+    with pytest.raises(ValueError, match="device: expected cpu, cuda or cuda:N"):
+        check_device("gpu0")
+    with pytest.raises(ValueError, match="device: kiln serve runs on cpu or cuda"):
+        check_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this machine has no CUDA GPU"):
+            check_device("cuda")

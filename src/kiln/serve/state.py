@@ -70,7 +70,8 @@ class ServerState:
             max_batch=config.max_batch,
             max_queue=config.max_queue,
             max_model_bytes=int(config.max_memory_gb * (1 << 30)),
-            dtype=resolve_dtype(config.dtype),
+            dtype=resolve_dtype(config.dtype, config.device),
+            device=config.device,
         )
         return cls(config, registry, Metrics(registry.queue_depth, registry.active))
 
