@@ -1,10 +1,15 @@
 """Decode speed: kiln with and without its KV cache vs Hugging Face transformers, same weights, one run.
 
 The gpt2 (124M) shape with random weights, copied into transformers' GPT2LMHeadModel; greedy decoding
-in fp32 from a 32-token prompt for 64 new tokens at batch 1 and 8. Greedy on identical weights must
-give identical tokens, so the script also reports how many sequences match exactly.
+from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, reported apart:
+- fp32 vs fp32: greedy on identical weights must give identical tokens, so the last column counts the
+  sequences that match transformers exactly. kiln's linear-layer path (oneDNN packed or PyTorch's default)
+  is the one its own measurement picked on this CPU (printed), plus each path forced, to show the choice.
+- best vs best (`--bf16`, on by default where the CPU multiplies bf16 in hardware): both sides in bfloat16.
+  Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
+  counts sequences equal to that side's own fp32 tokens instead.
 
-    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3]
+    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3] [--no-bf16]
 """
 
 from __future__ import annotations
@@ -36,7 +41,16 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-no-cache", action="store_true")
+    ap.add_argument(
+        "--bf16", action=argparse.BooleanOptionalAction, default=None, help="also bf16 vs bf16 (default: where native)"
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh runs it there)")
     args = ap.parse_args()
+    device = torch.device(args.device)
+    on_cpu = device.type == "cpu"
+    if args.bf16 is None:
+        args.bf16 = cpu_fast.native_bf16() if on_cpu else True
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides: tokens must match exactly
 
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -45,15 +59,18 @@ def main() -> None:
     hf = GPT2LMHeadModel(GPT2Config(resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)).eval()
     missing, unexpected = hf.load_state_dict(to_hf_gpt2(model.state_dict(), 12), strict=False)
     assert not [k for k in missing if not k.endswith("attn.bias")] and not unexpected, (missing, unexpected)
+    model, hf = model.to(device), hf.to(device)
 
     n = args.new_tokens
     greedy = SamplingParams(temperature=0, max_new_tokens=n)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    where = torch.cuda.get_device_name(device) if not on_cpu else platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}")
     shape = f"prompt {args.prompt_tokens} tokens, {n} new tokens, best of {args.repeats}"
-    print(f"gpt2 shape (124M), fp32, greedy, {shape}")
-    print(f"{'batch':>5} {'engine':<34} {'tokens/s':>9} {'vs HF':>7}  tokens match HF")
+    print(f"gpt2 shape (124M), greedy, {shape}; native bf16: {cpu_fast.native_bf16()}")
+    print(f"{'batch':>5} {'engine':<44} {'tokens/s':>9} {'vs HF':>7}  tokens match HF (same dtype)")
     for b in args.batches:
         prompts = torch.randint(0, 50257, (b, args.prompt_tokens), generator=torch.Generator().manual_seed(b))
+        prompts = prompts.to(device)
         mask = torch.ones_like(prompts)
 
         def run_hf(prompts=prompts, mask=mask):
@@ -67,17 +84,53 @@ def main() -> None:
 
         run_hf()  # warm up both (first calls allocate and pack)
         run_kiln(True)
+        plan = f" (measured: {cpu_fast.plan(model)[1 if b == 1 else 8]})" if on_cpu else ""
         t_hf, ref = best_of(run_hf, args.repeats)
         rows = [("transformers GPT2LMHeadModel.generate", t_hf, ref)]
-        rows.append(("kiln, KV cache", *best_of(lambda: run_kiln(True), args.repeats)))
-        cpu_fast.enabled = False
-        rows.append(("kiln, KV cache, no oneDNN packing", *best_of(lambda: run_kiln(True), args.repeats)))
-        cpu_fast.enabled = True
+        rows.append((f"kiln, KV cache{plan}", *best_of(lambda: run_kiln(True), args.repeats)))
+        for path in ("packed", "plain") if on_cpu else ():
+            cpu_fast.forced = path
+            rows.append((f"kiln, KV cache, {path} forced", *best_of(lambda: run_kiln(True), args.repeats)))
+        cpu_fast.forced = None
+        cpu_fast.release(model)
         if not args.skip_no_cache:
             rows.append(("kiln, no cache (recompute)", *best_of(lambda: run_kiln(False), 1)))
         for name, t, toks in rows:
             match = sum(a == r for a, r in zip(toks, ref, strict=True))
-            print(f"{b:>5} {name:<34} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b}")
+            print(f"{b:>5} {'fp32 ' + name:<44} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b}")
+        best = {"fp32": (t_hf, min(t for name, t, _ in rows[1:] if "recompute" not in name and "forced" not in name))}
+        if args.bf16:
+            best["bf16"] = bf16_rows(model, hf, prompts, mask, ref, greedy, args, b, n)
+        (hf_dt, hf_t), (k_dt, k_t) = (min(((d, v[i]) for d, v in best.items()), key=lambda x: x[1]) for i in (0, 1))
+        print(
+            f"{b:>5} best vs best: kiln {k_dt} {b * n / k_t:.1f} tok/s vs transformers {hf_dt} {b * n / hf_t:.1f}"
+            f" = {hf_t / k_t:.2f}x"
+        )
+
+
+def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) -> tuple[float, float]:
+    """Best vs best: kiln and transformers both in bfloat16 on the same weights (copies, cast once)."""
+    import copy
+
+    kb, hb = copy.deepcopy(model).to(torch.bfloat16), copy.deepcopy(hf).to(torch.bfloat16)
+
+    def run_hf():
+        with torch.inference_mode():
+            return hb.generate(
+                prompts, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
+            )[:, args.prompt_tokens :].tolist()
+
+    def run_kiln():
+        return [c.tokens for c in generate_batch(kb, prompts.tolist(), greedy)]
+
+    run_hf()
+    run_kiln()
+    t_hf, hf_toks = best_of(run_hf, args.repeats)
+    t_k, k_toks = best_of(run_kiln, args.repeats)
+    for name, t, toks in (("transformers GPT2LMHeadModel.generate", t_hf, hf_toks), ("kiln, KV cache", t_k, k_toks)):
+        match = sum(a == r for a, r in zip(toks, fp32_ref, strict=True))
+        print(f"{b:>5} {'bf16 ' + name:<44} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b} equal to fp32")
+    return t_hf, t_k
 
 
 if __name__ == "__main__":

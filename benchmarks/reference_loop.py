@@ -118,14 +118,17 @@ class RefGPT(nn.Module):
         return logits, loss
 
 
-def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.1) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices and embeddings (2-D) and none on norms and biases."""
+def make_optimizer(
+    model: nn.Module, lr: float = 1e-3, weight_decay: float = 0.1, fused: bool = False
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings (2-D) and none on norms and biases (fused on a GPU,
+    as nanoGPT does there)."""
     params = [p for p in model.parameters() if p.requires_grad]  # parameters() yields a tied matrix once
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), fused=fused or None)
 
 
 def get_batch(data: np.ndarray, batch_size: int, block_size: int) -> tuple[Tensor, Tensor]:
@@ -144,23 +147,41 @@ def run_reference(
     seed: int = 1337,
     batch_size: int = 12,
     block_size: int = 64,
+    n_layer: int = 4,
+    n_head: int = 4,
+    n_embd: int = 128,
+    device: str = "cpu",
+    bf16: bool = False,
+    compile: bool = False,
 ) -> dict:
-    """Train `steps` steps after `warmup_steps` untimed ones on CPU.
+    """Train `steps` steps after `warmup_steps` untimed ones.
 
-    Returns {"tokens_per_s", "steps", "final_loss", "seconds"}; tokens per step = batch_size · block_size
-    (768 for the default shape), and `seconds` covers the timed steps only (batch sampling included, as in
-    nanoGPT's loop).
+    On CPU by default, as nanoGPT's CPU recipe; on a GPU (`device="cuda"`, `bf16=True`, `compile=True`) as
+    nanoGPT's train.py / bench.py run gpt2: bf16 autocast, TF32 matmuls, torch.compile, fused AdamW, batches
+    pinned and copied asynchronously. Returns {"tokens_per_s", "steps", "final_loss", "seconds"}; tokens per
+    step = batch_size · block_size, and `seconds` covers the timed steps only (batch sampling included, as in
+    nanoGPT's loop; on a GPU the clock stops after a synchronize).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     torch.manual_seed(seed)
-    model = RefGPT(RefConfig(vocab_size=vocab_size, block_size=block_size))
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    cfg = RefConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    model = RefGPT(cfg).to(device)
     model.train()
-    optimizer = make_optimizer(model)
+    optimizer = make_optimizer(model, fused=cuda)
+    forward = torch.compile(model) if compile else model
+    autocast = torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
     def step() -> Tensor:
         x, y = get_batch(train_ids, batch_size, block_size)
-        _, loss = model(x, y)
+        if cuda:
+            x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        with autocast:
+            _, loss = forward(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -169,14 +190,17 @@ def run_reference(
 
     for _ in range(warmup_steps):
         step()
+    if cuda:
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(steps):
         loss = step()
+    final = float(loss.item())  # waits for the GPU
     seconds = time.perf_counter() - t0
     return {
         "tokens_per_s": steps * batch_size * block_size / seconds,
         "steps": steps,
-        "final_loss": float(loss.item()),
+        "final_loss": final,
         "seconds": seconds,
     }
 

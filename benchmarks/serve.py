@@ -47,9 +47,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(models: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(models: Path, max_batch: int, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "kiln", "serve", "--models", str(models), "--port", str(port)]
+    cmd = [sys.executable, "-m", "kiln", "serve", "--models", str(models), "--port", str(port), *extra]
     proc = subprocess.Popen(
         [*cmd, "--max-batch", str(max_batch)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy()
     )
@@ -116,6 +116,9 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--preset", default="gpt2")
+    ap.add_argument("--max-batch", type=int, default=32, help="the batching server's rows (64 for 64 streams)")
+    ap.add_argument("--device", default="cpu", help="where the server runs the model (cpu, cuda)")
+    ap.add_argument("--dtype", default="float32", help="the server's decode precision (float32, bfloat16, auto)")
     ap.add_argument("--skip-serial", action="store_true", help="skip the --max-batch 1 comparison")
     ap.add_argument("--rounds", type=int, default=3, help="best of this many runs per level (noise only slows)")
     args = ap.parse_args()
@@ -131,10 +134,10 @@ def main() -> None:
         machine = platform.processor() or platform.machine()
         print(f"machine: {machine}, {os.cpu_count()} CPUs, torch {torch.__version__}")
         rows: dict[str, list[dict]] = {}
-        for label, max_batch in [("continuous batching", 32), ("one at a time (--max-batch 1)", 1)]:
+        for label, max_batch in [("continuous batching", args.max_batch), ("one at a time (--max-batch 1)", 1)]:
             if args.skip_serial and max_batch == 1:
                 continue
-            proc, url = start_server(models, max_batch)
+            proc, url = start_server(models, max_batch, (f"device={args.device}", f"dtype={args.dtype}"))
             try:
                 rows[label] = []
                 for s in args.streams:

@@ -12,9 +12,11 @@ HH-RLHF, eval sets), one JSONL document per page/record.
    HF tokenizers' BpeTrainer (Split + ByteLevel), sentencepiece BPE (its own whitespace pre-splitting,
    fed lines as it expects, byte fallback, 2 threads).
 2. Encoding MB/s with OpenAI's cl100k_base vocabulary: kiln single call per document, kiln's
-   `encode_batch` on 2 processes, tiktoken's `encode_ordinary` (single process, the anchor), tiktoken's
-   threaded `encode_ordinary_batch`, and HF tokenizers' `encode_batch` on kiln's exported tokenizer.json.
-   Every encoder's ids are checked equal to tiktoken's before timing.
+   `encode_batch_to_numpy` on 2 processes, tiktoken's `encode_ordinary` (single process, the anchor for the
+   single call), tiktoken in an equal 2-process pool (the same fork-and-ranges scheme: the anchor for kiln's
+   pool), tiktoken's threaded `encode_ordinary_batch`, and HF tokenizers' `encode_batch` on kiln's exported
+   tokenizer.json. Every encoder's ids — from the very call that is timed — are checked equal to tiktoken's
+   before timing.
 3. `kiln tokenize` (corpus file -> train/val shards, end to end, including reading and writing) on 1 and
    2 worker processes.
 Rounds alternate between contenders so drifts in machine speed hit all of them; the best round of each is
@@ -26,7 +28,9 @@ from __future__ import annotations
 import argparse
 import html.parser
 import io
+import itertools
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -35,8 +39,11 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ClassVar
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -203,6 +210,33 @@ def bench_training(texts: list[str], vocabs: list[int], rounds: int) -> list[dic
 # ------------------------------------------------------------------------------------------------------ encoding
 
 
+_POOL_ENC = None  # the anchor's Encoding and the texts, inherited by forked workers (as kiln's pool does)
+_POOL_TEXTS: list[str] = []
+
+
+def _tiktoken_range(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = [_POOL_ENC.encode_ordinary(t) for t in _POOL_TEXTS[a:b]]
+    lens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    return np.fromiter(itertools.chain.from_iterable(ids), dtype=np.uint32, count=int(lens.sum())), lens
+
+
+def tiktoken_pool(enc, texts: list[str], workers: int = 2) -> list[np.ndarray]:
+    """The anchor on the same footing as kiln's `encode_batch_to_numpy`: `workers` forked processes that inherit
+    the vocabulary and texts, each encoding contiguous ranges of documents (about 16 per worker, split by
+    characters) with tiktoken's `encode_ordinary` and returning one flat array per range."""
+    global _POOL_ENC, _POOL_TEXTS
+    _POOL_ENC, _POOL_TEXTS = enc, texts
+    cum = np.cumsum([len(t) for t in texts])
+    cuts = np.searchsorted(cum, np.linspace(0, cum[-1], workers * 16 + 1)[1:-1])
+    bounds = sorted({0, *map(int, cuts), len(texts)})
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = list(pool.map(_tiktoken_range, bounds[:-1], bounds[1:]))
+    out: list[np.ndarray] = []
+    for flat, lens in parts:
+        out += np.split(flat, np.cumsum(lens)[:-1])
+    return out
+
+
 def bench_encoding(texts: list[str], mb: float, rounds: int) -> dict:
     vocab_file = SHARED / "tokenizers/tiktoken/cl100k_base.tiktoken"
     kiln_tok = load_pretrained("cl100k_base", vocab_file)
@@ -220,6 +254,9 @@ def bench_encoding(texts: list[str], mb: float, rounds: int) -> dict:
     checks = {
         "kiln encode": [kiln_tok.encode(t) for t in texts],
         "kiln encode_batch (2 processes)": kiln_tok.encode_batch(texts, workers=2),
+        # the call timed below, checked too
+        "kiln encode_batch_to_numpy (2 processes)": [a.tolist() for a in kiln_tok.encode_batch_to_numpy(texts, 2)],
+        "tiktoken in a 2-process pool": [a.tolist() for a in tiktoken_pool(anchor, texts, 2)],
         "HF tokenizers encode_batch": [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)],
     }
     for name, ids in checks.items():
@@ -229,9 +266,10 @@ def bench_encoding(texts: list[str], mb: float, rounds: int) -> dict:
     contenders: dict[str, Callable[[], object]] = {
         "tiktoken encode_ordinary (1 process)": lambda: [anchor.encode_ordinary(t) for t in texts],
         "tiktoken encode_ordinary_batch (2 threads)": lambda: anchor.encode_ordinary_batch(texts, num_threads=2),
+        "tiktoken in a 2-process pool (same scheme)": lambda: tiktoken_pool(anchor, texts, 2),
         "HF tokenizers encode_batch (2 threads)": lambda: hf.encode_batch(texts, add_special_tokens=False),
         "kiln encode (1 process)": lambda: [kiln_tok.encode(t) for t in texts],
-        "kiln encode_batch (2 processes)": lambda: kiln_tok.encode_batch_to_numpy(texts, workers=2),
+        "kiln encode_batch_to_numpy (2 processes)": lambda: kiln_tok.encode_batch_to_numpy(texts, workers=2),
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):

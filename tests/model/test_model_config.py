@@ -162,7 +162,8 @@ needs_onednn = pytest.mark.skipif(not cpu_fast.available(), reason="oneDNN packe
 
 @needs_onednn
 @pytest.mark.parametrize("batch", [1, 3])
-def test_packed_linears_match_plain_forward_and_repack_on_change(make_model, rand_ids, batch):
+def test_packed_linears_match_plain_forward_and_repack_on_change(make_model, rand_ids, batch, monkeypatch):
+    monkeypatch.setattr(cpu_fast, "forced", "packed")  # the measured plan may pick plain on this CPU
     model = make_model(dtype=torch.float32, init_std=0.1, pos_encoding="rope", activation="swiglu")
     idx = rand_ids(batch, 10)
     with torch.inference_mode():
@@ -198,3 +199,34 @@ def test_packed_linears_is_a_no_op_with_gradients_or_float64(make_model, rand_id
     with torch.inference_mode(), cpu_fast.packed_linears(model64):
         model64(rand_ids(1, 4))
     assert "_kiln_packed" not in model64.lm_head.__dict__
+
+
+@needs_onednn
+def test_plan_times_both_paths_per_regime_and_keeps_packs_only_where_packing_won(make_model, rand_ids, monkeypatch):
+    model = make_model(dtype=torch.float32)
+    with torch.inference_mode(), cpu_fast.packed_linears(model):
+        model(rand_ids(1, 4))
+    chosen = cpu_fast.plan(model)
+    assert set(chosen) == {1, 8} and set(chosen.values()) <= {"packed", "plain"}
+    assert cpu_fast.plan(model) is chosen, "the plan is measured once per model, not per call"
+    packs = model.lm_head.__dict__.get("_kiln_packed", {})
+    assert {h for h in (1, 8) if h in packs} == {h for h, path in chosen.items() if path == "packed"}
+    cpu_fast.release(model)
+    monkeypatch.setattr(cpu_fast, "forced", "plain")
+    with torch.inference_mode(), cpu_fast.packed_linears(model):
+        model(rand_ids(2, 4))
+    assert "_kiln_packed" not in model.lm_head.__dict__ or not model.lm_head.__dict__["_kiln_packed"]
+
+
+@pytest.mark.skipif(not cpu_fast.native_bf16(), reason="this CPU has no hardware bf16 (AMX or AVX512-BF16)")
+def test_bf16_packed_linears_match_bf16_plain_forward(make_model, rand_ids, monkeypatch):
+    monkeypatch.setattr(cpu_fast, "forced", "packed")
+    model = make_model(dtype=torch.float32, init_std=0.1).to(torch.bfloat16)
+    idx = rand_ids(3, 10)
+    with torch.inference_mode():
+        plain = model(idx, all_logits=True)[0].float()
+        with cpu_fast.packed_linears(model):
+            packed = model(idx, all_logits=True)[0].float()
+    assert "_kiln_packed" in model.lm_head.__dict__, "bf16 on a bf16 CPU should use the packed path"
+    # Both round to bf16 after each product, in different summation orders: equal to bf16's precision.
+    assert (packed - plain).abs().max() <= 0.02 * plain.abs().max()

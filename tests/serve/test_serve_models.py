@@ -100,3 +100,41 @@ def test_corrupt_weights_are_a_clear_error(serve_models: Path, tmp_path: Path):
 def test_missing_models_directory():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ModelRegistry(Path("/nonexistent/models"))
+
+
+def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
+    import torch
+
+    reg = ModelRegistry(serve_models, dtype=torch.bfloat16)
+    try:
+        lm = reg.get("char")
+        assert next(lm.model.parameters()).dtype == torch.bfloat16
+        assert lm.batcher.cache.k.dtype == torch.bfloat16
+        done = threading.Event()
+        tokens: list[int] = []
+
+        def consumer(ev) -> None:
+            tokens.append(ev.token_id)
+            if ev.finish_reason:
+                done.set()
+
+        lm.batcher.submit(Request([1, 2, 3], SamplingParams(temperature=0, max_new_tokens=5), consumer))
+        assert done.wait(timeout=30)
+        assert 1 <= len(tokens) <= 5
+    finally:
+        reg.close()
+
+
+def test_serve_device_is_checked_before_anything_loads():
+    import torch
+
+    from kiln.serve.config import check_device
+
+    check_device("cpu")
+    with pytest.raises(ValueError, match="device: expected cpu, cuda or cuda:N"):
+        check_device("gpu0")
+    with pytest.raises(ValueError, match="device: kiln serve runs on cpu or cuda"):
+        check_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="this machine has no CUDA GPU"):
+            check_device("cuda")

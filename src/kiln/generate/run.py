@@ -8,6 +8,8 @@ from pathlib import Path
 
 from kiln.generate.engine import stream_batch
 from kiln.generate.sampling import SamplingParams
+from kiln.model.inference_dtype import InferenceDtype
+from kiln.model.inference_dtype import resolve as resolve_dtype
 from kiln.stage import Summary
 
 
@@ -43,8 +45,12 @@ class GenerateConfig:
     """After each sample, print each token's log-probability and this many most likely alternatives."""
     stream: bool = True
     """Print the text as it is generated; false keeps quiet and leaves the samples to the summary."""
+    dtype: InferenceDtype = "float32"
+    """Precision to decode in: float32 (exact), bfloat16 (half the memory traffic; 3-9x faster linear layers on
+    CPUs with AMX or AVX512-BF16, logits within bf16's precision), or auto (bfloat16 where the CPU has it)."""
 
     def validate(self) -> GenerateConfig:
+        resolve_dtype(self.dtype)
         if (self.checkpoint is None) == (self.preset is None):
             raise ValueError("give --checkpoint DIR (a trained model) or --preset NAME (random weights), not both")
         if self.num_samples < 1:
@@ -101,6 +107,7 @@ def run(config: GenerateConfig) -> GenerateSummary:
         model = build(str(config.preset)).eval()
         tokenizer = None
         print(f"(randomly initialised {config.preset}: expect noise)", file=sys.stderr)
+    model = model.to(resolve_dtype(config.dtype))
     tokenizer = tokenizer or ByteTokenizer()
     prompt = tokenizer.encode(config.prompt) if config.prompt else tokenizer.encode("\n")
     echo = (lambda s: print(s, end="", flush=True)) if config.stream else (lambda s: None)

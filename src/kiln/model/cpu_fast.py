@@ -1,25 +1,39 @@
-"""Faster fp32 inference on x86 CPUs: linear layers through oneDNN with pre-packed weights.
+"""Faster inference on x86 CPUs: each linear layer through oneDNN with a pre-packed weight, or PyTorch's
+default, whichever this CPU runs faster, measured once per model.
 
 Decoding is a chain of matrix-vector products that stream every weight from memory once per token.
-PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reaches ~15 GB/s here for batch 1 and
-~12 GB/s for the 50k-row LM head; oneDNN with the weight reordered once into its blocked layout
-reaches ~25 GB/s, and batch 8 costs about the same as batch 1 (measured on a 2-core AVX2 machine:
-gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1, 55 -> 21 ms at batch 8). This is
-what torch.compile's CPU backend does with frozen weights, without the compile time. It is inference
-only: the packed copy is not a parameter and is rebuilt when a weight changes.
+PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reached ~15 GB/s for batch 1 on a 2-core
+AVX2 machine; oneDNN with the weight reordered once into its blocked layout reached ~25 GB/s there, and
+batch 8 cost about the same as batch 1 (gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1,
+55 -> 21 ms at batch 8). On an Intel Xeon with AMX the same packing lost slightly at batch 1 (8.7 vs 8.1 ms)
+and won at batch 8 (10.6 vs 25 ms) — CPUs differ, so the choice is made by timing both on the model's own
+weights when it first decodes (`plan`), per batch regime, rather than by a rule that holds on one CPU.
+
+bfloat16 weights go through the same packed path where the CPU computes in bf16 natively (AMX or
+AVX512-BF16): there the packed bf16 linears of gpt2 took 2.8 ms per step at batch 1 and 2.9 ms at batch 8,
+3-9x the fp32 figures above. This is what torch.compile's CPU backend does with frozen weights, without the
+compile time. It is inference only: the packed copy is not a parameter and is rebuilt when a weight changes.
 """
 
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 enabled = True
 """Set False to fall back to PyTorch's default linear (the benchmark does, to show the difference)."""
+
+forced: str | None = None
+""""packed" or "plain" to skip the measurement and use one path everywhere (tests and benchmarks)."""
+
+REGIMES = (1, 8)
+"""oneDNN packs a weight for an expected row count: 1 (one sequence decoding) or 8 (a batch, or a prefill)."""
 
 
 def available() -> bool:
@@ -32,38 +46,110 @@ def available() -> bool:
     )
 
 
-def _packed_forward(module: nn.Linear, x: Tensor) -> Tensor:
-    # oneDNN picks the blocked layout for an expected row count: the batch-1 layout is ~10% faster for one
-    # row but ~50% slower for eight, so keep one packing per regime, each made on first use.
-    hint = 1 if x.numel() == x.shape[-1] else 8
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AMX or AVX512-BF16) through oneDNN; where
+    it does not, bf16 weights are emulated and slower than fp32."""
+    try:
+        return available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def regime(x: Tensor) -> int:
+    """The packing regime for an input: 1 for a single row, 8 for several."""
+    return 1 if x.numel() == x.shape[-1] else 8
+
+
+def _packed(module: nn.Linear, hint: int) -> Tensor:
+    """`module`'s weight in oneDNN's blocked layout for `hint` rows, made on first use, cached on the module."""
     w = module.weight
-    key = (w.data_ptr(), w._version, hint)
+    key = (w.data_ptr(), w._version, w.dtype, hint)
     packs = module.__dict__.setdefault("_kiln_packed", {})
     packed = packs.get(hint)
     if packed is None or packed[0] != key:
         packed = packs[hint] = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), hint))
-    return torch.ops.mkldnn._linear_pointwise(x, packed[1], module.bias, "none", [], "")
+    return packed[1]
+
+
+def _packed_linear(module: nn.Linear, x: Tensor, hint: int) -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, _packed(module, hint), module.bias, "none", [], "")
+
+
+def _forward(module: nn.Linear, x: Tensor) -> Tensor:
+    hint = regime(x)
+    if module.__dict__.get("_kiln_use_packed", {}).get(hint, True):
+        return _packed_linear(module, x, hint)
+    return F.linear(x, module.weight, module.bias)
+
+
+def _time_best(fn, rounds: int = 3) -> float:
+    fn()  # warm-up: packs the weights, touches the memory
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def plan(model: nn.Module) -> dict[int, str]:
+    """Which path each regime uses for this model ("packed" or "plain"), timed once on its own linear layers
+    and remembered on the model (until its dtype changes). Costs a few passes over the weights (~0.3 s for
+    gpt2); a regime whose packing loses drops its packed copies, which cost as much memory as the weights."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    p = next(model.parameters())
+    key = (p.dtype, p.device)
+    cached = model.__dict__.get("_kiln_plan")
+    if cached is not None and cached[0] == key and forced is None:
+        return cached[1]
+    chosen: dict[int, str] = {}
+    for hint in REGIMES:
+        if forced is not None:
+            chosen[hint] = forced
+            continue
+        xs = [torch.randn(hint, m.in_features, dtype=p.dtype, device=p.device) for m in linears]
+
+        def plain(xs=xs) -> None:
+            for m, x in zip(linears, xs, strict=True):
+                F.linear(x, m.weight, m.bias)
+
+        def packed(xs=xs, hint=hint) -> None:
+            for m, x in zip(linears, xs, strict=True):
+                _packed_linear(m, x, hint)
+
+        chosen[hint] = "packed" if _time_best(packed) <= _time_best(plain) else "plain"
+    for m in linears:
+        m.__dict__["_kiln_use_packed"] = {h: chosen[h] == "packed" for h in REGIMES}
+        packs = m.__dict__.get("_kiln_packed", {})
+        for h in REGIMES:
+            if chosen[h] == "plain":
+                packs.pop(h, None)
+    model.__dict__["_kiln_plan"] = (key, chosen)
+    return chosen
 
 
 def applies_to(model: nn.Module) -> bool:
     p = next(model.parameters())
-    fp32_cpu = p.device.type == "cpu" and p.dtype == torch.float32
-    return enabled and available() and fp32_cpu and not torch.is_grad_enabled()
+    if not (enabled and available() and p.device.type == "cpu" and not torch.is_grad_enabled()):
+        return False
+    return p.dtype == torch.float32 or (p.dtype == torch.bfloat16 and native_bf16())
 
 
 @contextmanager
 def packed_linears(model: nn.Module) -> Iterator[None]:
-    """Within this block, every nn.Linear of `model` runs through oneDNN with a packed weight.
+    """Within this block, every nn.Linear of `model` runs the path `plan` found faster on this CPU.
 
-    Does nothing where it does not apply (GPU, non-fp32, gradients on, or a PyTorch without oneDNN),
-    so callers can always use it. Packed weights are cached on the modules until the weights change.
+    Does nothing where it does not apply (GPU, fp16, bf16 without hardware support, gradients on, or a
+    PyTorch without oneDNN), so callers can always use it. Packed weights are cached on the modules until
+    the weights change.
     """
     if not applies_to(model):
         yield
         return
+    plan(model)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for m in linears:
-        m.forward = _packed_forward.__get__(m)
+        m.forward = _forward.__get__(m)
     try:
         yield
     finally:
@@ -72,7 +158,8 @@ def packed_linears(model: nn.Module) -> Iterator[None]:
 
 
 def release(model: nn.Module) -> None:
-    """Drop the cached packed weights (they cost as much memory as the weights themselves)."""
+    """Drop the cached packed weights and the plan (packed weights cost as much memory as the weights)."""
+    model.__dict__.pop("_kiln_plan", None)
     for m in model.modules():
-        if hasattr(m, "_kiln_packed"):
-            del m._kiln_packed
+        m.__dict__.pop("_kiln_packed", None)
+        m.__dict__.pop("_kiln_use_packed", None)

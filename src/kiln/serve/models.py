@@ -127,6 +127,8 @@ class ModelRegistry:
         max_batch: int = 32,
         max_queue: int = 256,
         max_model_bytes: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str = "cpu",
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -135,6 +137,8 @@ class ModelRegistry:
         self.max_batch = max_batch
         self.max_queue = max_queue
         self.max_model_bytes = max_model_bytes  # a model estimated larger than this is refused before it is built
+        self.dtype = dtype  # loaded models are cast to it (float32 keeps outputs exact)
+        self.device = device
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -169,7 +173,8 @@ class ModelRegistry:
             if path is None:
                 raise KeyError(name)
             self._check_size(name, path)
-            model, tokenizer, _ = load_checkpoint(path)
+            model, tokenizer, _ = load_checkpoint(path, device=self.device)
+            model = model.to(self.dtype)
             tokenizer = tokenizer or ByteTokenizer()
             if model.config.vocab_size < tokenizer.vocab_size:
                 raise CheckpointError(

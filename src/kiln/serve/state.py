@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from kiln.model.checkpoint import CheckpointError, read_config, resolve_checkpoint
+from kiln.model.inference_dtype import resolve as resolve_dtype
 from kiln.serve.config import ServeConfig
 from kiln.serve.errors import APIError
 from kiln.serve.metrics import Metrics
@@ -69,6 +70,8 @@ class ServerState:
             max_batch=config.max_batch,
             max_queue=config.max_queue,
             max_model_bytes=int(config.max_memory_gb * (1 << 30)),
+            dtype=resolve_dtype(config.dtype, config.device),
+            device=config.device,
         )
         return cls(config, registry, Metrics(registry.queue_depth, registry.active))
 
