@@ -257,3 +257,18 @@ def test_docs_work_offline(browser, server):
     finally:
         context.close()
     assert not outside, outside
+
+
+def test_the_explainer_and_compare_tabs_start_from_the_model_default_prompt(page, server):
+    cards = {m["id"]: m for m in api_get(server, "/v1/models")["data"]}
+    page.click("[data-testid=tab-explain]")
+    page.select_option("#ex-model", "char")
+    expect(page.locator("#ex-prompt")).to_have_value(cards["char"]["default_prompt"])
+    page.select_option("#ex-model", "bpe-chat")  # an untouched prompt follows the model
+    expect(page.locator("#ex-prompt")).to_have_value(cards["bpe-chat"]["default_prompt"])
+    page.fill("#ex-prompt", "KING:")
+    page.select_option("#ex-model", "char")  # a typed prompt stays
+    expect(page.locator("#ex-prompt")).to_have_value("KING:")
+    page.click("[data-testid=tab-compare]")
+    first = page.locator(".cmp-col select").first.input_value()
+    expect(page.locator("#cmp-prompt")).to_have_value(cards[first]["default_prompt"])

@@ -122,6 +122,9 @@ export function initCompare() {
     onModels() {
       for (const side of state.sides) fillModelSelect(side.model, null);
       if (store.models.length > 1 && !state.touched) state.sides[1].model.value = store.models[1].id;
+      // An empty prompt takes model A's own default prompt (its checkpoint's default_prompt).
+      const box = $("#cmp-prompt");
+      if (!box.value) box.value = (store.byId.get(state.sides[0].model.value) || {}).default_prompt || "";
     },
   };
 }

@@ -154,7 +154,18 @@ export function initExplainer({ onUseSettings }) {
     });
   }
   $("#ex-prompt").addEventListener("input", debounce(fetchDistribution, 250));
-  $("#ex-model").addEventListener("change", fetchDistribution);
+  // An empty (or untouched) prompt takes the chosen model's own default prompt (its checkpoint's default_prompt).
+  let offered = "";
+  function offerDefaultPrompt() {
+    const box = $("#ex-prompt");
+    const next = (store.byId.get($("#ex-model").value) || {}).default_prompt || "";
+    if (box.value === "" || box.value === offered) box.value = next;
+    offered = next;
+  }
+  $("#ex-model").addEventListener("change", () => {
+    offerDefaultPrompt();
+    fetchDistribution();
+  });
   $("#ex-to-generate").addEventListener("click", () => {
     onUseSettings({
       temperature: $("#ex-temperature").value,
@@ -172,6 +183,7 @@ export function initExplainer({ onUseSettings }) {
     /** The server's models changed: refill the model list and redraw. */
     onModels() {
       fillModelSelect($("#ex-model"), prefs.get("model"));
+      offerDefaultPrompt();
       fetchDistribution();
     },
   };
