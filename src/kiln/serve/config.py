@@ -45,6 +45,9 @@ class ServeConfig:
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
+    arena_dir: Path | None = None
+    """Where the playground's arena keeps its votes (votes.jsonl; the leaderboard and the DPO export are read
+    from it). Unset: arena/ inside the models directory."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""
