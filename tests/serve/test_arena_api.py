@@ -1,0 +1,139 @@
+"""The arena's API through real HTTP against a real `kiln serve` (three tiny models: two that chat, one base):
+blind battles whose answers equal what /v1/completions and /v1/chat/completions give the revealed models, random
+sides, votes that survive a restart, the leaderboard and DPO export computed from them, and the 400s."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from serve_support import run_server
+
+from kiln.posttrain.pairs import read_pairs
+
+SETTINGS = {"max_tokens": 8, "temperature": 0.9, "top_k": 20, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def arena_models(serve_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's two models plus a copy of the chat one: three models, two of them able to chat."""
+    root = tmp_path_factory.mktemp("arena") / "models"
+    for name, source in (("bpe-chat", "bpe-chat"), ("bpe-chat-2", "bpe-chat"), ("char", "char")):
+        shutil.copytree(serve_models / source, root / name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def arena(arena_models: Path) -> Iterator:
+    with run_server(arena_models) as running:
+        yield running
+
+
+def post(server, path: str, body: dict, status: int = 200) -> dict:
+    r = httpx.post(server.base_url + path, json=body, timeout=60)
+    assert r.status_code == status, r.text
+    return r.json()
+
+
+def get(server, path: str) -> httpx.Response:
+    r = httpx.get(server.base_url + path, timeout=60)
+    assert r.status_code == 200, r.text
+    return r
+
+
+def battle_and_vote(server, winner: str, **body) -> tuple[dict, dict]:
+    b = post(server, "/api/arena/battle", {**SETTINGS, **body})
+    return b, post(server, "/api/arena/vote", {"battle_id": b["battle_id"], "winner": winner})
+
+
+def test_answers_are_the_openai_routes_answers_of_the_revealed_models(arena):
+    b, v = battle_and_vote(arena, "a", prompt="ROMEO:", models=["bpe-chat", "char"])
+    assert set(b["answers"]) == {"a", "b"} and "model" not in json.dumps(b)  # blind until the vote
+    assert sorted(v["models"].values()) == ["bpe-chat", "char"]
+    for side in "ab":
+        ref = post(arena, "/v1/completions", {"model": v["models"][side], "prompt": "ROMEO:", **SETTINGS})
+        assert b["answers"][side] == ref["choices"][0]["text"]
+
+    b, v = battle_and_vote(arena, "b", prompt="Say apple.", mode="chat", system="Be brief.")
+    assert sorted(v["models"].values()) == ["bpe-chat", "bpe-chat-2"]  # a random pair, among the chat models
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say apple."}]
+    for side in "ab":
+        ref = post(arena, "/v1/chat/completions", {"model": v["models"][side], "messages": messages, **SETTINGS})
+        assert b["answers"][side] == ref["choices"][0]["message"]["content"]
+
+
+def test_the_server_assigns_sides_at_random(arena):
+    seen = set()
+    for _ in range(12):  # both orders with probability 1 - 2 / 2**12
+        b = post(arena, "/api/arena/battle", {"prompt": "a", "models": ["bpe-chat", "char"], "max_tokens": 1})
+        seen.add(post(arena, "/api/arena/vote", {"battle_id": b["battle_id"], "winner": "tie"})["models"]["a"])
+    assert seen == {"bpe-chat", "char"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/api/arena/vote", {"battle_id": "battle-nope", "winner": "a"}, "battle_id"),
+        ("/api/arena/vote", {"battle_id": "x", "winner": "model_a"}, "winner"),
+        ("/api/arena/battle", {"prompt": "x" * 8001}, "prompt"),
+        ("/api/arena/battle", {"prompt": "x", "max_tokens": 513}, "max_tokens"),
+        ("/api/arena/battle", {"prompt": "x", "temperature": -1}, "temperature"),
+        ("/api/arena/battle", {"prompt": "x", "models": ["char", "char"]}, "models"),
+        ("/api/arena/battle", {"prompt": "x", "models": ["char"]}, "models"),
+        ("/api/arena/battle", {"prompt": "x", "mode": "chat", "models": ["bpe-chat", "char"]}, "mode"),
+    ],
+)
+def test_bad_requests_are_400s_naming_the_param(arena, path, body, param):
+    err = post(arena, path, body, status=400)["error"]
+    assert err["param"] == param and err["type"] == "invalid_request_error" and err["message"]
+
+
+def test_a_battle_takes_one_vote(arena):
+    b, _ = battle_and_vote(arena, "tie", prompt="x", max_tokens=1)
+    err = post(arena, "/api/arena/vote", {"battle_id": b["battle_id"], "winner": "a"}, status=400)["error"]
+    assert (err["param"], err["code"]) == ("battle_id", "already_voted")
+    r = httpx.get(arena.base_url + "/api/arena/export?mode=both", timeout=60)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "mode"
+
+
+def test_votes_survive_a_restart_and_feed_the_leaderboard_and_export(arena_models, tmp_path):
+    votes_dir = tmp_path / "votes"
+    want = []
+    with run_server(arena_models, arena_dir=votes_dir) as server:
+        for winner in ("a", "b", "a", "tie", "both_bad"):
+            b, v = battle_and_vote(server, winner, prompt="ROMEO:", models=["bpe-chat", "char"])
+            if winner in ("a", "b") and b["answers"]["a"] != b["answers"]["b"]:
+                lose = "b" if winner == "a" else "a"
+                want.append({"prompt": "ROMEO:", "chosen": b["answers"][winner], "rejected": b["answers"][lose]})
+            last = b["battle_id"]
+        before = get(server, "/api/arena/leaderboard").json()
+    assert (votes_dir / "votes.jsonl").is_file()
+
+    with run_server(arena_models, arena_dir=votes_dir) as server:  # a new server (app and store), same directory
+        board = get(server, "/api/arena/leaderboard").json()
+        assert board == before and board["votes"] == 5 and board["pairs"] == len(want)
+        rows = {r["model"]: r for r in board["models"]}
+        assert set(rows) == {"bpe-chat", "char"} and rows["bpe-chat"]["votes"] == 5
+        assert rows["bpe-chat"]["wins"] == rows["char"]["losses"] and rows["bpe-chat"]["ties"] == 2
+        for r in rows.values():
+            assert r["ci_low"] <= r["rating"] <= r["ci_high"]
+        leader = board["models"][0]
+        assert leader["wins"] >= board["models"][1]["wins"]  # two models: the one with more wins rates higher
+
+        export = get(server, "/api/arena/export")
+        assert export.headers["content-disposition"].startswith("attachment")
+        assert [json.loads(line) for line in export.text.splitlines()] == want
+        assert get(server, "/api/arena/export?mode=chat").text == ""
+        err = post(server, "/api/arena/vote", {"battle_id": last, "winner": "a"}, status=400)["error"]
+        assert err["code"] == "already_voted"  # the restarted server knows the votes it did not see
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(export.text, encoding="utf-8")
+    pairs = read_pairs([path])  # what `kiln dpo` reads
+    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
+        ((("user", "ROMEO:"),), w["chosen"], w["rejected"]) for w in want
+    ]
