@@ -105,7 +105,7 @@ def test_votes_survive_a_restart_and_feed_the_leaderboard_and_export(arena_model
     want = []
     with run_server(arena_models, arena_dir=votes_dir) as server:
         for winner in ("a", "b", "a", "tie", "both_bad"):
-            b, v = battle_and_vote(server, winner, prompt="ROMEO:", models=["bpe-chat", "char"])
+            b, _ = battle_and_vote(server, winner, prompt="ROMEO:", models=["bpe-chat", "char"])
             if winner in ("a", "b") and b["answers"]["a"] != b["answers"]["b"]:
                 lose = "b" if winner == "a" else "a"
                 want.append({"prompt": "ROMEO:", "chosen": b["answers"][winner], "rejected": b["answers"][lose]})
