@@ -66,6 +66,24 @@ def test_answers_are_the_openai_routes_answers_of_the_revealed_models(arena):
         assert b["answers"][side] == ref["choices"][0]["message"]["content"]
 
 
+def test_a_streamed_battle_sends_each_sides_tokens_then_the_battle(arena):
+    body = {"prompt": "ROMEO:", "models": ["bpe-chat", "char"], **SETTINGS, "stream": True}
+    with httpx.stream("POST", arena.base_url + "/api/arena/battle", json=body, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        data = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    events = [json.loads(d) for d in data[:-1]]
+    *tokens, last = events
+    streamed = {s: "".join(e["text"] for e in tokens if e["side"] == s) for s in "ab"}
+    assert streamed == last["answers"] and all(e["side"] in "ab" for e in tokens)
+    v = post(arena, "/api/arena/vote", {"battle_id": last["battle_id"], "winner": "b"})
+    for side in "ab":  # the same answers as unstreamed, and as the OpenAI route's
+        ref = post(arena, "/v1/completions", {"model": v["models"][side], "prompt": "ROMEO:", **SETTINGS})
+        assert streamed[side] == ref["choices"][0]["text"]
+    bad = httpx.post(arena.base_url + "/api/arena/battle", json={**body, "models": ["char", "nope"]}, timeout=60)
+    assert bad.status_code == 404 and bad.json()["error"]["param"] == "models"  # refused before the stream starts
+
+
 def test_the_server_assigns_sides_at_random(arena):
     seen = set()
     for _ in range(12):  # both orders with probability 1 - 2 / 2**12

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
@@ -93,8 +94,8 @@ async def generate_both(gens: list[Generation], request: Request) -> None:
         watcher.cancel()
 
 
-async def run_battle(server: ServerState, body: BattleRequest, request: Request) -> Battle:
-    """Both answers to `body.prompt`, as a Battle waiting for its vote."""
+async def start_battle(server: ServerState, body: BattleRequest) -> tuple[str, str, list[Generation]]:
+    """(model A, model B, their two generations, submitted to the models' batchers)."""
     model_a, model_b = await pick_sides(server, body)
     sides = [await prepare(server, name, body) for name in (model_a, model_b)]
     gens = [Generation(lm, [prompt], [params], body.seed, server.metrics) for lm, prompt, params in sides]
@@ -107,9 +108,59 @@ async def run_battle(server: ServerState, body: BattleRequest, request: Request)
         for g in submitted:
             g.cancel()
         raise
-    await generate_both(gens, request)
+    return model_a, model_b, gens
+
+
+def finished_battle(body: BattleRequest, model_a: str, model_b: str, gens: list[Generation]) -> Battle:
     a, b = (g.choices[0] for g in gens)
     return Battle(
         new_battle_id(), body.mode, body.prompt, body.system if body.mode == "chat" else None,
         model_a, model_b, a.text, b.text, body.settings(),
     )  # fmt: skip
+
+
+async def run_battle(server: ServerState, body: BattleRequest, request: Request) -> Battle:
+    """Both answers to `body.prompt`, as a Battle waiting for its vote."""
+    model_a, model_b, gens = await start_battle(server, body)
+    await generate_both(gens, request)
+    return finished_battle(body, model_a, model_b, gens)
+
+
+async def stream_battle(
+    body: BattleRequest, model_a: str, model_b: str, gens: list[Generation], add: Callable[[Battle], None]
+) -> AsyncIterator[dict]:
+    """A started battle (`start_battle`'s, so a bad request is still a plain 400) as events: `{"side": "a"|"b",
+    "text", "finish_reason"}` per token as either side produces it, then `{"battle_id", "answers"}` once both are
+    done (the battle is `add`ed then: a battle whose stream the client abandoned cannot be voted on). Stopping
+    the iteration cancels both generations."""
+    queue: asyncio.Queue[dict | APIError | None] = asyncio.Queue()
+
+    async def pump(side: str, gen: Generation) -> None:
+        try:
+            async for ev in gen.events():
+                if ev.finish_reason != "cancelled":
+                    queue.put_nowait({"side": side, "text": ev.text, "finish_reason": ev.finish_reason})
+        except APIError as e:
+            queue.put_nowait(e)
+        finally:
+            queue.put_nowait(None)
+
+    tasks = [asyncio.create_task(pump(side, g)) for side, g in zip("ab", gens, strict=True)]
+    try:
+        done = 0
+        while done < len(tasks):
+            item = await queue.get()
+            if item is None:
+                done += 1
+            elif isinstance(item, APIError):
+                raise item
+            else:
+                yield item
+        battle = finished_battle(body, model_a, model_b, gens)
+        add(battle)
+        yield {"battle_id": battle.id, "mode": battle.mode, "answers": {"a": battle.answer_a, "b": battle.answer_b}}
+    finally:
+        for g in gens:
+            g.cancel()
+        for t in tasks:
+            t.cancel()

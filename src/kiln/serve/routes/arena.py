@@ -14,13 +14,14 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from kiln.serve.arena.battle import run_battle
+from kiln.serve.arena.battle import run_battle, start_battle, stream_battle
 from kiln.serve.arena.export import dpo_lines, games
 from kiln.serve.arena.ratings import DEFAULT_PRIOR, DEFAULT_ROUNDS, leaderboard
 from kiln.serve.arena.requests import BattleRequest, VoteRequest
 from kiln.serve.arena.store import ArenaStore, VoteError
 from kiln.serve.config import ServeConfig
 from kiln.serve.errors import APIError, bad_param
+from kiln.serve.respond import sse
 from kiln.serve.state import Server
 
 log = logging.getLogger("kiln.serve")
@@ -42,9 +43,12 @@ async def _arena(request: Request) -> ArenaStore:
 Arena = Annotated[ArenaStore, Depends(_arena)]
 
 
-@router.post("/api/arena/battle")
-async def battle(body: BattleRequest, request: Request, server: Server, arena: Arena) -> dict[str, Any]:
-    """Two models answer `prompt` blind: the answer shows sides "a" and "b" only; the vote reveals the models."""
+@router.post("/api/arena/battle", response_model=None)
+async def battle(body: BattleRequest, request: Request, server: Server, arena: Arena) -> Any:
+    """Two models answer `prompt` blind: the answer shows sides "a" and "b" only; the vote reveals the models.
+    With `stream: true`, server-sent events (each side's tokens as they come, then the battle id)."""
+    if body.stream:
+        return sse(stream_battle(body, *await start_battle(server, body), arena.add))
     b = await run_battle(server, body, request)
     arena.add(b)
     return {"battle_id": b.id, "mode": b.mode, "prompt": b.prompt, "answers": {"a": b.answer_a, "b": b.answer_b}}

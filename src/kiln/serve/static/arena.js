@@ -2,7 +2,7 @@
 // and only then learns which model was which. The server draws the sides (and a random pair), so nothing in
 // this page can leak them; the leaderboard and the DPO export are computed by the server from the votes.
 
-import { ApiError, getJSON } from "./api.js";
+import { ApiError, getJSON, stream } from "./api.js";
 import { prefs, store } from "./state.js";
 import { $, $$, el, setStatus, showBanner } from "./util.js";
 
@@ -85,7 +85,13 @@ export function initArena() {
     const system = $("#arena-system").value.trim();
     if (state.mode === "chat" && system) body.system = system;
     try {
-      const b = await getJSON("api/arena/battle", body);
+      // Streamed: each side's tokens as they come; the last event carries the battle id and the full answers.
+      let b = null;
+      await stream("api/arena/battle", { ...body, stream: true }, undefined, (event) => {
+        if (event.side) $(`#arena-answer-${event.side}`).append(event.text);
+        else if (event.battle_id) b = event;
+      });
+      if (!b) throw new ApiError("the battle ended before both answers were complete; run it again");
       state.battle = b;
       $("#arena-answer-a").textContent = b.answers.a;
       $("#arena-answer-b").textContent = b.answers.b;
