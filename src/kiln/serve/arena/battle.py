@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from kiln.generate.sampling import SamplingParams
 from kiln.serve.arena.requests import BattleRequest
@@ -40,7 +41,10 @@ async def pick_sides(server: ServerState, body: BattleRequest) -> tuple[str, str
             if name not in found:
                 raise APIError(404, f"the model '{name}' does not exist", param="models", code="model_not_found")
     else:
-        names = [n for n, path in found.items() if body.mode == "completion" or has_chat_tokens(path)]
+        # has_chat_tokens reads each model's tokenizer file (cached): off the event loop
+        names = await run_in_threadpool(
+            lambda: [n for n, path in found.items() if body.mode == "completion" or has_chat_tokens(path)]
+        )
         if len(names) < 2:
             kind = "models that can chat" if body.mode == "chat" else "models"
             raise bad_param("models", f"a battle needs two {kind}; the server offers {len(names)}")
