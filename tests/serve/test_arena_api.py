@@ -155,3 +155,18 @@ def test_votes_survive_a_restart_and_feed_the_leaderboard_and_export(arena_model
     assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
         ((("user", "ROMEO:"),), w["chosen"], w["rejected"]) for w in want
     ]
+
+
+def test_a_votes_file_that_cannot_be_written_is_a_503_and_the_battle_stays_votable(arena_models, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with run_server(arena_models, arena_dir=blocker / "arena") as server:
+        b = post(server, "/api/arena/battle", {"prompt": "x", "max_tokens": 1})
+        r = httpx.post(server.base_url + "/api/arena/vote", json={"battle_id": b["battle_id"], "winner": "a"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "votes_not_writable"
+        assert str(tmp_path) not in r.text  # the path goes to the server's log, not to the client
+        r = httpx.get(server.base_url + "/api/arena/leaderboard")
+        assert r.status_code == 503 and r.json()["error"]["code"] == "votes_unreadable"
+        blocker.unlink()  # the operator fixes it: the same battle can now be voted on
+        post(server, "/api/arena/vote", {"battle_id": b["battle_id"], "winner": "a"})
+        assert get(server, "/api/arena/leaderboard").json()["votes"] == 1

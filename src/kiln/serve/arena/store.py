@@ -68,8 +68,12 @@ class ArenaStore:
         self.directory = Path(directory)
         self.path = self.directory / VOTES_FILE
         self._pending: OrderedDict[str, Battle] = OrderedDict()
-        self._voted: set[str] = {v["id"] for v in self.votes()}
         self._lock = threading.Lock()
+        try:
+            self._voted: set[str] = {v["id"] for v in self.votes()}
+        except OSError as e:  # the server still starts; voting and the leaderboard answer 503 until it is fixed
+            log.warning("cannot read the arena's votes %s: %s", self.path, e)
+            self._voted = set()
 
     def add(self, battle: Battle) -> None:
         with self._lock:
@@ -111,7 +115,8 @@ class ArenaStore:
             os.close(fd)
 
     def votes(self) -> list[dict[str, Any]]:
-        """Every recorded vote, oldest first (a malformed line is skipped with a warning)."""
+        """Every recorded vote, oldest first (a malformed line is skipped with a warning); none if there is no
+        votes file yet, OSError if it cannot be read."""
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:

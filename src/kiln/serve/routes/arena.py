@@ -36,6 +36,16 @@ def arena_directory(config: ServeConfig) -> Path:
     return config.arena_dir if config.arena_dir is not None else Path(config.models) / "arena"
 
 
+def votes_unavailable(arena: ArenaStore, e: OSError, action: str) -> APIError:
+    """503 for a votes file the server cannot read or write: the path and the OS's reason go to the server's log,
+    not to the client."""
+    log.error("cannot %s the arena's votes %s: %s", action, arena.path, e)
+    return APIError(
+        503, f"the server cannot {action} its votes file (see its log; --arena-dir must be a writable directory)",
+        code="votes_not_writable" if action == "write" else "votes_unreadable",
+    )  # fmt: skip
+
+
 async def _arena(request: Request) -> ArenaStore:
     return request.app.state.arena
 
@@ -61,11 +71,7 @@ async def vote(body: VoteRequest, arena: Arena) -> dict[str, Any]:
     except VoteError as e:
         raise APIError(400, str(e), param="battle_id", code=e.reason) from None
     except OSError as e:
-        log.error("cannot record an arena vote in %s: %s", arena.path, e)
-        raise APIError(
-            503, "the server cannot write its votes file (see its log; set --arena-dir to a writable directory)",
-            code="votes_not_writable",
-        ) from None  # fmt: skip
+        raise votes_unavailable(arena, e, "write") from None
     return {
         "battle_id": record["id"],
         "winner": record["winner"],
@@ -89,7 +95,10 @@ async def get_leaderboard(server: Server, arena: Arena) -> dict[str, Any]:
             "bootstrap_rounds": DEFAULT_ROUNDS,
         }
 
-    return await server.cpu(compute)
+    try:
+        return await server.cpu(compute)
+    except OSError as e:
+        raise votes_unavailable(arena, e, "read") from None
 
 
 @router.get("/api/arena/export", response_model=None)
@@ -98,7 +107,10 @@ async def export(server: Server, arena: Arena, mode: str | None = None) -> Respo
     one kind of battle."""
     if mode is not None and mode not in MODES:
         raise bad_param("mode", f"mode must be completion or chat, got {mode!r}")
-    text = await server.cpu(lambda: "".join(dpo_lines(arena.votes(), mode)))
+    try:
+        text = await server.cpu(lambda: "".join(dpo_lines(arena.votes(), mode)))
+    except OSError as e:
+        raise votes_unavailable(arena, e, "read") from None
     return Response(
         text.encode("utf-8"),
         media_type="application/jsonl; charset=utf-8",
