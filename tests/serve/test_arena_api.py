@@ -5,12 +5,12 @@ sides, votes that survive a restart, the leaderboard and DPO export computed fro
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from arena_support import arena_models as copy_models
 from serve_support import run_server
 
 from kiln.posttrain.pairs import read_pairs
@@ -20,11 +20,8 @@ SETTINGS = {"max_tokens": 8, "temperature": 0.9, "top_k": 20, "seed": 5}
 
 @pytest.fixture(scope="module")
 def arena_models(serve_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's two models plus a copy of the chat one: three models, two of them able to chat."""
-    root = tmp_path_factory.mktemp("arena") / "models"
-    for name, source in (("bpe-chat", "bpe-chat"), ("bpe-chat-2", "bpe-chat"), ("char", "char")):
-        shutil.copytree(serve_models / source, root / name)
-    return root
+    """Three models, two of them able to chat (arena_support.py)."""
+    return copy_models(serve_models, tmp_path_factory.mktemp("arena"))
 
 
 @pytest.fixture(scope="module")
