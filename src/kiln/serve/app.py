@@ -1,5 +1,5 @@
-"""The FastAPI app: three routers (OpenAI's /v1, the playground's page and /api, /health and /metrics) over one
-shared `ServerState`, behind a body-size limit and the API key check.
+"""The FastAPI app: four routers (OpenAI's /v1, the playground's page and /api, the arena, /health and /metrics)
+over one shared `ServerState`, behind a body-size limit and the API key check.
 
 Everything slow happens off the event loop: loading a model in a thread pool, decoding on each model's
 batcher thread. The loop only parses, validates, and moves events to clients, so one slow client or a
@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kiln.serve.arena.store import ArenaStore
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
 from kiln.serve.middleware import BodyLimit, auth_and_count
-from kiln.serve.routes import docs, openai, ops, playground
+from kiln.serve.routes import arena, docs, openai, ops, playground
 from kiln.serve.state import ServerState
 
 
@@ -33,9 +34,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.server = server
     app.state.registry = server.registry  # a shortcut for tests and debugging sessions
     app.state.config = config
+    app.state.arena = ArenaStore(arena.arena_directory(config))
     install_error_handlers(app)
     app.middleware("http")(auth_and_count)
-    for module in (ops, openai, playground, docs):
+    for module in (ops, openai, playground, docs, arena):
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
     app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs without a CDN

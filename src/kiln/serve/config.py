@@ -71,6 +71,9 @@ class ServeConfig:
     on CPUs with AMX or AVX512-BF16, logits within bf16's precision), or auto (bfloat16 where the hardware has it)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
+    arena_dir: Path | None = None
+    """Where the playground's arena keeps its votes (votes.jsonl; the leaderboard and the DPO export are read
+    from it). Unset: arena/ inside the models directory."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""

@@ -3,6 +3,7 @@
 // (generate.js with completion.js and chat.js, explainer.js, tokenizers.js, compare.js).
 
 import { getJSON } from "./api.js";
+import { initArena } from "./arena.js";
 import { initCompare } from "./compare.js";
 import { initExplainer } from "./explainer.js";
 import { initGenerate } from "./generate.js";
@@ -12,7 +13,7 @@ import { initTokenizerTab } from "./tokenizers.js";
 import { initTooltip } from "./tokens.js";
 import { $, setStatus, showBanner } from "./util.js";
 
-const TABS = ["generate", "explain", "tokenize", "compare"];
+const TABS = ["generate", "explain", "tokenize", "compare", "arena"];
 
 function start() {
   const tooltip = initTooltip();
@@ -20,6 +21,7 @@ function start() {
   const explainer = initExplainer({ onUseSettings: (settings) => generate.useSettings(settings) });
   const tokenizers = initTokenizerTab();
   const compare = initCompare();
+  const arena = initArena();
 
   /** Ask the server for its models and hand them to every tab; false if it refused or cannot be reached. */
   async function loadModels() {
@@ -33,6 +35,7 @@ function start() {
       generate.onModels();
       compare.onModels();
       explainer.onModels();
+      arena.onModels();
       return true;
     } catch (e) {
       setStatus(status, "error", e.status === 401 ? "API key needed" : "offline");
