@@ -3,7 +3,9 @@ that refuses to listen beyond this machine without an API key."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -54,3 +56,105 @@ def test_serve_subprocess_answers_and_stops(serve_models: Path):
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode in (0, -15)
+
+
+# ------------------------------------------------------------------------- messages: no models, a busy port
+
+
+def test_empty_models_directory_says_what_it_looked_for_and_how_to_make_a_model(tmp_path: Path):
+    (tmp_path / "notes").mkdir()  # a directory, but no checkpoint anywhere below
+    rc, out, err = run_cli(["serve", "--models", str(tmp_path)])
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"no models in {tmp_path}" in err and "config.json" in err
+    assert "kiln quickstart" in err and "kiln train" in err
+
+
+def test_busy_port_is_one_line_naming_the_port_and_how_to_pick_another(serve_models: Path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, out, err = run_cli(["serve", "--models", str(serve_models), "--port", str(port)])
+    assert rc == 2 and out == ""  # nothing printed as if it served: no URL, no uvicorn lines
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"port {port} on 127.0.0.1 is in use" in err and f"port={port + 1}" in err
+
+
+# ---------------------------------------------------------------------------------------------- access log
+
+
+class _Lines(logging.Handler):
+    """The `kiln.serve` logger's messages, whatever its propagation (a real `kiln serve` turns that off)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_access_log_has_one_line_per_request_with_model_status_tokens_and_time(serve_models: Path):
+    from serve_support import run_server
+
+    log = logging.getLogger("kiln.serve")
+    lines, level = _Lines(), log.level
+    log.addHandler(lines)
+    log.setLevel(logging.INFO)
+    try:
+        with run_server(serve_models) as srv:
+            body = {"model": "char", "prompt": "ROMEO:", "max_tokens": 7, "ignore_eos": True}
+            assert httpx.post(srv.base_url + "/v1/completions", json=body, timeout=60).status_code == 200
+            with httpx.stream("POST", srv.base_url + "/v1/completions", json={**body, "stream": True}) as r:
+                assert r.status_code == 200 and sum(1 for _ in r.iter_lines()) > 7
+            missing = httpx.post(srv.base_url + "/v1/completions", json={**body, "model": "nope"})
+            assert missing.status_code == 404
+            assert httpx.get(srv.base_url + "/health").status_code == 200
+            deadline = time.monotonic() + 10  # the last line is written just after the response is sent
+            while sum("/health" in line for line in lines.lines) < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+    finally:
+        log.removeHandler(lines)
+        log.setLevel(level)
+    loads = [line for line in lines.lines if line.startswith("loaded model")]
+    assert len(loads) == 1 and re.fullmatch(r"loaded model char: [\d,]+ parameters on cpu in \d+\.\d\d s", loads[0])
+    access = [line for line in lines.lines if not line.startswith("loaded model")]
+    prompt = len("ROMEO:")  # char-level: one token per character
+    pattern = rf"POST /v1/completions model=char 200 tokens={prompt}\+7 \d+ ms"
+    assert len(access) == 4, access
+    assert re.fullmatch(pattern, access[0]) and re.fullmatch(pattern, access[1])  # streamed: counted in full
+    assert re.fullmatch(r"POST /v1/completions model=nope 404 \d+ ms", access[2])
+    assert re.fullmatch(r"GET /health 200 \d+ ms", access[3])
+
+
+def test_serve_subprocess_logs_each_request_once_replacing_uvicorns_access_log(serve_models: Path, tmp_path: Path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    err_path = tmp_path / "stderr.txt"
+    argv = [sys.executable, "-m", "kiln", "serve", "--models", str(serve_models), "--port", str(port)]
+    with err_path.open("w") as err_file:
+        # log_level=info would make uvicorn print its own access line per request, were it not replaced
+        proc = subprocess.Popen([*argv, "--log-level", "info"], stdout=subprocess.PIPE, stderr=err_file, text=True)
+        try:
+            assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(base + "/health", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and proc.poll() is None
+                    time.sleep(0.1)
+            body = {"model": "char", "prompt": "ab", "max_tokens": 3, "ignore_eos": True}
+            assert httpx.post(base + "/v1/completions", json=body, timeout=60).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    err = err_path.read_text()
+    assert len(re.findall(r"POST /v1/completions", err)) == 1, err  # kiln's line only, not uvicorn's too
+    assert re.search(r"kiln serve: POST /v1/completions model=char 200 tokens=2\+3 \d+ ms", err), err
+    assert re.search(r"kiln serve: loaded model char: [\d,]+ parameters on cpu", err), err
+    assert "Traceback" not in err

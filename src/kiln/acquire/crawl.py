@@ -36,6 +36,7 @@ from kiln.acquire.urls import Scope, host_of, normalize_url
 from kiln.acquire.warc_writer import RotatingWarcWriter, truncate_to, warc_date
 from kiln.stage import write_resolved_config
 from kiln.utils.checks import require
+from kiln.utils.progress import progress_bar
 
 __all__ = ["CrawlConfig", "CrawlSummary", "Crawler", "crawl", "detect_charset", "extract_links", "run"]
 
@@ -380,10 +381,10 @@ class Crawler:
         cfg = self.cfg
         self.state.add((s, host_of(s), 0, None, 0) for s in self.seeds)
         recovered = self.recover()
-        from tqdm import tqdm
-
         done_before = self.pages_before = self.state.counters().get("pages", 0)
-        bar = tqdm(total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=cfg.quiet)
+        bar = progress_bar(
+            total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=cfg.quiet
+        )
         timeout = httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout)
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         tasks: dict[asyncio.Task, tuple] = {}

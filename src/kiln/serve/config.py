@@ -45,6 +45,8 @@ class ServeConfig:
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
+    access_log: bool = True
+    """One line per request on stderr (method, path, model, status, tokens, time in ms) and one per model loaded."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""

@@ -7,12 +7,18 @@ in a file.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from kiln.serve.app import create_app
 from kiln.serve.config import ServeConfig
 from kiln.serve.connections import uvicorn_options
+from kiln.serve.listen import bind
+from kiln.serve.models import discover
 from kiln.stage import Summary
 
 
@@ -47,6 +53,47 @@ def urls(config: ServeConfig) -> str:
     return f"kiln serve: playground {base}/   API {base}/v1"
 
 
+def require_models(models: Path) -> None:
+    """FileNotFoundError / ValueError, in one line, when `models` offers nothing to serve: say what was looked for
+    and how to make a model, instead of a server whose every request answers 404."""
+    if not models.exists():
+        raise FileNotFoundError(f"models directory {models} does not exist: make a model with `kiln quickstart` "
+                                f"or `kiln train out_dir={models}/NAME`, or point models= at checkpoints")  # fmt: skip
+    if not models.is_dir():
+        raise ValueError(f"models={models} is a file: give a directory of checkpoints (or one checkpoint directory)")
+    if not discover(models):
+        raise ValueError(
+            f"no models in {models}: kiln serve looks for checkpoints (a directory with config.json and "
+            f"model.safetensors) or training runs (with checkpoints/) in it and below; make one with "
+            f"`kiln quickstart` or `kiln train out_dir={models}/NAME`"
+        )
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def setup_logging(config: ServeConfig) -> None:
+    """The `kiln.serve` logger (access log, model loads, warnings) on stderr, with a timestamp. Its level is INFO
+    while the access log is on, else the configured one; it does not propagate, so no line is printed twice."""
+    log = logging.getLogger("kiln.serve")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s kiln serve: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+    level = logging.getLevelName(config.log_level.upper()) if config.log_level != "trace" else logging.DEBUG
+    log.setLevel(min(logging.INFO, level) if config.access_log else level)
+    log.propagate = False
+
+
 def run(config: ServeConfig) -> ServeSummary:
     """Serve `config.models` on `config.host`:`config.port` until stopped.
 
@@ -61,16 +108,23 @@ def run(config: ServeConfig) -> ServeSummary:
         raise ValueError(
             f"binding {config.host} exposes the server beyond this machine: give --api-key (or $KILN_API_KEY)"
         )
+    require_models(config.models)
+    sock = bind(config.host, config.port)  # a busy port fails here, in one line, before any uvicorn output
+    config = dataclasses.replace(config, port=sock.getsockname()[1])  # port=0: the one the system picked
+    setup_logging(config)
     app = create_app(config)
     print(urls(config), flush=True)
     started = time.monotonic()
     interrupted = False
+    server = uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, **uvicorn_options(config)))
     try:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGINT arrives here as
         # KeyboardInterrupt; SIGTERM's default action ends the process, as a terminated server should.
-        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, **uvicorn_options(config))
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        sock.close()
     metrics = app.state.server.metrics
     return ServeSummary(
         requests=metrics.requests_answered(),

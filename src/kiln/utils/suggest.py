@@ -1,0 +1,60 @@
+""" "did you mean" for every name a user types: a stage, a config key, a preset, a tokenizer, a task, a path.
+
+One helper so every message reads the same way and every mistake gets the same kind of guess: difflib's closest
+match, case-insensitive, and otherwise a word of the name inside a longer one (`steps` -> `max_steps`, where
+difflib alone prefers `eps`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
+    """The choice `word` most likely meant, or None when none is close.
+
+    A choice that holds `word` as whole `_`/`-`-separated words wins over a merely similar spelling: someone who
+    writes `steps` means `max_steps` (or `warmup_steps`), not `eps`."""
+    by_lower = {c.lower(): c for c in choices}
+    low = word.lower().replace("-", "_")
+    if low in by_lower:
+        return by_lower[low]
+    parts = [p for p in low.split("_") if p]
+    holding = [c for c in by_lower if parts and _has_words(c.replace("-", "_").split("_"), parts)]
+    if holding:
+        return by_lower[max(holding, key=lambda c: difflib.SequenceMatcher(None, low, c).ratio())]
+    close = difflib.get_close_matches(low, list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[close[0]] if close else None
+
+
+def _has_words(words: list[str], parts: list[str]) -> bool:
+    """Whether `parts` appear in `words` in order, as a contiguous run (["max", "steps"] holds ["steps"])."""
+    n = len(parts)
+    return any(words[i : i + n] == parts for i in range(len(words) - n + 1))
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the closest of `choices`, or "" (for the end of an error message)."""
+    match = closest(word, choices)
+    return f"; did you mean {match!r}?" if match else ""
+
+
+def near_path(path: str | Path, accept: object = None) -> Path | None:
+    """A sibling of `path` whose name is close to its name (a mistyped directory), or None. With `accept` (a
+    function of a Path), only siblings it accepts count, e.g. only checkpoints. A missing parent is tried the same
+    way, one level up."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        near = near_path(parent)
+        if near is None:
+            return None
+        parent, path = near, near / path.name
+    try:
+        names = [p.name for p in parent.iterdir() if accept is None or accept(p)]  # type: ignore[operator]
+    except OSError:
+        return None
+    match = closest(path.name, names)
+    return parent / match if match is not None and match != path.name else None
