@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import torch
 
 from helpers import run_cli
+from kiln.cli import main
 
 
 def test_non_loopback_bind_needs_an_api_key(serve_models: Path, monkeypatch):
@@ -158,3 +161,47 @@ def test_serve_subprocess_logs_each_request_once_replacing_uvicorns_access_log(s
     assert re.search(r"kiln serve: POST /v1/completions model=char 200 tokens=2\+3 \d+ ms", err), err
     assert re.search(r"kiln serve: loaded model char: [\d,]+ parameters on cpu", err), err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------- kiln generate == the server
+
+
+@pytest.mark.parametrize("model", ["bpe-chat", "char"])
+def test_generate_without_a_prompt_starts_where_the_server_starts(server, serve_models: Path, model: str, capsys):
+    """No prompt: both start from the same document boundary (<|endoftext|> for BPE, a newline for char), so
+    greedy decoding gives the same text from `kiln generate` as from /v1/completions."""
+    body = {"model": model, "prompt": "", "max_tokens": 24, "temperature": 0}
+    text = httpx.post(server.base_url + "/v1/completions", json=body, timeout=60).json()["choices"][0]["text"]
+    argv = ["generate", "--checkpoint", str(serve_models / model), "--temperature", "0", "--max-new-tokens", "24"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == text + "\n"
+
+
+def test_generate_stops_at_end_of_text_like_the_server(serve_models: Path, tmp_path: Path, capsys):
+    """A model made to say <|endoftext|> within a few tokens: the server's completion stops there ("stop"), and
+    `kiln generate` prints exactly the same text, not the special token nor what a model says after it."""
+    from serve_support import run_server
+
+    from kiln.model.checkpoint import load_checkpoint, save_checkpoint
+
+    model, tok, meta = load_checkpoint(serve_models / "bpe-chat")
+    eos, prompt = tok.special_tokens["<|endoftext|>"], tok.encode("ROMEO:")
+    seen: list[torch.Tensor] = []
+    hook = model.lm_head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0][0, -1].detach()))
+    with torch.no_grad():
+        ids = list(prompt)
+        for _ in range(3):  # greedy, as the server decodes with temperature 0
+            ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+        hook.remove()
+        h = seen[-1]  # the hidden state that picked the third token: make <|endoftext|> beat it there
+        model.lm_head.weight[eos] = model.lm_head.weight[ids[-1]] + 8 * h / h.dot(h)
+    meta = {k: v for k, v in meta.items() if k != "weights_sha256"}  # of the weights before the edit
+    save_checkpoint(tmp_path / "models" / "eos", model, tok, meta)
+    body = {"model": "eos", "prompt": "ROMEO:", "max_tokens": 20, "temperature": 0}
+    with run_server(tmp_path / "models") as srv:
+        choice = httpx.post(srv.base_url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+    assert choice["finish_reason"] == "stop" and len(tok.encode(choice["text"])) < 20
+    argv = ["generate", "--checkpoint", str(tmp_path / "models" / "eos"), "--prompt", "ROMEO:", "--temperature", "0"]
+    assert main([*argv, "--max-new-tokens", "20"]) == 0
+    out = capsys.readouterr().out
+    assert out == "ROMEO:" + choice["text"] + "\n" and "<|endoftext|>" not in out
