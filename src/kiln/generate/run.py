@@ -110,7 +110,7 @@ def run(config: GenerateConfig) -> GenerateSummary:
         print(f"(randomly initialised {config.preset}: expect noise)", file=sys.stderr)
     tokenizer = tokenizer or ByteTokenizer()
     if config.prompt_ids:
-        prompt = check_token_ids(config.prompt_ids, model.config.vocab_size, "prompt_ids: the model's vocabulary")
+        prompt = check_token_ids(config.prompt_ids, model.config.vocab_size, "the model's vocabulary", "prompt_ids")
         shown = tokenizer.decode(prompt)
     else:
         prompt, shown = prompt_ids(tokenizer, config.prompt), config.prompt

@@ -20,6 +20,7 @@ from kiln.serve.connections import uvicorn_options
 from kiln.serve.listen import bind
 from kiln.serve.models import discover
 from kiln.stage import Summary
+from kiln.utils.suggest import near_path
 
 
 @dataclass
@@ -57,6 +58,9 @@ def require_models(models: Path) -> None:
     """FileNotFoundError / ValueError, in one line, when `models` offers nothing to serve: say what was looked for
     and how to make a model, instead of a server whose every request answers 404."""
     if not models.exists():
+        near = near_path(models, accept=Path.is_dir)
+        if near is not None:
+            raise FileNotFoundError(f"models directory {models} does not exist; did you mean {str(near)!r}?")
         raise FileNotFoundError(f"models directory {models} does not exist: make a model with `kiln quickstart` "
                                 f"or `kiln train out_dir={models}/NAME`, or point models= at checkpoints")  # fmt: skip
     if not models.is_dir():

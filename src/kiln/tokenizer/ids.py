@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def check_token_ids(ids: Iterable[int], vocab_size: int, what: str = "the vocabulary") -> list[int]:
-    """`ids` as a list if every one is in 0..vocab_size-1; ValueError naming the first one that is not."""
+def check_token_ids(
+    ids: Iterable[int], vocab_size: int, what: str = "the vocabulary", param: str | None = None
+) -> list[int]:
+    """`ids` as a list if every one is in 0..vocab_size-1; ValueError naming the first one that is not, the size
+    of `what` (the vocabulary it was checked against) and `param` (the setting that held the ids), if given."""
     ids = list(ids)
     bad = next((i for i in ids if not 0 <= i < vocab_size), None)
     if bad is not None:
-        raise ValueError(f"token id {bad} is out of range: {what} has {vocab_size} ids (0 to {vocab_size - 1})")
+        where = f"{param}: " if param else ""
+        raise ValueError(f"{where}token id {bad} is out of range: {what} has {vocab_size} ids (0 to {vocab_size - 1})")
     return ids

@@ -11,6 +11,18 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
+# Names other tools give settings kiln has under another name (nanoGPT's max_iters, Hugging Face's learning_rate).
+SYNONYMS = {
+    "learning_rate": "lr",
+    "learningrate": "lr",
+    "max_iters": "max_steps",
+    "iters": "max_steps",
+    "num_steps": "max_steps",
+    "max_length": "max_new_tokens",
+    "num_tokens": "max_new_tokens",
+    "n_samples": "num_samples",
+}
+
 
 def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | None:
     """The choice `word` most likely meant, or None when none is close.
@@ -21,6 +33,8 @@ def closest(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str | Non
     low = word.lower().replace("-", "_")
     if low in by_lower:
         return by_lower[low]
+    if SYNONYMS.get(low) in by_lower:
+        return by_lower[SYNONYMS[low]]
     parts = [p for p in low.split("_") if p]
     holding = [c for c in by_lower if parts and _has_words(c.replace("-", "_").split("_"), parts)]
     if holding:
@@ -45,16 +59,15 @@ def near_path(path: str | Path, accept: object = None) -> Path | None:
     """A sibling of `path` whose name is close to its name (a mistyped directory), or None. With `accept` (a
     function of a Path), only siblings it accepts count, e.g. only checkpoints. A missing parent is tried the same
     way, one level up."""
-    path = Path(path)
-    parent = path.parent
+    original = Path(path)
+    parent = original.parent
     if not parent.is_dir():
-        near = near_path(parent)
-        if near is None:
+        parent = near_path(parent)  # type: ignore[assignment]
+        if parent is None:
             return None
-        parent, path = near, near / path.name
     try:
         names = [p.name for p in parent.iterdir() if accept is None or accept(p)]  # type: ignore[operator]
     except OSError:
         return None
-    match = closest(path.name, names)
-    return parent / match if match is not None and match != path.name else None
+    match = closest(original.name, names)
+    return parent / match if match is not None and parent / match != original else None
