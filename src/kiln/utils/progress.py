@@ -29,8 +29,9 @@ class LineWriter:
     """A file for tqdm that turns its redraws into lines: the carriage returns and padding dropped, each status
     written as one line, no more often than `interval` seconds unless `final` (set by the bar as it closes)."""
 
-    def __init__(self, stream: IO[str], interval: float = LINE_INTERVAL_S) -> None:
-        self.stream, self.interval = stream, interval
+    def __init__(self, stream: IO[str], interval: float | None = None) -> None:
+        self.stream = stream
+        self.interval = LINE_INTERVAL_S if interval is None else interval
         self.last = -float("inf")
         self.final = False
 
