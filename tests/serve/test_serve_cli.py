@@ -205,3 +205,16 @@ def test_generate_stops_at_end_of_text_like_the_server(serve_models: Path, tmp_p
     assert main([*argv, "--max-new-tokens", "20"]) == 0
     out = capsys.readouterr().out
     assert out == "ROMEO:" + choice["text"] + "\n" and "<|endoftext|>" not in out
+
+
+def test_completion_prompt_with_an_id_past_the_vocabulary_is_a_400_naming_it(server):
+    vocab = httpx.get(server.base_url + "/v1/models/char").json()["vocab_size"]
+    body = {"model": "char", "prompt": [1, 2, vocab + 5], "max_tokens": 2}
+    r = httpx.post(server.base_url + "/v1/completions", json=body)
+    err = r.json()["error"]  # OpenAI's shape: message, type, param, code
+    assert r.status_code == 400 and (err["param"], err["code"], err["type"]) == (
+        "prompt",
+        "invalid_value",
+        "invalid_request_error",
+    )
+    assert err["message"] == f"token id {vocab + 5} is not in this model's vocabulary of {vocab}"

@@ -1,5 +1,6 @@
-"""The listening socket of `kiln serve`, bound before uvicorn starts, so a port already in use (another server, a
-second `kiln serve`) is one line that says so and how to pick another, not uvicorn's log line and exit code."""
+"""Whether `kiln serve` can listen where asked, checked before uvicorn starts: a port already in use (another
+server, a second `kiln serve`) is one line that says so and how to pick another, not uvicorn's log line and exit
+code."""
 
 from __future__ import annotations
 

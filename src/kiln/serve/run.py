@@ -7,7 +7,6 @@ in a file.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import sys
 import time
@@ -113,22 +112,21 @@ def run(config: ServeConfig) -> ServeSummary:
             f"binding {config.host} exposes the server beyond this machine: give --api-key (or $KILN_API_KEY)"
         )
     require_models(config.models)
-    sock = bind(config.host, config.port)  # a busy port fails here, in one line, before any uvicorn output
-    config = dataclasses.replace(config, port=sock.getsockname()[1])  # port=0: the one the system picked
+    # A busy port fails here, in one line, instead of as uvicorn's log line and exit. The probe is closed at once
+    # and uvicorn binds the port itself a moment later (SO_REUSEADDR, as uvicorn binds): only another process
+    # starting to listen in between could still take it.
+    bind(config.host, config.port).close()
     setup_logging(config)
     app = create_app(config)
     print(urls(config), flush=True)
     started = time.monotonic()
     interrupted = False
-    server = uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, **uvicorn_options(config)))
     try:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGINT arrives here as
         # KeyboardInterrupt; SIGTERM's default action ends the process, as a terminated server should.
-        server.run(sockets=[sock])
+        uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, **uvicorn_options(config))
     except KeyboardInterrupt:
         interrupted = True
-    finally:
-        sock.close()
     metrics = app.state.server.metrics
     return ServeSummary(
         requests=metrics.requests_answered(),
