@@ -438,3 +438,15 @@ def test_progress_bar_writes_lines_at_most_every_interval(monkeypatch) -> None:
             bar.update(1)
     lines = stream.getvalue().splitlines()
     assert "\r" not in stream.getvalue() and len(lines) >= 4 and all(line.startswith("crawl: ") for line in lines)
+
+
+def test_eval_progress_in_a_pipe_is_whole_lines(capsys) -> None:
+    """kiln eval's own counter (not tqdm) follows the same rule: no carriage returns where stderr is no terminal."""
+    from kiln.eval.scoring import Progress
+
+    progress = Progress("arc_easy", total=4, items_per_unit=0.5, enabled=True)
+    for _ in range(4):
+        progress.advance(1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines() == [err.splitlines()[0]]  # one line: the end (within 10 s)
+    assert err.startswith("arc_easy: 2/2 items")
