@@ -135,7 +135,7 @@ def _unknown_key_message(cls: type, key: Any, dotted: str, valid: list[str], val
         if isinstance(value, _Override):
             msg += f"; did you mean {prefix}{match}={value.text}?"
         else:
-            msg += f"; did you mean {prefix + match!r}?"
+            msg += f"; did you mean {match!r}?"  # as written in its table of the file
     msg += f" (valid keys: {', '.join(valid) if valid else 'none'})"
     if isinstance(value, _Override):
         msg += f" (from override {value.source!r})"
