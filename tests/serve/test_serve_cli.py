@@ -88,7 +88,7 @@ def test_busy_port_is_one_line_naming_the_port_and_how_to_pick_another(serve_mod
 
 
 class _Lines(logging.Handler):
-    """The `kiln.serve` logger's messages, whatever its propagation (a real `kiln serve` turns that off)."""
+    """The `kiln.serve` logger's messages."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)

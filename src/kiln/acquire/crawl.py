@@ -160,7 +160,8 @@ UNANSWERED = "did not answer"  # in the failure reason of every URL whose host n
 
 
 def no_answer(netloc: str, error: BaseException) -> str:
-    """ "HOST did not answer (why)": a refused connection, a timeout, a name that does not resolve."""
+    """The reason for a host that never answered, as `HOST did not answer (why)`: a refused connection, a timeout,
+    a name that does not resolve."""
     if isinstance(error, (httpx.TimeoutException, TimeoutError)):
         why = "timeout"
     else:

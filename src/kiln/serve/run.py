@@ -86,7 +86,8 @@ class _Stderr(logging.StreamHandler):
 
 def setup_logging(config: ServeConfig) -> None:
     """The `kiln.serve` logger (access log, model loads, warnings) on stderr, with a timestamp. Its level is INFO
-    while the access log is on, else the configured one; it does not propagate, so no line is printed twice."""
+    while the access log is on, else the configured one. Records still propagate (a host application's or a
+    test's handlers see them); `kiln` itself configures no root handler, so nothing is printed twice."""
     log = logging.getLogger("kiln.serve")
     if not any(isinstance(h, _Stderr) for h in log.handlers):
         handler = _Stderr()
@@ -94,7 +95,6 @@ def setup_logging(config: ServeConfig) -> None:
         log.addHandler(handler)
     level = logging.getLevelName(config.log_level.upper()) if config.log_level != "trace" else logging.DEBUG
     log.setLevel(min(logging.INFO, level) if config.access_log else level)
-    log.propagate = False
 
 
 def run(config: ServeConfig) -> ServeSummary:

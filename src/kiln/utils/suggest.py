@@ -1,4 +1,4 @@
-""" "did you mean" for every name a user types: a stage, a config key, a preset, a tokenizer, a task, a path.
+"""The "did you mean" of every name a user types: a stage, a config key, a preset, a tokenizer, a task, a path.
 
 One helper so every message reads the same way and every mistake gets the same kind of guess: difflib's closest
 match, case-insensitive, and otherwise a word of the name inside a longer one (`steps` -> `max_steps`, where
@@ -50,7 +50,7 @@ def _has_words(words: list[str], parts: list[str]) -> bool:
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """ "; did you mean 'x'?" for the closest of `choices`, or "" (for the end of an error message)."""
+    """The end of an error message: `; did you mean 'x'?` for the closest of `choices`, or nothing."""
     match = closest(word, choices)
     return f"; did you mean {match!r}?" if match else ""
 
