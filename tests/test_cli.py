@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -9,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import TINY_TRAIN, run_cli
 from kiln import __version__
 from kiln.cli import main
 from kiln.model.checkpoint import resolve_checkpoint
+from kiln.tokenizer import load_tokenizer
 
 TINY = TINY_TRAIN
 CORPUS = (
@@ -114,7 +117,7 @@ def test_train_unknown_override_suggests_the_key(capsys: pytest.CaptureFixture[s
     assert main(["train", "model.n_layr=3", f"out_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kiln train: error:")
-    assert "did you mean 'n_layer'" in err
+    assert "did you mean model.n_layer=3?" in err  # the setting as it should have been typed
     assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
@@ -327,3 +330,123 @@ def test_filesystem_errors_are_one_line_naming_the_path() -> None:
     assert _message(PermissionError(13, "Permission denied", "/ro/out")) == "/ro/out: permission denied"
     assert _message(NotADirectoryError(20, "Not a directory", "/f/x")) == "/f/x: not a directory"
     assert _message(ValueError("batch_size must be >= 1")) == "batch_size must be >= 1"
+
+
+# ------------------------------------------------------------------------------------ common mistakes, one line
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run `kiln argv`, expecting exit 2 and a single line on stderr without a traceback; return that line."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err, captured.err
+    assert captured.out == ""
+    return captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["generate", "--preset", "tiny", "--max_tokens", "20"], "did you mean max_new_tokens=20?"),
+        (["generate", "--preset", "tiny", "--max-tokens=20"], "did you mean max_new_tokens=20?"),
+        (["generate", "--preset", "tiny", "max_token=20"], "did you mean max_new_tokens=20?"),
+        (["train", "--steps=5"], "did you mean max_steps=5?"),  # not 'eps', however close the spelling
+        (["train", "--max-step", "5"], "did you mean max_steps=5?"),
+        (["train", "max_iters=5"], "did you mean max_steps=5?"),  # nanoGPT's name
+        (["train", "learning_rate=1e-3"], "did you mean lr=1e-3?"),
+        (["train", "steps", "5"], "settings look like key=value; did you mean max_steps=5?"),
+        (["generate", "-max_new_tokens", "20"], "options take two dashes (or none: key=value); did you mean"),
+        (["train", "model.n_layers=4"], "did you mean model.n_layer=4?"),
+    ],
+)
+def test_mistyped_settings_get_the_setting_as_it_should_be_typed(capsys, argv: list[str], hint: str) -> None:
+    assert hint in _one_line_error(capsys, argv)
+
+
+def test_mistyped_names_get_did_you_mean(capsys, trained, tmp_path: Path) -> None:
+    out_dir = trained[0]
+    err = _one_line_error(capsys, ["generate", "--checkpoint", str(out_dir) + "x"])  # a typo in the run's name
+    assert "it does not exist" in err and f"did you mean {str(out_dir)!r}?" in err
+    err = _one_line_error(capsys, ["generate", "--checkpoint", str(out_dir.parent)])  # the directory above a run
+    assert f"did you mean one of {out_dir}" in err
+    assert "did you mean 'tiny-llama'?" in _one_line_error(capsys, ["model", "tiny-lama"])
+    assert "did you mean 'tiny-moe'?" in _one_line_error(capsys, ["train", "preset=tiny-mo"])
+    assert "did you mean 'arc_easy'?" in _one_line_error(capsys, ["eval", str(out_dir), "arc_eazy"])
+    err = _one_line_error(capsys, ["tokenizer", "encode", "--tokenizer", "cl100k", "hi"])
+    assert "did you mean 'cl100k_base'?" in err
+    tok = resolve_checkpoint(out_dir) / "tokenizer"
+    err = _one_line_error(capsys, ["tokenizer", "encode", "--tokenizer", str(tok) + "s", "hi"])
+    assert f"did you mean {str(tok)!r}?" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_one_line_naming_the_setting(capsys, corpus: Path, tmp_path: Path) -> None:
+    err = _one_line_error(capsys, ["train", *TINY, f"data={corpus}", f"out_dir={tmp_path / 'r'}", "device=cuda"])
+    assert "device=cuda: CUDA is not available here" in err and "device=cpu" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="needs a machine without MPS")
+def test_device_mps_without_mps_is_one_line_naming_the_setting(capsys, trained) -> None:
+    err = _one_line_error(capsys, ["eval", str(trained[0]), "arc_easy", "device=mps"])
+    assert "device=mps: Apple's MPS is not available here" in err
+
+
+def test_out_of_range_token_ids_name_the_id_and_the_vocabulary_size(capsys, trained) -> None:
+    err = _one_line_error(capsys, ["tokenizer", "decode", "--tokenizer", "byte", "72", "256"])
+    assert "token id 256 is out of range: the tokenizer 'byte' has 256 ids (0 to 255)" in err
+    err = _one_line_error(capsys, ["tokenizer", "decode", "--tokenizer", "byte", "--", "-1"])
+    assert "token id -1 is out of range" in err
+    vocab = _config(trained[0])["model"]["vocab_size"]
+    err = _one_line_error(capsys, ["generate", "--checkpoint", str(trained[0]), f"prompt_ids=[1, {vocab}]"])
+    assert f"prompt_ids: token id {vocab} is out of range: the model's vocabulary has {vocab} ids" in err
+    ids = load_tokenizer(resolve_checkpoint(trained[0]) / "tokenizer").encode("To be")
+    rc, out, _ = _generate(capsys, "--checkpoint", str(trained[0]), f"prompt_ids={ids}", "--max-new-tokens", "3")
+    assert rc == 0 and out.startswith("To be") and len(out) == len("To be") + 3 + 1  # decoded, continued
+
+
+# ------------------------------------------------------------------------------- progress in a file or a pipe
+
+
+def test_train_progress_in_a_pipe_is_lines_and_the_final_sample_shows_progress(corpus: Path, tmp_path: Path) -> None:
+    """stderr captured (not a terminal): tqdm's carriage-return bar becomes whole lines, the last one at 100%; the
+    end-of-training sample announces itself before the pause it takes."""
+    argv = ["train", *TINY, "max_steps=5", "sample_tokens=12", f"data={corpus}", f"out_dir={tmp_path / 'run'}"]
+    rc, out, err = _run(argv)
+    assert rc == 0, err
+    assert "\r" not in err
+    bars = [line for line in err.splitlines() if line.startswith("train: ")]
+    assert bars and bars[-1].startswith("train: 5/5 step") and "loss=" in bars[-1]
+    assert "sampling 12 tokens: 0/12 tok" in err
+    assert "\nsample:\n" in out
+
+
+def test_progress_bar_writes_lines_at_most_every_interval(monkeypatch) -> None:
+    from kiln.utils import progress
+
+    stream = io.StringIO()
+    with progress.progress_bar(total=1000, desc="clean", unit="shard", file=stream) as bar:
+        for _ in range(1000):
+            bar.update(1)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 2  # the start, then (within 10 s) only the last
+    assert lines[0].startswith("clean: 0/1000 shard") and lines[1].startswith("clean: 1000/1000 shard")
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)  # a long run: a line at every refresh, each whole
+    stream = io.StringIO()
+    with progress.progress_bar(total=3, desc="crawl", unit="page", file=stream, mininterval=0) as bar:
+        for _ in range(3):
+            bar.update(1)
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) >= 4 and all(line.startswith("crawl: ") for line in lines)
+
+
+def test_eval_progress_in_a_pipe_is_whole_lines(capsys) -> None:
+    """kiln eval's own counter (not tqdm) follows the same rule: no carriage returns where stderr is no terminal."""
+    from kiln.eval.scoring import Progress
+
+    progress = Progress("arc_easy", total=4, items_per_unit=0.5, enabled=True)
+    for _ in range(4):
+        progress.advance(1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.splitlines() == [err.splitlines()[0]]  # one line: the end (within 10 s)
+    assert err.startswith("arc_easy: 2/2 items")

@@ -8,12 +8,12 @@ bad value, a missing file, no Ray cluster) prints one line naming it and exits 2
 
 from __future__ import annotations
 
-import difflib
 import sys
 from collections.abc import Sequence
 
 from kiln import __version__
 from kiln.stages import STAGES, Spec
+from kiln.utils.suggest import did_you_mean
 
 
 def usage() -> str:
@@ -39,8 +39,7 @@ def find_stage(argv: Sequence[str]) -> tuple[Spec, list[str]]:
         wanted = f" {argv[1]!r}" if len(argv) > 1 and not argv[1].startswith("-") else ""
         raise SystemExit(_usage_error(f"kiln {argv[0]}: unknown action{wanted}; choose one of: {actions}"))
     words = sorted({name.split(" ")[0] for name in STAGES})
-    close = difflib.get_close_matches(argv[0], words, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; choose one of: {', '.join(words)}"
+    hint = did_you_mean(argv[0], words) or f"; choose one of: {', '.join(words)}"
     raise SystemExit(_usage_error(f"kiln: unknown stage {argv[0]!r}{hint}"))
 
 

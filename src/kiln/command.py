@@ -32,6 +32,7 @@ from typing import Any, get_args, get_origin
 from kiln.config import ConfigError, describe_type, load_config, plain, to_dict, toml_value
 from kiln.stage import field_docs
 from kiln.stages import Spec
+from kiln.utils.suggest import closest
 
 _OVERRIDE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*=")
 
@@ -119,6 +120,7 @@ def split_argv(spec: Spec, argv: Sequence[str]) -> tuple[str | None, list[str]]:
         elif arg.endswith(".toml") and "://" not in arg:  # no stage reads .toml inputs; a URL may end so
             path = _one_file(path, arg)
         else:
+            _check_bare(spec, fields, arg, args[i] if i < len(args) else None)
             bare.append(arg)
     if bare:
         if spec.positional is None:
@@ -130,6 +132,34 @@ def split_argv(spec: Spec, argv: Sequence[str]) -> tuple[str | None, list[str]]:
     for key, values in lists.items():
         overrides.append(f"{key}={toml_value(values, key)}")
     return path, overrides
+
+
+def _check_bare(spec: Spec, fields: dict[str, Any], arg: str, following: str | None) -> None:
+    """UsageError, with the setting as it should be typed, for a bare argument that is a setting in disguise: one
+    dash (`-max_new_tokens 20`), or a field's name where the command takes no bare arguments (`max_steps 5`).
+    A stage's own bare arguments (files, URLs, words) pass, as does anything that is not close to a field."""
+    one_dash = arg.startswith("-") and not arg.startswith("--") and len(arg) > 1 and not _is_number(arg)
+    if not one_dash and spec.positional is not None:
+        return
+    name, eq, value = arg.lstrip("-").partition("=")
+    name = spec.aliases.get(name.replace("-", "_"), name)
+    match = closest(name, [f for f in fields if f != "config"])
+    if match is None:
+        if one_dash:
+            raise UsageError(f"unknown option {arg!r}: settings look like key=value or --key value (see --help)")
+        return
+    if not eq:
+        value = following if following is not None and not following.startswith("-") else "VALUE"
+    kind = "options take two dashes (or none: key=value)" if one_dash else "settings look like key=value"
+    raise UsageError(f"unexpected argument {arg!r}: {kind}; did you mean {match}={value}?")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _one_file(current: str | None, new: str) -> str:

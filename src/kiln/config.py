@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import enum
 import math
 import re
@@ -19,6 +18,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from kiln.utils.suggest import closest
 
 __all__ = [
     "ConfigError",
@@ -126,11 +127,15 @@ def _build(cls: type[T], data: Mapping[Any, Any], prefix: str, where: str) -> T:
 def _unknown_key_message(cls: type, key: Any, dotted: str, valid: list[str], value: Any) -> str:
     """Say which key is unknown, where, what would be valid, and the likely intended key."""
     msg = f"unknown key {dotted!r} in {cls.__name__}"
-    if isinstance(key, str):
-        by_lower = {v.lower(): v for v in valid}
-        close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
-        if close:
-            msg += f"; did you mean {by_lower[close[0]]!r}?"
+    match = closest(key, valid) if isinstance(key, str) else None
+    if match is not None:
+        # From the command line, the whole setting as it should have been typed (`--max-tokens 20` -> the
+        # field's real name with the same value); from a file, the key's name.
+        prefix = dotted[: len(dotted) - len(key)]
+        if isinstance(value, _Override):
+            msg += f"; did you mean {prefix}{match}={value.text}?"
+        else:
+            msg += f"; did you mean {match!r}?"  # as written in its table of the file
     msg += f" (valid keys: {', '.join(valid) if valid else 'none'})"
     if isinstance(value, _Override):
         msg += f" (from override {value.source!r})"

@@ -287,13 +287,14 @@ def test_politeness_robots_txt_counts_as_a_request(tmp_path: Path) -> None:
 
 
 def test_robots_txt_server_error_keeps_the_crawler_out(tmp_path: Path) -> None:
-    """robots.txt answering 5xx means "stay out" (the cautious reading): nothing else is requested."""
+    """robots.txt answering 5xx means "stay out" (RFC 9309): nothing else is requested, and the reason says robots.txt
+    was unavailable, not that its rules disallow."""
     with SiteServer(TreeSite(3, robots_status=503)) as server:
         summary = run(config(server, tmp_path, seed="/p/0"))
         paths = server.paths()
     assert paths == ["/robots.txt"]
     assert summary.pages == 0
-    assert summary.skipped == {"robots.txt disallows": 1}
+    assert summary.skipped == {"robots.txt unavailable (http 503: host kept out, RFC 9309)": 1}
 
 
 # ------------------------------------------------------------------------------------------------ scope

@@ -3,6 +3,7 @@ extraction), config validation and the command line."""
 
 from __future__ import annotations
 
+import socket
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -167,3 +168,31 @@ def test_cli_seeds_file_and_no_seeds(tmp_path: Path) -> None:
     assert stdout.startswith("3 pages (")
     rc, _, stderr = run_cli(["crawl", "--out", str(tmp_path / "d"), "--quiet"])
     assert rc == 2 and "give at least one seed URL" in stderr
+
+
+# ------------------------------------------------------------------------------------------ hosts that do not answer
+
+
+def test_cli_host_refusing_connections_is_named_as_not_answering(tmp_path: Path) -> None:
+    """A closed port: the crawl fails (exit 2) with one line naming the host and why, not as a robots.txt rule."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    argv = ["crawl", f"http://127.0.0.1:{port}/", "--out", str(tmp_path / "c"), "--quiet", "retries=0"]
+    rc, stdout, stderr = run_cli(argv)
+    assert rc == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.startswith(f"kiln crawl: error: 127.0.0.1:{port} did not answer (connection refused)")
+    assert "robots.txt" not in stderr
+
+
+def test_cli_host_that_never_answers_times_out_and_says_so(tmp_path: Path) -> None:
+    """A host that accepts the connection and then says nothing: "did not answer (timeout)" after --timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the handshake; nobody ever reads or answers
+        port = silent.getsockname()[1]
+        argv = ["crawl", f"http://127.0.0.1:{port}/", "--out", str(tmp_path / "c"), "--quiet", "retries=0"]
+        rc, _, stderr = run_cli([*argv, "timeout=0.3"])
+    assert rc == 2 and stderr.count("\n") == 1
+    assert f"127.0.0.1:{port} did not answer (timeout)" in stderr

@@ -125,16 +125,16 @@ def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
         reg.close()
 
 
-def test_serve_device_is_checked_before_anything_loads():
+def test_serve_device_is_checked_before_anything_loads(tmp_path: Path):
     import torch
 
-    from kiln.serve.config import check_device
+    from kiln.serve.config import ServeConfig
 
-    check_device("cpu")
-    with pytest.raises(ValueError, match="device: expected cpu, cuda or cuda:N"):
-        check_device("gpu0")
-    with pytest.raises(ValueError, match="device: kiln serve runs on cpu or cuda"):
-        check_device("meta")
+    ServeConfig(models=tmp_path, device="cpu").validate()
+    with pytest.raises(ValueError, match="device=gpu0: not a device"):
+        ServeConfig(models=tmp_path, device="gpu0").validate()
+    with pytest.raises(ValueError, match="device=meta: kiln serve runs on cpu or cuda"):
+        ServeConfig(models=tmp_path, device="meta").validate()
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="this machine has no CUDA GPU"):
-            check_device("cuda")
+        with pytest.raises(ValueError, match="device=cuda: CUDA is not available here"):
+            ServeConfig(models=tmp_path, device="cuda").validate()

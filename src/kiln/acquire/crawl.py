@@ -36,6 +36,7 @@ from kiln.acquire.urls import Scope, host_of, normalize_url
 from kiln.acquire.warc_writer import RotatingWarcWriter, truncate_to, warc_date
 from kiln.stage import write_resolved_config
 from kiln.utils.checks import require
+from kiln.utils.progress import progress_bar
 
 __all__ = ["CrawlConfig", "CrawlSummary", "Crawler", "crawl", "detect_charset", "extract_links", "run"]
 
@@ -151,12 +152,38 @@ def _complete_record(path: Path, offset: int, end: int, record: object, body: by
 
 class HostUnreachable(Exception):
     """robots.txt could not be asked for at all (no connection, a timeout): the host is unreachable, which is a
-    network failure to retry and then count as one, not a robots.txt verdict."""
+    network failure to retry and then count as one, not a robots.txt verdict. The message is the reason a URL
+    fails with: "HOST did not answer (connection refused)"."""
+
+
+UNANSWERED = "did not answer"  # in the failure reason of every URL whose host never answered
+
+
+def no_answer(netloc: str, error: BaseException) -> str:
+    """The reason for a host that never answered, as `HOST did not answer (why)`: a refused connection, a timeout,
+    a name that does not resolve."""
+    if isinstance(error, (httpx.TimeoutException, TimeoutError)):
+        why = "timeout"
+    else:
+        chain: list[BaseException] = []  # httpx -> httpcore -> "all connection attempts failed" -> the OS's error
+        cause: BaseException | None = error
+        while cause is not None and len(chain) < 10:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        text = " ".join(str(c) for c in chain).lower()
+        if any(isinstance(c, ConnectionRefusedError) for c in chain) or "refused" in text:
+            why = "connection refused"
+        elif "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+            why = "the name does not resolve"
+        else:
+            why = f"network error: {type(error).__name__}"
+    return f"{netloc} {UNANSWERED} ({why})"
 
 
 class Robots:
-    """robots.txt per origin (protego). 4xx = no rules; 5xx = keep out (the cautious reading). No answer at all is
-    `HostUnreachable`, and is not remembered, so a retry asks again."""
+    """robots.txt per origin (protego), as RFC 9309 reads it: 4xx = no rules (allow all); 5xx = unreachable, so
+    keep out of the whole host. No answer at all is `HostUnreachable` (the host, not robots.txt, is the problem),
+    and is not remembered, so a retry asks again."""
 
     def __init__(self, client: httpx.AsyncClient, user_agent: str) -> None:
         self.client = client
@@ -165,7 +192,8 @@ class Robots:
         self.locks: dict[str, asyncio.Lock] = {}
 
     async def check(self, url: str) -> tuple[bool, float | None, bool]:
-        """(allowed, crawl delay in seconds or None, whether robots.txt was requested just now)."""
+        """(allowed, crawl delay in seconds or None, whether robots.txt was requested just now). Why a URL is not
+        allowed is `reason(url)`."""
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
@@ -179,11 +207,19 @@ class Robots:
         rules = self.rules[origin]
         if rules == "allow":
             return True, None, fetched
-        if rules == "deny":
+        if isinstance(rules, str):  # why the whole host is kept out
             return False, None, fetched
         delay = rules.crawl_delay(self.agent)  # type: ignore[union-attr]
         allowed = rules.can_fetch(url, self.agent)  # type: ignore[union-attr]
         return allowed, (float(delay) if delay else None), fetched
+
+    def reason(self, url: str) -> str:
+        """Why `check` kept `url` out: robots.txt's rules, or robots.txt being unavailable."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        rules = self.rules.get(f"{parts.scheme}://{parts.netloc}")
+        return rules if isinstance(rules, str) and rules != "allow" else "robots.txt disallows"
 
     async def _fetch(self, origin: str) -> object:
         from protego import Protego
@@ -191,13 +227,11 @@ class Robots:
         try:
             resp = await self.client.get(origin + "/robots.txt", follow_redirects=True)
         except httpx.TooManyRedirects:
-            return "deny"  # it answered, with a redirect loop: no usable rules, keep out
-        except (httpx.TimeoutException, TimeoutError):
-            raise HostUnreachable("timeout") from None
-        except (httpx.HTTPError, OSError) as e:
-            raise HostUnreachable(f"network error: {type(e).__name__}") from None
+            return "robots.txt redirects in a loop (host kept out)"  # it answered, with no usable rules
+        except (httpx.HTTPError, OSError, TimeoutError) as e:
+            raise HostUnreachable(no_answer(origin.split("://", 1)[1], e)) from None
         if resp.status_code >= 500:
-            return "deny"
+            return f"robots.txt unavailable (http {resp.status_code}: host kept out, RFC 9309)"
         if resp.status_code >= 400:
             return "allow"
         return Protego.parse(resp.content.decode("utf-8", errors="replace"))
@@ -365,11 +399,11 @@ class Crawler:
         try:
             allowed, crawl_delay, fetched_robots = await robots.check(url)
         except HostUnreachable as e:  # retried like any network error, then counted as failed with its reason
-            return Fetch(url, "retry", f"{e} (robots.txt)")
+            return Fetch(url, "retry", str(e))
         if crawl_delay is not None:
             self.host_delay[host] = max(self.cfg.delay, crawl_delay)
         if not allowed:
-            return Fetch(url, "skipped", "robots.txt disallows")
+            return Fetch(url, "skipped", robots.reason(url))
         gap = self.host_delay.get(host, self.cfg.delay)
         if fetched_robots and gap > 0:
             await asyncio.sleep(gap)  # robots.txt was a request to this host too: keep the spacing
@@ -380,10 +414,10 @@ class Crawler:
         cfg = self.cfg
         self.state.add((s, host_of(s), 0, None, 0) for s in self.seeds)
         recovered = self.recover()
-        from tqdm import tqdm
-
         done_before = self.pages_before = self.state.counters().get("pages", 0)
-        bar = tqdm(total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=cfg.quiet)
+        bar = progress_bar(
+            total=cfg.max_pages or None, initial=done_before, unit="page", desc="crawl", disable=cfg.quiet
+        )
         timeout = httpx.Timeout(cfg.timeout, connect=cfg.connect_timeout)
         limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
         tasks: dict[asyncio.Task, tuple] = {}
@@ -466,13 +500,14 @@ def run(config: CrawlConfig) -> CrawlSummary:
     write_resolved_config(config, config.out_dir, "crawl")
     summary = asyncio.run(crawler.run())
     summary.write(Path(config.out_dir) / SUMMARY_FILE)
-    unreachable = {r: n for r, n in summary.failed.items() if r.startswith(("network error", "timeout"))}
+    unreachable = {
+        r: n for r, n in summary.failed.items() if UNANSWERED in r or r.startswith(("network error", "timeout"))
+    }
     if summary.pages == 0 and summary.queued == 0 and unreachable and unreachable == summary.failed:
         # Nothing fetched because nothing answered: a failure of the run (exit 2), not an empty success.
-        reasons = ", ".join(f"{n} {r}" for r, n in sorted(unreachable.items()))
-        raise ConnectionError(
-            f"no page fetched: every URL's host was unreachable ({reasons}); summary in {config.out_dir}"
-        )
+        hosts = sorted(r for r in unreachable if UNANSWERED in r)
+        reasons = "; ".join(hosts) or ", ".join(f"{n} {r}" for r, n in sorted(unreachable.items()))
+        raise ConnectionError(f"{reasons}: no page fetched; summary in {config.out_dir}")
     return summary
 
 

@@ -157,7 +157,7 @@ def steps_fingerprint(specs: list[StepSpec], targets: list[StepTarget]) -> str:
 def _phase1(config: CleanConfig, files: list[Path], specs: list[StepSpec], stage1: Path) -> list[dict[str, Any]]:
     """Each shard's phase-1 result, in input order (not completion order: the same files on every run): read
     from its done-marker if that has this run's key, else computed on the config's executor."""
-    from tqdm import tqdm
+    from kiln.utils.progress import progress_bar
 
     # Step classes are looked up here, where the registry may hold steps that a freshly started worker would
     # not know.
@@ -184,7 +184,7 @@ def _phase1(config: CleanConfig, files: list[Path], specs: list[StepSpec], stage
     # The executor (a Ray connection, say) is up before the progress bar appears.
     with (
         executor,
-        tqdm(total=len(files), initial=len(results), unit="shard", desc="clean", disable=config.quiet) as bar,
+        progress_bar(total=len(files), initial=len(results), unit="shard", desc="clean", disable=config.quiet) as bar,
     ):
         for k, result in executor.map(_run_phase1, jobs):
             results[todo[k]] = result

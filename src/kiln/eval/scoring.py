@@ -25,6 +25,7 @@ from torch import Tensor
 
 from kiln.model.gpt import GPT
 from kiln.model.kv_cache import KVCache
+from kiln.utils.progress import LINE_INTERVAL_S, is_terminal
 
 
 @dataclass(frozen=True)
@@ -57,29 +58,32 @@ def _rows_of(cache: KVCache, rows: Tensor) -> KVCache:
 
 
 class Progress:
-    """One updating stderr line: done/total, items/s and ETA (items = questions, not model calls)."""
+    """done/total, items/s and ETA on stderr (items = questions, not model calls): one updating line on a terminal,
+    else a whole line at most every `LINE_INTERVAL_S` seconds and at the end (kiln.utils.progress's rule)."""
 
     def __init__(self, label: str, total: int, items_per_unit: float, enabled: bool) -> None:
         self.label, self.total, self.scale, self.enabled = label, total, items_per_unit, enabled
         self.start = self.last = time.perf_counter()
         self.done = 0
+        self.terminal = is_terminal(sys.stderr)
 
     def advance(self, n: int) -> None:
         self.done += n
         now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.5 or self.done >= self.total):
+        every = 0.5 if self.terminal else LINE_INTERVAL_S
+        if self.enabled and (now - self.last > every or self.done >= self.total):
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / rate if rate else math.inf
             items = self.done * self.scale
-            end = "\n" if self.done >= self.total else ""
-            print(
-                f"\r{self.label}: {items:,.0f}/{self.total * self.scale:,.0f} items  {rate * self.scale:,.1f} items/s"
-                f"  ETA {eta:,.0f}s ",
-                end=end,
-                file=sys.stderr,
-                flush=True,
+            line = (
+                f"{self.label}: {items:,.0f}/{self.total * self.scale:,.0f} items  {rate * self.scale:,.1f} items/s"
+                f"  ETA {eta:,.0f}s"
             )
+            if self.terminal:
+                print(f"\r{line} ", end="\n" if self.done >= self.total else "", file=sys.stderr, flush=True)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     @property
     def seconds(self) -> float:

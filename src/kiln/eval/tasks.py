@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.utils.suggest import did_you_mean
+
 # Task name -> file name in llm-foundry's local_data (and in the bundled slices).
 TASK_FILES: dict[str, str] = {
     "arc_easy": "arc_easy.jsonl",
@@ -141,4 +143,5 @@ def resolve_task(spec: str, data_dir: str | Path | None, limit: int | None = Non
         return read_task_file(path, spec, limit)
     if spec.endswith(".jsonl") or Path(spec).is_file():
         return read_task_file(spec, None, limit)
-    raise ValueError(f"unknown task {spec!r}: known tasks are {', '.join(TASK_FILES)} (or give a .jsonl path)")
+    hint = did_you_mean(spec, TASK_FILES)
+    raise ValueError(f"unknown task {spec!r}{hint} (known tasks are {', '.join(TASK_FILES)}, or give a .jsonl path)")

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kiln.generate.context import end_of_text_ids, prompt_ids
 from kiln.generate.engine import stream_batch
 from kiln.generate.sampling import SamplingParams
 from kiln.model.inference_dtype import InferenceDtype
@@ -22,9 +23,12 @@ class GenerateConfig:
     preset: str | None = None
     """Instead of a checkpoint: a model preset (see kiln model) with random weights, to see what noise looks like."""
     prompt: str = ""
-    """Text to continue (empty: a newline)."""
+    """Text to continue (empty: a document boundary, as the server starts: <|endoftext|>, else a newline)."""
+    prompt_ids: list[int] = field(default_factory=list)
+    """Token ids to continue instead of the prompt's text (as `kiln tokenizer encode` prints them)."""
     max_new_tokens: int = 200
-    """Tokens to generate per sample (fewer if a stop string or the end-of-text token comes first)."""
+    """Tokens to generate per sample (fewer if a stop string or the end-of-text token comes first: the model
+    ended the document, as the server stops there too)."""
     temperature: float = 0.8
     """Divide the logits by this before sampling; 0 = greedy (always the most likely token)."""
     top_k: int = 0
@@ -53,6 +57,8 @@ class GenerateConfig:
         resolve_dtype(self.dtype)
         if (self.checkpoint is None) == (self.preset is None):
             raise ValueError("give --checkpoint DIR (a trained model) or --preset NAME (random weights), not both")
+        if self.prompt and self.prompt_ids:
+            raise ValueError("give prompt (text) or prompt_ids (token ids), not both")
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         self.sampling().validate()
@@ -97,6 +103,7 @@ def run(config: GenerateConfig) -> GenerateSummary:
     from kiln.model import build
     from kiln.model.checkpoint import load_checkpoint
     from kiln.tokenizer import ByteTokenizer
+    from kiln.tokenizer.ids import check_token_ids
 
     config.validate()
     params = config.sampling().validate()
@@ -109,7 +116,12 @@ def run(config: GenerateConfig) -> GenerateSummary:
         print(f"(randomly initialised {config.preset}: expect noise)", file=sys.stderr)
     model = model.to(resolve_dtype(config.dtype))
     tokenizer = tokenizer or ByteTokenizer()
-    prompt = tokenizer.encode(config.prompt) if config.prompt else tokenizer.encode("\n")
+    if config.prompt_ids:
+        prompt = check_token_ids(config.prompt_ids, model.config.vocab_size, "the model's vocabulary", "prompt_ids")
+        shown = tokenizer.decode(prompt)
+    else:
+        prompt, shown = prompt_ids(tokenizer, config.prompt), config.prompt
+    params = replace(params, stop_token_ids=end_of_text_ids(tokenizer))
     echo = (lambda s: print(s, end="", flush=True)) if config.stream else (lambda s: None)
     samples, tables = [], []
     n = config.num_samples
@@ -117,8 +129,8 @@ def run(config: GenerateConfig) -> GenerateSummary:
         if n > 1:
             echo(f"--- sample {i + 1} ---\n")
         sample_params = params if params.seed is None else replace(params, seed=params.seed + i)
-        echo(config.prompt)
-        events, text = [], config.prompt
+        echo(shown)
+        events, text = [], shown
         for ev in stream_batch(model, [prompt], sample_params, tokenizer=tokenizer):
             echo(ev.text)
             text += ev.text

@@ -18,8 +18,10 @@ from safetensors.torch import load_file, save_file, save_model
 
 from kiln.config import ConfigError, from_dict, to_dict
 from kiln.model import GPT, GPTConfig
+from kiln.model.device import resolve_device
 from kiln.tokenizer import Tokenizer, load_tokenizer
 from kiln.utils.io import atomic_write, atomic_write_text, sha256_file
+from kiln.utils.suggest import near_path
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -107,10 +109,31 @@ def resolve_checkpoint(directory: str | Path) -> Path:
     return found
 
 
+def is_checkpoint_or_run(path: Path) -> bool:
+    """A checkpoint directory (config.json) or a training run's (checkpoints/)."""
+    return (path / CONFIG).is_file() or (path / CHECKPOINTS).is_dir()
+
+
+def missing_checkpoint_hint(directory: Path) -> str:
+    """Why `directory` is no checkpoint, and the one it most likely meant: a sibling with a close name (a typo), or
+    the checkpoints and runs it holds (a models directory given instead of one model in it)."""
+    if not directory.exists():
+        near = near_path(directory, accept=is_checkpoint_or_run)
+        return "it does not exist" + (f"; did you mean {str(near)!r}?" if near is not None else "")
+    try:
+        inside = sorted(p.name for p in directory.iterdir() if p.is_dir() and is_checkpoint_or_run(p))
+    except OSError:
+        inside = []
+    if inside:
+        shown = ", ".join(str(directory / name) for name in inside[:5]) + (", ..." if len(inside) > 5 else "")
+        return f"{CONFIG} is missing; it holds checkpoints or runs: did you mean one of {shown}?"
+    return f"{CONFIG} is missing"
+
+
 def read_config(directory: str | Path) -> tuple[GPTConfig, dict[str, Any]]:
     path = Path(directory) / CONFIG
     if not path.exists():
-        raise CheckpointError(f"{directory} is not a kiln checkpoint: {CONFIG} is missing")
+        raise CheckpointError(f"{directory} is not a kiln checkpoint: {missing_checkpoint_hint(Path(directory))}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         cfg = from_dict(GPTConfig, meta["model"], where=str(path))
@@ -124,6 +147,7 @@ def load_checkpoint(
 ) -> tuple[GPT, Tokenizer | None, dict[str, Any]]:
     """Rebuild the model from config.json and load its safetensors weights (strictly: every tensor present,
     every shape right). Returns (model in eval mode, tokenizer or None, the config's metadata)."""
+    device = resolve_device(device)
     directory = resolve_checkpoint(directory)
     cfg, meta = read_config(directory)
     weights = directory / WEIGHTS

@@ -10,6 +10,7 @@ import torch
 
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
+from kiln.utils.suggest import did_you_mean
 
 _GPT2 = dict(vocab_size=50257, block_size=1024)
 _LLAMA = dict(
@@ -91,6 +92,11 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def unknown_preset(name: str) -> str:
+    """The message for a preset name that is not one: the likely one, then every choice."""
+    return f"unknown model preset {name!r}{did_you_mean(name, PRESETS)} (choose one of: {', '.join(PRESETS)})"
+
+
 def preset_names() -> list[str]:
     return list(PRESETS)
 
@@ -98,7 +104,7 @@ def preset_names() -> list[str]:
 def preset(name: str, **overrides: Any) -> GPTConfig:
     """The named config, with any field overridden (e.g. `preset("tiny", vocab_size=65)`)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        raise ValueError(unknown_preset(name))
     return replace(GPTConfig(**PRESETS[name][1]), **overrides).validate()
 
 

@@ -18,11 +18,11 @@ class ModelReportConfig:
     """Precision of the weights, gradients and KV cache in the memory columns."""
 
     def validate(self) -> ModelReportConfig:
-        from kiln.model.presets import PRESETS
+        from kiln.model.presets import PRESETS, unknown_preset
 
         unknown = [n for n in self.names if n not in PRESETS]
         if unknown:
-            raise ValueError(f"unknown model preset {unknown[0]!r}; choose one of: {', '.join(PRESETS)}")
+            raise ValueError(unknown_preset(unknown[0]))
         return self
 
 

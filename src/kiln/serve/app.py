@@ -1,5 +1,5 @@
 """The FastAPI app: four routers (OpenAI's /v1, the playground's page and /api, the arena, /health and /metrics)
-over one shared `ServerState`, behind a body-size limit and the API key check.
+over one shared `ServerState`, behind an access log, a body-size limit and the API key check.
 
 Everything slow happens off the event loop: loading a model in a thread pool, decoding on each model's
 batcher thread. The loop only parses, validates, and moves events to clients, so one slow client or a
@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from kiln.serve.access_log import AccessLog
 from kiln.serve.arena.store import ArenaStore
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
@@ -41,5 +42,6 @@ def create_app(config: ServeConfig) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
     app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs without a CDN
-    app.add_middleware(BodyLimit, limit=config.max_body_bytes)  # added last: outermost, before any body is read
+    app.add_middleware(BodyLimit, limit=config.max_body_bytes)  # before any body is read
+    app.add_middleware(AccessLog)  # added last: outermost, so every answer is logged, a 413 too
     return app

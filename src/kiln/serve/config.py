@@ -14,28 +14,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.model.device import resolve_device
 from kiln.model.inference_dtype import InferenceDtype
 from kiln.model.inference_dtype import resolve as resolve_dtype
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
-
-
-def check_device(device: str) -> None:
-    """ValueError naming `device` unless it is cpu or a CUDA device this machine has."""
-    import torch
-
-    try:
-        kind = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"device: expected cpu, cuda or cuda:N, got {device!r}") from None
-    if kind.type == "cpu":
-        return
-    if kind.type != "cuda":
-        raise ValueError(f"device: kiln serve runs on cpu or cuda, got {device!r}")
-    if not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for, but this machine has no CUDA GPU (use device=cpu)")
-    if kind.index is not None and kind.index >= torch.cuda.device_count():
-        raise ValueError(f"device: {device!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
 
 
 @dataclass
@@ -74,6 +57,8 @@ class ServeConfig:
     arena_dir: Path | None = None
     """Where the playground's arena keeps its votes (votes.jsonl; the leaderboard and the DPO export are read
     from it). Unset: arena/ inside the models directory."""
+    access_log: bool = True
+    """One line per request on stderr (method, path, model, status, tokens, time in ms) and one per model loaded."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""
@@ -89,7 +74,8 @@ class ServeConfig:
         if not 0 < self.read_timeout_s <= 3600:
             raise ValueError(f"read_timeout_s: must be in (0, 3600] seconds, got {self.read_timeout_s}")
         resolve_dtype(self.dtype)
-        check_device(self.device)
+        if resolve_device(self.device).type not in ("cpu", "cuda"):
+            raise ValueError(f"device={self.device}: kiln serve runs on cpu or cuda")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 

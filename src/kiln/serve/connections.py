@@ -57,4 +57,5 @@ class ReadDeadline(HttpToolsProtocol):
 def uvicorn_options(config: ServeConfig) -> dict[str, Any]:
     """uvicorn.Config keywords for the connection limits of `config` (the CLI's server and the tests' use these)."""
     protocol = type("KilnHTTP", (ReadDeadline,), {"read_timeout_s": config.read_timeout_s})
-    return {"http": protocol, "timeout_keep_alive": max(1, round(config.read_timeout_s))}
+    # access_log=False: kiln's own access log (access_log.py) has a line per request with the model and tokens
+    return {"http": protocol, "timeout_keep_alive": max(1, round(config.read_timeout_s)), "access_log": False}

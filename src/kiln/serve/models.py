@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 
 from kiln.generate.batcher import ContinuousBatcher
+from kiln.generate.context import end_of_text_ids
 from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint, read_config, resolve_checkpoint
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
+from kiln.serve.access_log import model_loaded
 from kiln.tokenizer import ByteTokenizer, Tokenizer
 from kiln.tokenizer.chat import has_chat_tokens
-
-EOS = "<|endoftext|>"
 
 
 @dataclass
@@ -52,11 +52,7 @@ class LoadedModel:
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
-        # An imported tokenizer knows its own end-of-text token (Llama 3's is <|end_of_text|>, say).
-        eos = getattr(self.tokenizer, "eot_id", None)
-        if eos is None:
-            eos = self.tokenizer.special_tokens.get(EOS)
-        return () if eos is None else (eos,)
+        return end_of_text_ids(self.tokenizer)  # the one rule kiln generate stops by too
 
     def nbytes(self) -> int:
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -173,6 +169,7 @@ class ModelRegistry:
             if path is None:
                 raise KeyError(name)
             self._check_size(name, path)
+            started = time.perf_counter()
             model, tokenizer, _ = load_checkpoint(path, device=self.device)
             model = model.to(self.dtype)
             tokenizer = tokenizer or ByteTokenizer()
@@ -183,6 +180,8 @@ class ModelRegistry:
             batcher = ContinuousBatcher(model, tokenizer, max_batch=self.max_batch, max_queue=self.max_queue)
             lm = LoadedModel(name, path, model, tokenizer, batcher, self.created(name, path))
             lm.start()
+            parameters = sum(p.numel() for p in model.parameters())
+            model_loaded(name, parameters, time.perf_counter() - started, str(batcher.device))
             with self._lock:
                 self.loaded[name] = lm
                 self._evict(keep=name)

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from kiln.serve import openai_format as fmt
+from kiln.serve.access_log import note
 from kiln.serve.errors import APIError
 from kiln.serve.generation import Generation
 from kiln.serve.metrics import Metrics
@@ -37,6 +38,7 @@ async def respond(
     params = shape.sampling(prompts)
     rows = [p for p in prompts for _ in range(n)]
     gen = Generation(lm, rows, [params] * len(rows), body.seed, metrics, n=n)
+    note(request, model=lm.name, usage=gen)  # the access log reads its token counts once the answer is sent
     gen.submit()
     rid = fmt.new_id(shape.id_prefix)
     if body.stream:

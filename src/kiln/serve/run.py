@@ -7,13 +7,19 @@ in a file.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from kiln.serve.app import create_app
 from kiln.serve.config import ServeConfig
 from kiln.serve.connections import uvicorn_options
+from kiln.serve.listen import bind
+from kiln.serve.models import discover
 from kiln.stage import Summary
+from kiln.utils.suggest import near_path
 
 
 @dataclass
@@ -47,6 +53,50 @@ def urls(config: ServeConfig) -> str:
     return f"kiln serve: playground {base}/   API {base}/v1"
 
 
+def require_models(models: Path) -> None:
+    """FileNotFoundError / ValueError, in one line, when `models` offers nothing to serve: say what was looked for
+    and how to make a model, instead of a server whose every request answers 404."""
+    if not models.exists():
+        near = near_path(models, accept=Path.is_dir)
+        if near is not None:
+            raise FileNotFoundError(f"models directory {models} does not exist; did you mean {str(near)!r}?")
+        raise FileNotFoundError(f"models directory {models} does not exist: make a model with `kiln quickstart` "
+                                f"or `kiln train out_dir={models}/NAME`, or point models= at checkpoints")  # fmt: skip
+    if not models.is_dir():
+        raise ValueError(f"models={models} is a file: give a directory of checkpoints (or one checkpoint directory)")
+    if not discover(models):
+        raise ValueError(
+            f"no models in {models}: kiln serve looks for checkpoints (a directory with config.json and "
+            f"model.safetensors) or training runs (with checkpoints/) in it and below; make one with "
+            f"`kiln quickstart` or `kiln train out_dir={models}/NAME`"
+        )
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is at the time (a test's capture, a redirected stream)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def setup_logging(config: ServeConfig) -> None:
+    """The `kiln.serve` logger (access log, model loads, warnings) on stderr, with a timestamp. Its level is INFO
+    while the access log is on, else the configured one. Records still propagate (a host application's or a
+    test's handlers see them); `kiln` itself configures no root handler, so nothing is printed twice."""
+    log = logging.getLogger("kiln.serve")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("%(asctime)s kiln serve: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+    level = logging.getLevelName(config.log_level.upper()) if config.log_level != "trace" else logging.DEBUG
+    log.setLevel(min(logging.INFO, level) if config.access_log else level)
+
+
 def run(config: ServeConfig) -> ServeSummary:
     """Serve `config.models` on `config.host`:`config.port` until stopped.
 
@@ -61,6 +111,12 @@ def run(config: ServeConfig) -> ServeSummary:
         raise ValueError(
             f"binding {config.host} exposes the server beyond this machine: give --api-key (or $KILN_API_KEY)"
         )
+    require_models(config.models)
+    # A busy port fails here, in one line, instead of as uvicorn's log line and exit. The probe is closed at once
+    # and uvicorn binds the port itself a moment later (SO_REUSEADDR, as uvicorn binds): only another process
+    # starting to listen in between could still take it.
+    bind(config.host, config.port).close()
+    setup_logging(config)
     app = create_app(config)
     print(urls(config), flush=True)
     started = time.monotonic()

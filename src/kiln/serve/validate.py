@@ -5,6 +5,7 @@ unit-testable with a loaded model and a request object.
 
 from __future__ import annotations
 
+from kiln.generate.context import start_ids
 from kiln.generate.sampling import SamplingParams
 from kiln.serve.chat import chat_stop_ids
 from kiln.serve.errors import APIError, bad_param
@@ -22,6 +23,14 @@ def encode(lm: LoadedModel, text: str) -> list[int]:
         return lm.tokenizer.encode(text)
     except ValueError as e:
         raise bad_param("prompt", f"the prompt cannot be encoded by this model's tokenizer: {e}") from None
+
+
+def default_start(lm: LoadedModel) -> list[int]:
+    """Where an empty prompt starts (the same context as `kiln generate`'s); 400 if the vocabulary has none."""
+    try:
+        return start_ids(lm.tokenizer)
+    except ValueError as e:
+        raise bad_param("prompt", str(e)) from None
 
 
 def check_prompt(lm: LoadedModel, ids: list[int], param: str = "prompt") -> list[int]:
@@ -53,7 +62,7 @@ def completion_prompts(lm: LoadedModel, body: CompletionRequest) -> tuple[list[l
     """The prompt(s) of a completion request as token ids, and each as text (what `echo` repeats).
 
     `prompt` may be a string, a list of strings, a list of ids or a list of id lists. An empty string
-    starts from <|endoftext|>, as a document boundary is the one context a base model knows to start from.
+    starts from a document boundary (<|endoftext|>, else a newline), as `kiln generate` does: `start_ids`.
     """
     p = body.prompt
     if isinstance(p, str):
@@ -69,12 +78,7 @@ def completion_prompts(lm: LoadedModel, body: CompletionRequest) -> tuple[list[l
     if texts and texts[0] is not None:
         rows = []
         for t in texts:
-            ids = encode(lm, t or "")
-            if not ids:
-                if not lm.eos_ids:
-                    raise bad_param("prompt", "the prompt is empty and this model has no <|endoftext|> to start from")
-                ids = [lm.eos_ids[0]]
-            rows.append(ids)
+            rows.append(encode(lm, t or "") or default_start(lm))
         shown = [t or "" for t in texts]
     else:
         shown = [lm.tokenizer.decode(r) for r in rows]

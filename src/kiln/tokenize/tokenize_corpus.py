@@ -40,6 +40,7 @@ from kiln.tokenizer.bpe import ENDOFTEXT, BPETokenizer, _fork_context
 from kiln.tokenizer.registry import get_tokenizer
 from kiln.utils.io import atomic_write_text, sha256_file
 from kiln.utils.lifeline import die_with_parent, exit_if_orphaned
+from kiln.utils.progress import progress_bar
 
 __all__ = ["TokenizeConfig", "TokenizeSummary", "run", "tokenize_corpus"]
 
@@ -266,9 +267,7 @@ def run(config: TokenizeConfig) -> TokenizeSummary:
     results = {i: r for i in range(len(parts)) if (r := _done(out, i)) is not None}
     todo = [p for p in parts if p.index not in results]
     workers = min(cfg.workers or os.cpu_count() or 1, max(1, len(todo)))
-    from tqdm import tqdm
-
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(p.size for p in parts),
         initial=sum(p.size for p in parts if p.index in results),
         unit="B",

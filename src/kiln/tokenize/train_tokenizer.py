@@ -16,6 +16,7 @@ from typing import Literal
 
 from kiln.stage import Summary, write_resolved_config
 from kiln.utils.checks import require
+from kiln.utils.progress import progress_bar
 
 __all__ = ["TokenizerTrainConfig", "TokenizerTrainSummary", "run"]
 
@@ -131,8 +132,6 @@ class TokenizerTrainSummary(Summary):
 def run(config: TokenizerTrainConfig) -> TokenizerTrainSummary:
     """Train and save the tokenizer. Nothing is written unless training succeeds (a bad setting or an empty corpus
     leaves no directory behind)."""
-    from tqdm import tqdm
-
     from kiln.tokenize.corpus import ReadStats, iter_corpus
     from kiln.tokenizer import CharTokenizer, WordTokenizer, train_bpe
     from kiln.tokenizer.hf_export import export_hf
@@ -142,7 +141,7 @@ def run(config: TokenizerTrainConfig) -> TokenizerTrainSummary:
     stats = ReadStats()
     max_bytes = int(config.max_mb * 1e6) if config.max_mb else None
     texts = iter_corpus(config.inputs, stats, config.text_field, config.separator, max_bytes)
-    bar = tqdm(texts, desc="reading", unit=" docs", dynamic_ncols=True, disable=config.quiet)
+    bar = progress_bar(texts, desc="reading", unit=" docs", dynamic_ncols=True, disable=config.quiet)
     t0 = time.perf_counter()
     try:
         if config.kind == "bpe":

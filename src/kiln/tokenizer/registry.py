@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from kiln.tokenizer.base import META_FILE, Tokenizer
+from kiln.utils.suggest import did_you_mean, near_path
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:
@@ -72,6 +73,9 @@ def get_tokenizer(spec: str | Path) -> Tokenizer:
         return load_pretrained(text)
     if path.exists():
         raise FileNotFoundError(f"{path} holds no tokenizer ({META_FILE}, .tiktoken, or encoder.json + vocab.bpe)")
+    names = ["byte", *pretrained_names()]
+    near = near_path(path, accept=lambda p: (p / META_FILE).is_file())  # a mistyped tokenizer directory
+    hint = f"; did you mean {str(near)!r}?" if near is not None else did_you_mean(text, names)
     raise ValueError(
-        f"unknown tokenizer {text!r}: give a tokenizer directory, 'byte', or one of: {', '.join(pretrained_names())}"
+        f"unknown tokenizer {text!r}{hint} (give a tokenizer directory, 'byte', or one of: {', '.join(names[1:])})"
     )

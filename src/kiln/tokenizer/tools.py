@@ -60,6 +60,7 @@ class DecodeConfig:
 
 
 def decode(config: DecodeConfig) -> TextSummary:
+    from kiln.tokenizer.ids import check_token_ids
     from kiln.tokenizer.registry import get_tokenizer
 
     tok = get_tokenizer(config.tokenizer)
@@ -68,6 +69,7 @@ def decode(config: DecodeConfig) -> TextSummary:
         ids = [int(x) for x in raw]
     except ValueError:
         raise ValueError(f"token ids must be integers, got {raw[:5]}") from None
+    check_token_ids(ids, tok.vocab_size, f"the tokenizer {config.tokenizer!r}")
     sys.stdout.write(tok.decode(ids) + ("" if config.no_newline else "\n"))
     return TextSummary("")  # written above, byte for byte: print() would add a newline
 

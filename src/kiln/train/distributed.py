@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from kiln.model.device import resolve_device
+
 
 @dataclass
 class Dist:
@@ -41,9 +43,7 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group torchrun describes (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = Dist(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
+    device = resolve_device(device_name)  # device=cuda without CUDA: one line naming the setting
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", info.local_rank)
     if device.type == "cuda":

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from kiln.config import to_dict
-from kiln.generate import SamplingParams, generate
+from kiln.generate import SamplingParams, stream
+from kiln.generate.context import end_of_text_ids, start_ids
 from kiln.model import GPT, GPTConfig
 from kiln.model.checkpoint import load_checkpoint, save_checkpoint
 from kiln.stage import write_resolved_config
@@ -57,6 +57,7 @@ from kiln.train.state import (
     write_checkpoint,
 )
 from kiln.train.task_hook import task_scorer
+from kiln.utils.progress import progress_bar
 
 __all__ = ["Progress", "StepResult", "Trainer", "TrainingDiverged", "evaluate", "resume_config", "train"]
 
@@ -438,8 +439,8 @@ class Trainer:
                 self.metrics.close()
         return self.summary()
 
-    def _progress_bar(self) -> tqdm:
-        return tqdm(
+    def _progress_bar(self) -> Any:
+        return progress_bar(
             total=self.cfg.max_steps,
             initial=self.progress.step,
             desc="train",
@@ -538,10 +539,19 @@ class Trainer:
         """A sample from the trained model (rank 0, unsharded models only, not after a signal)."""
         if not (self.cfg.sample_tokens and self.info.is_main and not self.fsdp and self.interrupted is None):
             return ""
-        prompt = self.tokenizer.encode("\n")
-        params = SamplingParams(temperature=0.8, top_k=50, max_new_tokens=self.cfg.sample_tokens, seed=self.cfg.seed)
+        n = self.cfg.sample_tokens
+        params = SamplingParams(
+            temperature=0.8, top_k=50, max_new_tokens=n, seed=self.cfg.seed,
+            stop_token_ids=end_of_text_ids(self.tokenizer),
+        )  # fmt: skip
         self.raw.eval()
-        return generate(self.raw, prompt, params, tokenizer=self.tokenizer).text
+        # Sampling a few hundred tokens takes seconds on a CPU: a counter says why the run has not ended yet.
+        text = []
+        with progress_bar(total=n, desc=f"sampling {n} tokens", unit="tok", leave=False) as bar:
+            for ev in stream(self.raw, start_ids(self.tokenizer), params, tokenizer=self.tokenizer):
+                text.append(ev.text)
+                bar.update(1)
+        return "".join(text)
 
     def summary(self) -> dict[str, Any]:
         p = self.progress

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from kiln.serve.access_log import note
 from kiln.serve.chat import render_chat
 from kiln.serve.errors import APIError
 from kiln.serve.protocol import ChatRequest, CompletionRequest
@@ -37,6 +38,7 @@ async def get_model(name: str, server: Server) -> dict[str, Any]:
 
 @router.post("/v1/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request, server: Server) -> Any:
+    note(request, model=body.model)
     check_completion_options(body)
     lm = await server.load(body.model)
     prompts, shown = completion_prompts(lm, body)
@@ -45,6 +47,7 @@ async def completions(body: CompletionRequest, request: Request, server: Server)
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request, server: Server) -> Any:
+    note(request, model=body.model)
     lm = await server.load(body.model)
     require_chat_template(lm)
     prompt = check_prompt(lm, render_chat(lm, body.messages), "messages")

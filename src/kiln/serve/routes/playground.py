@@ -26,7 +26,7 @@ from kiln.serve.chat import render_chat
 from kiln.serve.errors import bad_param
 from kiln.serve.protocol import ChatTemplateRequest, NextTokenRequest, TokenizeRequest
 from kiln.serve.state import Server
-from kiln.serve.validate import check_prompt, encode, require_chat_template
+from kiln.serve.validate import check_prompt, default_start, encode, require_chat_template
 from kiln.serve.visualise import BUILTIN, MAX_LISTED_TOKENS, MAX_TOKENIZE_CHARS, pretrained, tokenize, vocab_files
 from kiln.tokenizer import Tokenizer
 
@@ -123,11 +123,7 @@ async def next_token(body: NextTokenRequest, server: Server) -> dict[str, Any]:
     round trip."""
     lm = await server.load(body.model)
     ids = encode(lm, body.prompt) if isinstance(body.prompt, str) else list(body.prompt)
-    if not ids:
-        ids = list(lm.eos_ids[:1])
-        if not ids:
-            raise bad_param("prompt", "the prompt is empty")
-    check_prompt(lm, ids)
+    ids = check_prompt(lm, ids or default_start(lm))
 
     def probe(model: Any) -> tuple[list[float], list[int], float]:
         import torch
