@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
 from kiln.serve.middleware import BodyLimit, auth_and_count
-from kiln.serve.routes import openai, ops, playground
+from kiln.serve.routes import dashboard, data, openai, ops, playground
 from kiln.serve.state import ServerState
 
 
@@ -35,7 +35,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.config = config
     install_error_handlers(app)
     app.middleware("http")(auth_and_count)
-    for module in (ops, openai, playground):
+    for module in (ops, openai, playground, dashboard, data):
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)  # added last: outermost, before any body is read

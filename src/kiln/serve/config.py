@@ -45,6 +45,9 @@ class ServeConfig:
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
+    data_dir: Path | None = None
+    """A kiln clean output, or a directory holding several, for the playground's Data tab (unset: the tab says how
+    to set it, e.g. `kiln serve --models runs data_dir=runs/clean`)."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""
