@@ -4,6 +4,8 @@
 
 import { getJSON } from "./api.js";
 import { initCompare } from "./compare.js";
+import { initDashboard } from "./dashboard.js";
+import { initData } from "./data.js";
 import { initExplainer } from "./explainer.js";
 import { initGenerate } from "./generate.js";
 import { prefs, store } from "./state.js";
@@ -11,7 +13,7 @@ import { initTokenizerTab } from "./tokenizers.js";
 import { initTooltip } from "./tokens.js";
 import { $, $$, setStatus, showBanner } from "./util.js";
 
-const TABS = ["generate", "explain", "tokenize", "compare"];
+const TABS = ["generate", "explain", "tokenize", "compare", "dashboard", "data"];
 
 function start() {
   const tooltip = initTooltip();
@@ -19,6 +21,8 @@ function start() {
   const explainer = initExplainer({ onUseSettings: (settings) => generate.useSettings(settings) });
   const tokenizers = initTokenizerTab();
   const compare = initCompare();
+  const dashboard = initDashboard();
+  const data = initData();
 
   /** Ask the server for its models and hand them to every tab; false if it refused or cannot be reached. */
   async function loadModels() {
@@ -50,6 +54,9 @@ function start() {
     }
     tooltip.hide();
     if (name === "explain") explainer.fetch();
+    if (name === "dashboard") dashboard.show();
+    else dashboard.hide(); // stops polling the runs' metrics
+    if (name === "data") data.show();
   }
 
   const keyInput = $("#api-key");
