@@ -187,7 +187,9 @@ def test_curves_equal_metrics_jsonl_and_a_new_line_shows_live(browser, dash, mod
         # two runs overlaid: checking another adds its line to the same chart
         page.check('#dash-runs input[data-run="char"]')
         page.wait_for_selector('[data-testid="chart-train_loss"] [data-run="char"]')
-        want = [[r["step"], r["train_loss"]] for r in records(models / "char") if isinstance(r.get("train_loss"), float)]
+        want = [
+            [r["step"], r["train_loss"]] for r in records(models / "char") if isinstance(r.get("train_loss"), float)
+        ]
         assert plotted(page, "train_loss", "char") == want
 
 
