@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 from browser_support import CHROMIUM, chromium, open_page
-from helpers import run_cli
 from playwright.sync_api import expect
 from serve_support import run_server
 
+from helpers import run_cli
 from kiln.plan.sweep_summary import SweepSummary
 from kiln.train.metrics import MetricsLog
 
@@ -34,8 +34,8 @@ def models(serve_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     shutil.copytree(serve_models / "bpe-chat", root / RUN)
     shutil.copytree(serve_models / "char", root / "char")
     for run in (RUN, "char"):
-        rc, out, err = run_cli(["eval", str(root / run), "copa", "arc_easy", "limit=6", f"out_dir={root / run / 'eval'}",
-                                "--no-progress"])  # fmt: skip
+        out_dir = f"out_dir={root / run / 'eval'}"
+        rc, out, err = run_cli(["eval", str(root / run), "copa", "arc_easy", "limit=6", out_dir, "--no-progress"])
         assert rc == 0, out + err
     sweep = root / "sweep"
     runs = [{"name": "1e12-d2", "budget": 1e12, "params": 120_000, "tokens": 1_400_000, "val_loss": 3.1}]

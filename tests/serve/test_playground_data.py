@@ -13,9 +13,10 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 from browser_support import CHROMIUM, chromium, open_page
-from helpers import run_cli
 from playwright.sync_api import expect
 from serve_support import run_server
+
+from helpers import run_cli
 
 WARCS = Path(__file__).resolve().parents[2] / "src" / "kiln" / "assets" / "quickstart" / "warc"
 OUTPUT = "web/clean"
