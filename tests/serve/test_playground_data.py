@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from serve_support import run_server
 
 from helpers import run_cli
+from kiln.serve import ServeConfig
 
 WARCS = Path(__file__).resolve().parents[2] / "src" / "kiln" / "assets" / "quickstart" / "warc"
 OUTPUT = "web/clean"
@@ -114,6 +115,11 @@ def test_bad_names_and_params_are_refused(served, path, params, status):
     r = get(served, path, **params)
     assert r.status_code == status
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_data_dir_that_is_not_a_directory_is_refused(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"^data_dir: .* is not a directory"):
+        ServeConfig(models=tmp_path, data_dir=tmp_path / "missing").validate()
 
 
 def test_without_data_dir_the_tab_says_how(serve_models: Path):

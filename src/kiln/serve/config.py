@@ -62,6 +62,8 @@ class ServeConfig:
             raise ValueError(f"max_memory_gb: must be positive, got {self.max_memory_gb}")
         if not 0 < self.read_timeout_s <= 3600:
             raise ValueError(f"read_timeout_s: must be in (0, 3600] seconds, got {self.read_timeout_s}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ValueError(f"data_dir: {self.data_dir} is not a directory (a kiln clean output, or a folder of them)")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 

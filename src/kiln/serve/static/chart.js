@@ -17,12 +17,12 @@ function svg(tag, attrs = {}) {
 }
 
 /** A number short enough for an axis label. */
-export function fmt(v) {
+export function fmt(v, digits = 4) {
   if (v === 0) return "0";
   const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(digits - 2);
   if (a >= 100) return v.toFixed(0);
-  return String(Number(v.toPrecision(4)));
+  return String(Number(v.toPrecision(digits)));
 }
 
 function extent(values) {
@@ -58,7 +58,7 @@ export function lineChart({ id, title, series, xLabel = "step" }) {
     const y = y0 + ((y1 - y0) * i) / 4;
     root.append(svg("line", { class: "grid", x1: PAD.left, x2: W - PAD.right, y1: py(y), y2: py(y) }));
     const label = svg("text", { class: "tick", x: PAD.left - 6, y: py(y) + 4, "text-anchor": "end" });
-    label.textContent = fmt(y);
+    label.textContent = fmt(y, 3);
     root.append(label);
   }
   for (const [x, anchor] of [
