@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kiln.serve.found import relative_name, walk_dirs
+from kiln.serve.found import relative_name, reused_briefly, walk_dirs
 
 STATS_FILE = "stats.json"
 SAMPLES_FILE = "dropped_samples.json"
@@ -44,6 +44,7 @@ def _is_clean_stats(path: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("steps"), list) and "documents_out" in data
 
 
+@reused_briefly
 def find_outputs(root: Path | None) -> dict[str, Path]:
     """name (relative path, '.' for the root itself) -> directory of every clean output under `root`."""
     if root is None:

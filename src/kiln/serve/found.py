@@ -7,9 +7,12 @@ name nothing outside the directory (and neither can a symbolic link: the walk do
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from kiln.serve.errors import APIError
 
@@ -18,6 +21,27 @@ from kiln.serve.errors import APIError
 SKIPPED_DIRS = frozenset({"checkpoints", "tensorboard", "data", "items", "tokenizer", "__pycache__", "node_modules"})
 MAX_DEPTH = 5  # folders below the root a walk looks into
 MAX_DIRS = 20_000  # folders a walk visits at most, so a huge tree costs a bounded time
+FRESH_S = 2.0  # how long a walk's result is reused: the dashboard polls every run every 2 s, each poll needs it
+
+T = TypeVar("T")
+
+
+def reused_briefly(fn: Callable[[Path], T]) -> Callable[[Path], T]:
+    """`fn(root)` computed at most once per FRESH_S seconds per root, so polling several runs costs one walk, not
+    one per request; a new run or output still shows within seconds."""
+    results: dict[Path, tuple[float, Any]] = {}
+
+    @functools.wraps(fn)
+    def wrapper(root: Path) -> T:
+        now = time.monotonic()
+        hit = results.get(root)
+        if hit is not None and now - hit[0] < FRESH_S:
+            return hit[1]
+        value = fn(root)
+        results[root] = (now, value)
+        return value
+
+    return wrapper
 
 
 def walk_dirs(root: Path) -> Iterator[tuple[Path, list[str]]]:

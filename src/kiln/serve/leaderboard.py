@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from kiln.serve.found import relative_name, walk_dirs
+from kiln.serve.found import relative_name, reused_briefly, walk_dirs
 
 RESULTS_FILE = "results.json"
 MAX_RESULTS_BYTES = 8 << 20
@@ -55,6 +55,7 @@ def read_result(root: Path, file: Path) -> dict[str, Any] | None:
     }
 
 
+@reused_briefly
 def leaderboard(root: Path) -> dict[str, Any]:
     """Rows (best centred score first) and the union of their task names (sorted), for a checkpoints x tasks table."""
     rows = [

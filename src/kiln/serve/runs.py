@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kiln.serve.found import relative_name, walk_dirs
+from kiln.serve.found import relative_name, reused_briefly, walk_dirs
 
 METRICS_FILE = "metrics.jsonl"
 MAX_READ_BYTES = 4 << 20  # per poll: a long run's history arrives in a few polls rather than one huge answer
@@ -31,6 +31,7 @@ class MetricsChunk:
     size: int  # the file's size now; next_offset < size means more is waiting
 
 
+@reused_briefly
 def find_runs(root: Path) -> dict[str, Path]:
     """name (relative path) -> directory of every run under `root`."""
     return {relative_name(root, d): d for d, files in walk_dirs(root) if METRICS_FILE in files}

@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kiln.serve.found import relative_name, walk_dirs
+from kiln.serve.found import relative_name, reused_briefly, walk_dirs
 
 FIT_FILE = "fit.json"
 PLOT_FILES = {"sweep.svg": "image/svg+xml", "sweep.png": "image/png"}  # the only files the plot route serves
 MAX_FIT_BYTES = 4 << 20
 
 
+@reused_briefly
 def find_sweeps(root: Path) -> dict[str, Path]:
     """name (relative path) -> directory of every sweep (a folder with fit.json) under `root`."""
     return {relative_name(root, d): d for d, files in walk_dirs(root) if FIT_FILE in files}

@@ -27,6 +27,7 @@ export function initDashboard() {
   let timer = null;
   let ticks = 0;
   let busy = false;
+  let listed = "";
 
   const error = (e) => showBanner($("#dash-error"), e ? e.message : "");
 
@@ -43,7 +44,9 @@ export function initDashboard() {
       else runs.get(info.name).info = info;
     }
     if (fresh) j.runs.slice(0, 3).forEach((r) => (runs.get(r.name).checked = true)); // the most recent ones
-    renderRunList();
+    const shape = [...runs.entries()].map(([n, r]) => `${n}:${r.info.stage}`).join("|");
+    if (shape !== listed) renderRunList(); // rebuilt only when runs come or go, so focus and clicks are kept
+    listed = shape;
   }
 
   function renderRunList() {
