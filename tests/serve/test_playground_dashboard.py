@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import CHROMIUM, chromium, open_page
+from browser_support import launch, needs_chromium, open_page
 from playwright.sync_api import expect
 from serve_support import run_server
 
@@ -146,9 +146,7 @@ def test_sweep_summary_and_plot(dash):
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("needs a chromium executable (Debian's `chromium` package; CI installs it)")
-    with chromium() as b:
+    with launch() as b:
         yield b
 
 
@@ -157,6 +155,7 @@ def plotted(page, metric: str, run: str) -> list[list[float]]:
     return json.loads(page.get_attribute(sel, "data-points"))
 
 
+@needs_chromium
 def test_curves_equal_metrics_jsonl_and_a_new_line_shows_live(browser, dash, models: Path):
     with open_page(browser, dash.base_url, "/#dashboard") as page:
         expect(page.locator(f'#dash-runs input[data-run="{RUN}"]')).to_be_checked()
@@ -193,6 +192,7 @@ def test_curves_equal_metrics_jsonl_and_a_new_line_shows_live(browser, dash, mod
         assert plotted(page, "train_loss", "char") == want
 
 
+@needs_chromium
 def test_leaderboard_table_shows_the_results(browser, dash, models: Path):
     with open_page(browser, dash.base_url, "/#dashboard") as page:
         table = page.get_by_test_id("dash-leaderboard-table")

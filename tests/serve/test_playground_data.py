@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from browser_support import CHROMIUM, chromium, open_page
+from browser_support import launch, needs_chromium, open_page
 from playwright.sync_api import expect
 from serve_support import run_server
 
@@ -135,12 +135,11 @@ def test_without_data_dir_the_tab_says_how(serve_models: Path):
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip("needs a chromium executable (Debian's `chromium` package; CI installs it)")
-    with chromium() as b:
+    with launch() as b:
         yield b
 
 
+@needs_chromium
 def test_funnel_equals_stats_json_and_samples_search_and_source_work(browser, served, data_dir: Path):
     with open_page(browser, served.base_url, "/#data") as page:
         rows = page.locator("#data-funnel tbody tr")
@@ -176,6 +175,7 @@ def test_funnel_equals_stats_json_and_samples_search_and_source_work(browser, se
         assert "<html" in page.get_by_test_id("data-doc-source").inner_text().lower()
 
 
+@needs_chromium
 def test_the_tab_explains_how_to_set_data_dir(browser, serve_models: Path):
     with run_server(serve_models) as plain, open_page(browser, plain.base_url, "/#data") as page:
         expect(page.get_by_test_id("data-hint")).to_contain_text("data_dir=")
