@@ -191,6 +191,12 @@ def test_curves_equal_metrics_jsonl_and_a_new_line_shows_live(browser, dash, mod
         ]
         assert plotted(page, "train_loss", "char") == want
 
+        # by tokens rather than steps
+        page.select_option("#dash-x", "tokens")
+        lines = [r for r in records(models / "char") if isinstance(r.get("train_loss"), float) and "tokens" in r]
+        want = [[r["tokens"], r["train_loss"]] for r in lines]
+        assert plotted(page, "train_loss", "char") == want
+
 
 @needs_chromium
 def test_leaderboard_table_shows_the_results(browser, dash, models: Path):

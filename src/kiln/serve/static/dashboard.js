@@ -19,6 +19,7 @@ const MAIN = [
   ["mfu", "MFU"],
 ];
 const NOT_CURVES = new Set(["step", "tokens", "elapsed_s"]);
+const X_LABELS = { step: "step", tokens: "tokens", elapsed_s: "seconds" };
 const COLOURS = ["#e8590c", "#1c7ed6", "#2f9e44", "#ae3ec9", "#c92a2a", "#0c8599", "#b7791f", "#5c7cfa"];
 const q = encodeURIComponent;
 
@@ -110,6 +111,7 @@ export function initDashboard() {
 
   function renderCharts() {
     const checked = [...runs.entries()].filter(([, r]) => r.checked);
+    const x = $("#dash-x").value; // runs of different batch sizes compare by tokens, of different speeds by time
     const keys = new Set();
     for (const [, r] of checked) for (const rec of r.records) for (const [k, v] of Object.entries(rec)) if (typeof v === "number" && !NOT_CURVES.has(k)) keys.add(k);
     const charts = MAIN.filter(([k]) => keys.has(k) || MAIN.slice(0, 2).some(([m]) => m === k));
@@ -121,9 +123,9 @@ export function initDashboard() {
       const series = checked.map(([name, r]) => ({
         name,
         color: colourOf(name),
-        points: r.records.filter((rec) => typeof rec[key] === "number" && typeof rec.step === "number").map((rec) => [rec.step, rec[key]]),
+        points: r.records.filter((rec) => typeof rec[key] === "number" && typeof rec[x] === "number").map((rec) => [rec[x], rec[key]]),
       }));
-      const fig = lineChart({ id: key, title, series });
+      const fig = lineChart({ id: key, title, series, xLabel: X_LABELS[x] });
       box.append(fig);
       if (open.has(key)) fig.querySelector("details")?.setAttribute("open", "");
     }
@@ -234,6 +236,7 @@ export function initDashboard() {
   }
 
   $("#dash-config-run").addEventListener("change", showConfig);
+  $("#dash-x").addEventListener("change", renderCharts);
   $("#dash-live").addEventListener("change", () => ($("#dash-live").checked ? show() : hide()));
   $("#dash-refresh").addEventListener("click", show);
   return { show, hide };
