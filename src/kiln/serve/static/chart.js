@@ -88,6 +88,7 @@ export function lineChart({ id, title, series, xLabel = "step" }) {
     root.append(line);
   }
   fig.append(root);
+  hoverReadout(root, drawn, { px, x0, x1, xLabel });
 
   const legend = el("ul", { class: "chart-legend" });
   for (const s of drawn) {
@@ -115,4 +116,31 @@ export function lineChart({ id, title, series, xLabel = "step" }) {
   });
   fig.append(details);
   return fig;
+}
+
+/** A vertical rule and each run's value at the x nearest the pointer, while the pointer is over the chart. */
+function hoverReadout(root, drawn, { px, x0, x1, xLabel }) {
+  const rule = svg("line", { class: "hover-rule", y1: PAD.top, y2: H - PAD.bottom, visibility: "hidden" });
+  const label = svg("text", { class: "hover-text", y: PAD.top + 12, visibility: "hidden" });
+  root.append(rule, label);
+  root.addEventListener("mousemove", (e) => {
+    const box = root.getBoundingClientRect();
+    const sx = ((e.clientX - box.left) / box.width) * W; // pointer in viewBox units
+    const x = x0 + ((sx - PAD.left) / (W - PAD.left - PAD.right)) * (x1 - x0);
+    const near = (pts) => pts.reduce((best, p) => (Math.abs(p[0] - x) < Math.abs(best[0] - x) ? p : best));
+    const hits = drawn.map((s) => [s.name, near(s.points)]);
+    const at = hits[0][1][0];
+    rule.setAttribute("x1", px(at));
+    rule.setAttribute("x2", px(at));
+    const right = px(at) > W / 2;
+    label.setAttribute("x", px(at) + (right ? -6 : 6));
+    label.setAttribute("text-anchor", right ? "end" : "start");
+    label.textContent = `${xLabel} ${fmt(at)}: ` + hits.map(([name, p]) => (drawn.length > 1 ? `${name} ` : "") + fmt(p[1])).join(", ");
+    rule.setAttribute("visibility", "visible");
+    label.setAttribute("visibility", "visible");
+  });
+  root.addEventListener("mouseleave", () => {
+    rule.setAttribute("visibility", "hidden");
+    label.setAttribute("visibility", "hidden");
+  });
 }
