@@ -94,7 +94,12 @@ export function lineChart({ id, title, series, xLabel = "step" }) {
   for (const s of drawn) {
     const [x, y] = s.points.at(-1);
     legend.append(
-      el("li", {}, el("span", { class: "dash-swatch", style: `background:${s.color}` }), `${s.name}: ${fmt(y)} at ${fmt(x)}`),
+      el(
+        "li",
+        {},
+        el("span", { class: "dash-swatch", style: `background:${s.color}` }),
+        `${s.name}: ${fmt(y)} at ${fmt(x)}`,
+      ),
     );
   }
   fig.append(legend);
@@ -103,13 +108,27 @@ export function lineChart({ id, title, series, xLabel = "step" }) {
   details.addEventListener("toggle", () => {
     if (!details.open || details.querySelector("table")) return;
     const body = el("tbody");
-    for (const s of drawn) for (const [x, y] of s.points) body.append(el("tr", {}, el("td", { text: s.name }), el("td", { text: String(x) }), el("td", { text: String(y) })));
+    for (const s of drawn)
+      for (const [x, y] of s.points)
+        body.append(
+          el("tr", {}, el("td", { text: s.name }), el("td", { text: String(x) }), el("td", { text: String(y) })),
+        );
     details.append(
       el(
         "table",
         { class: "table" },
         el("caption", { text: `${title}: every value` }),
-        el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "run" }), el("th", { scope: "col", text: xLabel }), el("th", { scope: "col", text: title }))),
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            el("th", { scope: "col", text: "run" }),
+            el("th", { scope: "col", text: xLabel }),
+            el("th", { scope: "col", text: title }),
+          ),
+        ),
         body,
       ),
     );
@@ -135,7 +154,8 @@ function hoverReadout(root, drawn, { px, x0, x1, xLabel }) {
     const right = px(at) > W / 2;
     label.setAttribute("x", px(at) + (right ? -6 : 6));
     label.setAttribute("text-anchor", right ? "end" : "start");
-    label.textContent = `${xLabel} ${fmt(at)}: ` + hits.map(([name, p]) => (drawn.length > 1 ? `${name} ` : "") + fmt(p[1])).join(", ");
+    label.textContent =
+      `${xLabel} ${fmt(at)}: ` + hits.map(([name, p]) => (drawn.length > 1 ? `${name} ` : "") + fmt(p[1])).join(", ");
     rule.setAttribute("visibility", "visible");
     label.setAttribute("visibility", "visible");
   });

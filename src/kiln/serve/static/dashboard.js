@@ -66,7 +66,13 @@ export function initDashboard() {
       });
       const stage = run.info.stage ? ` (${run.info.stage})` : "";
       box.append(
-        el("label", { class: "check run-choice" }, input, el("span", { class: "dash-swatch", style: `background:${colourOf(name)}` }), name + stage),
+        el(
+          "label",
+          { class: "check run-choice" },
+          input,
+          el("span", { class: "dash-swatch", style: `background:${colourOf(name)}` }),
+          name + stage,
+        ),
       );
       configSelect.append(el("option", { value: name, text: name }));
     }
@@ -93,7 +99,7 @@ export function initDashboard() {
     let changed = false;
     for (const [name, run] of runs) {
       if (!run.checked) continue;
-      for (let more = true; more; ) {
+      for (let more = true; more;) {
         const j = await getJSON(`api/dashboard/metrics?run=${q(name)}&offset=${run.offset}`);
         if (j.reset) {
           run.records = [];
@@ -113,7 +119,9 @@ export function initDashboard() {
     const checked = [...runs.entries()].filter(([, r]) => r.checked);
     const x = $("#dash-x").value; // runs of different batch sizes compare by tokens, of different speeds by time
     const keys = new Set();
-    for (const [, r] of checked) for (const rec of r.records) for (const [k, v] of Object.entries(rec)) if (typeof v === "number" && !NOT_CURVES.has(k)) keys.add(k);
+    for (const [, r] of checked)
+      for (const rec of r.records)
+        for (const [k, v] of Object.entries(rec)) if (typeof v === "number" && !NOT_CURVES.has(k)) keys.add(k);
     const charts = MAIN.filter(([k]) => keys.has(k) || MAIN.slice(0, 2).some(([m]) => m === k));
     for (const k of [...keys].sort()) if (!MAIN.some(([m]) => m === k)) charts.push([k, k]);
     const box = $("#dash-charts");
@@ -123,7 +131,9 @@ export function initDashboard() {
       const series = checked.map(([name, r]) => ({
         name,
         color: colourOf(name),
-        points: r.records.filter((rec) => typeof rec[key] === "number" && typeof rec[x] === "number").map((rec) => [rec[x], rec[key]]),
+        points: r.records
+          .filter((rec) => typeof rec[key] === "number" && typeof rec[x] === "number")
+          .map((rec) => [rec[x], rec[key]]),
       }));
       const fig = lineChart({ id: key, title, series, xLabel: X_LABELS[x] });
       box.append(fig);
@@ -144,32 +154,73 @@ export function initDashboard() {
     box.replaceChildren();
     const rows = j.rows.filter((r) => !r.problem);
     if (!rows.length) {
-      box.append(el("p", { class: "hint", text: "No eval results under the models directory yet: kiln eval CHECKPOINT arc_easy out_dir=CHECKPOINT/eval writes one (results.json)." }));
+      box.append(
+        el("p", {
+          class: "hint",
+          text: "No eval results under the models directory yet: kiln eval CHECKPOINT arc_easy out_dir=CHECKPOINT/eval writes one (results.json).",
+        }),
+      );
     } else {
-      const head = el("tr", {}, el("th", { scope: "col", text: "results" }), el("th", { scope: "col", text: "checkpoint" }));
+      const head = el(
+        "tr",
+        {},
+        el("th", { scope: "col", text: "results" }),
+        el("th", { scope: "col", text: "checkpoint" }),
+      );
       for (const t of j.tasks) head.append(el("th", { scope: "col", text: t }));
       head.append(el("th", { scope: "col", text: "centred mean" }));
       const body = el("tbody");
       for (const r of rows) {
-        const tr = el("tr", { "data-name": r.name }, el("th", { scope: "row", text: r.name }), el("td", { class: "mono", text: r.checkpoint }));
+        const tr = el(
+          "tr",
+          { "data-name": r.name },
+          el("th", { scope: "row", text: r.name }),
+          el("td", { class: "mono", text: r.checkpoint }),
+        );
         for (const t of j.tasks) {
           const s = r.tasks[t];
           const acc = s && s.acc !== undefined && s.acc !== null ? s.acc : null;
           const err = s && typeof s.acc_stderr === "number" ? ` ±${s.acc_stderr.toFixed(3)}` : "";
-          tr.append(el("td", { class: "num", "data-task": t, "data-acc": acc ?? "", "data-stderr": s?.acc_stderr ?? "", text: acc === null ? "–" : acc.toFixed(4) + err }));
+          tr.append(
+            el("td", {
+              class: "num",
+              "data-task": t,
+              "data-acc": acc ?? "",
+              "data-stderr": s?.acc_stderr ?? "",
+              text: acc === null ? "–" : acc.toFixed(4) + err,
+            }),
+          );
         }
-        tr.append(el("td", { class: "num", "data-task": "centred", "data-acc": r.centred ?? "", text: r.centred === null ? "–" : r.centred.toFixed(4) }));
+        tr.append(
+          el("td", {
+            class: "num",
+            "data-task": "centred",
+            "data-acc": r.centred ?? "",
+            text: r.centred === null ? "–" : r.centred.toFixed(4),
+          }),
+        );
         body.append(tr);
       }
-      box.append(el("table", { class: "table", "data-testid": "dash-leaderboard-table" }, el("caption", { text: "Accuracy (± standard error) per task; best centred mean first" }), el("thead", {}, head), body));
+      box.append(
+        el(
+          "table",
+          { class: "table", "data-testid": "dash-leaderboard-table" },
+          el("caption", { text: "Accuracy (± standard error) per task; best centred mean first" }),
+          el("thead", {}, head),
+          body,
+        ),
+      );
     }
-    for (const r of j.rows.filter((x) => x.problem)) box.append(el("p", { class: "hint", text: `${r.name}/results.json: ${r.problem}` }));
+    for (const r of j.rows.filter((x) => x.problem))
+      box.append(el("p", { class: "hint", text: `${r.name}/results.json: ${r.problem}` }));
   }
 
   async function plotImage(sweep, file) {
     // fetched rather than linked, so the API key (an Authorization header) goes with it
     const key = prefs.get("apiKey");
-    const res = await fetch(`api/dashboard/sweep_plot?sweep=${q(sweep)}&file=${q(file)}`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+    const res = await fetch(`api/dashboard/sweep_plot?sweep=${q(sweep)}&file=${q(file)}`, {
+      headers: key ? { Authorization: `Bearer ${key}` } : {},
+    });
     if (!res.ok) throw new ApiError(`${file}: ${res.status}`, res.status);
     return URL.createObjectURL(await res.blob());
   }
@@ -179,7 +230,12 @@ export function initDashboard() {
     const box = $("#dash-sweeps");
     box.replaceChildren();
     if (!j.sweeps.length) {
-      box.append(el("p", { class: "hint", text: "No scaling sweep under the models directory: kiln sweep --out DIR writes fit.json and sweep.svg." }));
+      box.append(
+        el("p", {
+          class: "hint",
+          text: "No scaling sweep under the models directory: kiln sweep --out DIR writes fit.json and sweep.svg.",
+        }),
+      );
       return;
     }
     for (const s of j.sweeps) {
@@ -188,15 +244,54 @@ export function initDashboard() {
       const file = s.plots.includes("sweep.svg") ? "sweep.svg" : s.plots[0];
       if (file) {
         const img = el("img", { class: "sweep-plot", alt: `IsoFLOP curves and fitted scaling laws of ${s.name}` });
-        plotImage(s.name, file).then((url) => (img.src = url), (e) => part.append(el("p", { class: "hint", text: e.message })));
+        plotImage(s.name, file).then(
+          (url) => (img.src = url),
+          (e) => part.append(el("p", { class: "hint", text: e.message })),
+        );
         part.append(img);
       }
-      if (s.approach3) part.append(el("p", { text: `Fit (approach 3): L = ${fmt(s.approach3.E)} + ${fmt(s.approach3.A)}/N^${fmt(s.approach3.alpha)} + ${fmt(s.approach3.B)}/D^${fmt(s.approach3.beta)}` }));
+      if (s.approach3)
+        part.append(
+          el("p", {
+            text: `Fit (approach 3): L = ${fmt(s.approach3.E)} + ${fmt(s.approach3.A)}/N^${fmt(s.approach3.alpha)} + ${fmt(s.approach3.B)}/D^${fmt(s.approach3.beta)}`,
+          }),
+        );
       if (s.approach2) part.append(el("p", { text: `Approach 2: N_opt ∝ C^${fmt(s.approach2.a)}` }));
       if (s.runs && s.runs.length) {
         const body = el("tbody");
-        for (const r of s.runs) body.append(el("tr", {}, ...["name", "budget", "params", "tokens", "val_loss"].map((k, i) => el(i ? "td" : "th", { scope: i ? undefined : "row", class: i ? "num" : undefined, text: r[k] === null || r[k] === undefined ? "–" : typeof r[k] === "number" ? fmt(r[k]) : String(r[k]) }))));
-        part.append(el("table", { class: "table" }, el("caption", { text: `Runs of ${s.name}` }), el("thead", {}, el("tr", {}, ...["run", "budget (FLOPs)", "params", "tokens", "val loss"].map((t) => el("th", { scope: "col", text: t })))), body));
+        for (const r of s.runs)
+          body.append(
+            el(
+              "tr",
+              {},
+              ...["name", "budget", "params", "tokens", "val_loss"].map((k, i) =>
+                el(i ? "td" : "th", {
+                  scope: i ? undefined : "row",
+                  class: i ? "num" : undefined,
+                  text: r[k] === null || r[k] === undefined ? "–" : typeof r[k] === "number" ? fmt(r[k]) : String(r[k]),
+                }),
+              ),
+            ),
+          );
+        part.append(
+          el(
+            "table",
+            { class: "table" },
+            el("caption", { text: `Runs of ${s.name}` }),
+            el(
+              "thead",
+              {},
+              el(
+                "tr",
+                {},
+                ...["run", "budget (FLOPs)", "params", "tokens", "val loss"].map((t) =>
+                  el("th", { scope: "col", text: t }),
+                ),
+              ),
+            ),
+            body,
+          ),
+        );
       }
       box.append(part);
     }

@@ -12,9 +12,21 @@ const q = encodeURIComponent;
 function pager(box, { offset, total, load, label }) {
   const end = Math.min(offset + PAGE, total);
   box.replaceChildren(
-    el("button", { class: "small", disabled: offset === 0 || undefined, onclick: () => load(Math.max(0, offset - PAGE)), text: "Previous", "aria-label": `Previous ${label}` }),
+    el("button", {
+      class: "small",
+      disabled: offset === 0 || undefined,
+      onclick: () => load(Math.max(0, offset - PAGE)),
+      text: "Previous",
+      "aria-label": `Previous ${label}`,
+    }),
     el("span", { class: "muted", "data-role": "range", text: total ? `${offset + 1}–${end} of ${total}` : "none" }),
-    el("button", { class: "small", disabled: end >= total || undefined, onclick: () => load(offset + PAGE), text: "Next", "aria-label": `Next ${label}` }),
+    el("button", {
+      class: "small",
+      disabled: end >= total || undefined,
+      onclick: () => load(offset + PAGE),
+      text: "Next",
+      "aria-label": `Next ${label}`,
+    }),
   );
 }
 
@@ -23,13 +35,26 @@ export function initData() {
   let reason = "";
   let query = "";
   const error = (e) => showBanner($("#data-error"), e ? e.message : "");
-  const api = (route, params) => getJSON(`api/data/${route}?` + Object.entries({ output, ...params }).map(([k, v]) => `${k}=${q(v)}`).join("&"));
+  const api = (route, params) =>
+    getJSON(
+      `api/data/${route}?` +
+        Object.entries({ output, ...params })
+          .map(([k, v]) => `${k}=${q(v)}`)
+          .join("&"),
+    );
 
   async function loadOutputs() {
     const j = await getJSON("api/data/outputs");
     const select = $("#data-output");
     const chosen = select.value;
-    select.replaceChildren(...j.outputs.map((o) => el("option", { value: o.name, text: `${o.name} (${o.documents_in ?? "?"} → ${o.documents_out ?? "?"} documents)` })));
+    select.replaceChildren(
+      ...j.outputs.map((o) =>
+        el("option", {
+          value: o.name,
+          text: `${o.name} (${o.documents_in ?? "?"} → ${o.documents_out ?? "?"} documents)`,
+        }),
+      ),
+    );
     select.disabled = !j.outputs.length;
     $("#data-hint").textContent = j.hint || "";
     $("#data-hint").hidden = !j.hint;
@@ -56,7 +81,16 @@ export function initData() {
     for (const s of stats.steps) {
       const reasons = el("div", { class: "reasons" });
       for (const [r, n] of Object.entries(s.dropped_by_reason || {})) {
-        reasons.append(el("button", { class: "small reason", "data-reason": r, "data-count": n, title: `Show dropped samples for ${r}`, onclick: () => pickReason(r), text: `${r} ${n}` }));
+        reasons.append(
+          el("button", {
+            class: "small reason",
+            "data-reason": r,
+            "data-count": n,
+            title: `Show dropped samples for ${r}`,
+            onclick: () => pickReason(r),
+            text: `${r} ${n}`,
+          }),
+        );
       }
       const width = first ? (100 * s.kept) / first : 0;
       body.append(
@@ -67,14 +101,22 @@ export function initData() {
           el("td", { class: "num", "data-col": "in", text: String(s.in) }),
           el("td", { class: "num", "data-col": "kept", text: String(s.kept) }),
           el("td", { class: "num", "data-col": "dropped", text: String(s.dropped) }),
-          el("td", { class: "bar-cell" }, el("span", { class: "funnel-bar", style: `width:${width.toFixed(1)}%`, "aria-hidden": "true" })),
+          el(
+            "td",
+            { class: "bar-cell" },
+            el("span", { class: "funnel-bar", style: `width:${width.toFixed(1)}%`, "aria-hidden": "true" }),
+          ),
           el("td", {}, reasons),
         ),
       );
     }
-    $("#data-funnel-total").textContent = `${stats.documents_out} documents kept of ${first} read, in ${(stats.seconds || 0).toFixed(1)} s`;
+    $("#data-funnel-total").textContent =
+      `${stats.documents_out} documents kept of ${first} read, in ${(stats.seconds || 0).toFixed(1)} s`;
     const reasons = [...new Set(stats.steps.flatMap((s) => Object.keys(s.dropped_by_reason || {})))];
-    $("#data-reason").replaceChildren(el("option", { value: "", text: "every reason" }), ...reasons.map((r) => el("option", { value: r, text: r })));
+    $("#data-reason").replaceChildren(
+      el("option", { value: "", text: "every reason" }),
+      ...reasons.map((r) => el("option", { value: r, text: r })),
+    );
   }
 
   async function pickReason(r) {
@@ -93,13 +135,29 @@ export function initData() {
         el(
           "li",
           { class: "doc", "data-reason": d.reason },
-          el("div", { class: "doc-head" }, el("span", { class: "badge", text: `${d.step}: ${d.reason}` }), el("span", { class: "mono url", text: d.url || d.id })),
-          el("details", {}, el("summary", { text: (d.text || "").slice(0, 160) || "(no text)" }), el("pre", { class: "doc-text", text: d.text || "" })),
+          el(
+            "div",
+            { class: "doc-head" },
+            el("span", { class: "badge", text: `${d.step}: ${d.reason}` }),
+            el("span", { class: "mono url", text: d.url || d.id }),
+          ),
+          el(
+            "details",
+            {},
+            el("summary", { text: (d.text || "").slice(0, 160) || "(no text)" }),
+            el("pre", { class: "doc-text", text: d.text || "" }),
+          ),
         ),
       );
     }
-    if (!j.items.length) list.append(el("li", { class: "hint", text: reason ? `No sample kept for ${reason}.` : "No dropped samples." }));
-    pager($("#data-dropped-pager"), { offset, total: j.total, load: (o) => loadDropped(o).catch(error), label: "dropped samples" });
+    if (!j.items.length)
+      list.append(el("li", { class: "hint", text: reason ? `No sample kept for ${reason}.` : "No dropped samples." }));
+    pager($("#data-dropped-pager"), {
+      offset,
+      total: j.total,
+      load: (o) => loadDropped(o).catch(error),
+      label: "dropped samples",
+    });
   }
 
   async function loadDocuments(offset) {
@@ -115,13 +173,28 @@ export function initData() {
           el("td", { text: d.metadata.language ?? "–" }),
           el("td", { class: "num", text: String(d.chars) }),
           el("td", { class: "excerpt", text: d.text.slice(0, 200) }),
-          el("td", {}, el("button", { class: "small", text: "Open", "aria-label": `Open ${d.url || d.id}`, onclick: () => openDocument(d.shard, d.row).catch(error) })),
+          el(
+            "td",
+            {},
+            el("button", {
+              class: "small",
+              text: "Open",
+              "aria-label": `Open ${d.url || d.id}`,
+              onclick: () => openDocument(d.shard, d.row).catch(error),
+            }),
+          ),
         ),
       );
     }
     const note = j.truncated ? ` (searched the first ${j.scanned} documents only)` : "";
-    $("#data-docs-count").textContent = (query ? `${j.total} documents contain "${query}"` : `${j.total} documents`) + note;
-    pager($("#data-docs-pager"), { offset, total: j.total, load: (o) => loadDocuments(o).catch(error), label: "documents" });
+    $("#data-docs-count").textContent =
+      (query ? `${j.total} documents contain "${query}"` : `${j.total} documents`) + note;
+    pager($("#data-docs-pager"), {
+      offset,
+      total: j.total,
+      load: (o) => loadDocuments(o).catch(error),
+      label: "documents",
+    });
   }
 
   async function openDocument(shard, row) {
@@ -132,7 +205,8 @@ export function initData() {
     $("#data-doc-text").textContent = d.text;
     const meta = $("#data-doc-meta");
     meta.replaceChildren();
-    for (const [k, v] of Object.entries({ id: d.id, shard: d.shard, row: d.row, ...d.metadata })) meta.append(el("dt", { text: k }), el("dd", { text: String(v) }));
+    for (const [k, v] of Object.entries({ id: d.id, shard: d.shard, row: d.row, ...d.metadata }))
+      meta.append(el("dt", { text: k }), el("dd", { text: String(v) }));
     const src = $("#data-doc-source");
     src.textContent = "looking for the WARC record…";
     $("#data-doc-source-note").textContent = "";
