@@ -461,7 +461,9 @@ class Quickstart:
             from kiln.stages import STAGES
 
             # Through the stage table: nothing below the CLI imports kiln.serve (import-linter checks it).
-            serve_config = STAGES["serve"].config_class()(models=self.ws / "models", port=self.cfg.port)
+            serve_config = STAGES["serve"].config_class()(
+                models=self.ws / "models", port=self.cfg.port, data_dir=self.path("clean")
+            )
             self.out(
                 f"\n== {len(self.stages()) + 1}. Play: the OpenAI-compatible API and the playground (Ctrl-C to stop)"
             )

@@ -18,7 +18,7 @@ from kiln.serve.arena.store import ArenaStore
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
 from kiln.serve.middleware import BodyLimit, auth_and_count
-from kiln.serve.routes import arena, docs, openai, ops, playground
+from kiln.serve.routes import arena, dashboard, data, docs, openai, ops, playground
 from kiln.serve.state import ServerState
 
 
@@ -38,7 +38,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.arena = ArenaStore(arena.arena_directory(config))
     install_error_handlers(app)
     app.middleware("http")(auth_and_count)
-    for module in (ops, openai, playground, docs, arena):
+    for module in (ops, openai, playground, docs, arena, dashboard, data):
         app.include_router(module.router)
     app.mount("/static", playground.static_files(), name="static")
     app.mount(docs.ASSETS_URL, docs.asset_files(), name="docs-assets")  # /docs without a CDN

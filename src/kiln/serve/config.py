@@ -59,6 +59,9 @@ class ServeConfig:
     from it). Unset: arena/ inside the models directory."""
     access_log: bool = True
     """One line per request on stderr (method, path, model, status, tokens, time in ms) and one per model loaded."""
+    data_dir: Path | None = None
+    """A kiln clean output, or a directory holding several, for the playground's Data tab (unset: the tab says how
+    to set it, e.g. `kiln serve --models runs data_dir=runs/clean`)."""
 
     def validate(self) -> None:
         """Refuse values that cannot work, naming the field (ValueError)."""
@@ -76,6 +79,8 @@ class ServeConfig:
         resolve_dtype(self.dtype)
         if resolve_device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device={self.device}: kiln serve runs on cpu or cuda")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise ValueError(f"data_dir: {self.data_dir} is not a directory (a kiln clean output, or a folder of them)")
         if self.log_level.lower() not in LOG_LEVELS:
             raise ValueError(f"log_level: must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
 

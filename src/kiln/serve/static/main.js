@@ -5,6 +5,8 @@
 import { getJSON } from "./api.js";
 import { initArena } from "./arena.js";
 import { initCompare } from "./compare.js";
+import { initDashboard } from "./dashboard.js";
+import { initData } from "./data.js";
 import { initExplainer } from "./explainer.js";
 import { initGenerate } from "./generate.js";
 import { prefs, store } from "./state.js";
@@ -13,7 +15,7 @@ import { initTokenizerTab } from "./tokenizers.js";
 import { initTooltip } from "./tokens.js";
 import { $, setStatus, showBanner } from "./util.js";
 
-const TABS = ["generate", "explain", "tokenize", "compare", "arena"];
+const TABS = ["generate", "explain", "tokenize", "compare", "arena", "dashboard", "data"];
 
 function start() {
   const tooltip = initTooltip();
@@ -22,6 +24,8 @@ function start() {
   const tokenizers = initTokenizerTab();
   const compare = initCompare();
   const arena = initArena();
+  const dashboard = initDashboard();
+  const data = initData();
 
   /** Ask the server for its models and hand them to every tab; false if it refused or cannot be reached. */
   async function loadModels() {
@@ -51,6 +55,9 @@ function start() {
     markSelected(name);
     tooltip.hide();
     if (name === "explain") explainer.fetch();
+    if (name === "dashboard") dashboard.show();
+    else dashboard.hide(); // stops polling the runs' metrics
+    if (name === "data") data.show();
   }
 
   const keyInput = $("#api-key");
