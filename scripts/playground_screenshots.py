@@ -4,7 +4,8 @@ It trains two tiny models on the bundled Tiny Shakespeare (about half a minute o
 with --models), serves them with `kiln serve` on a free 127.0.0.1 port, opens the page in Debian's chromium
 (Playwright) and writes docs/images/playground-<tab>.png for every tab the page has ([role=tab], so tabs added
 later are covered), each tab first put to work (a seeded generation, the explainer's bars, two tokenizers,
-a comparison), plus the Generate tab on a phone-sized screen.
+a comparison, two arena votes, the runs' curves, the funnel of a real `kiln clean` of two bundled WARCs),
+plus the Generate tab on a phone-sized screen.
 """
 
 from __future__ import annotations
@@ -40,7 +41,15 @@ def train_models(root: Path) -> Path:
     models, tok, shards = root / "models", root / "tok", root / "shards"
     run(["tokenizer", "train", str(SHAKESPEARE), "--vocab-size", "400", "--chat-tokens", "--out", str(tok), "--quiet"])
     run(["tokenize", str(SHAKESPEARE), "--tokenizer", str(tok), "--out", str(shards), "--quiet", "--workers", "1"])
-    common = ["preset=tiny", "eval_batches=1", "sample_tokens=0", "device=cpu", "warmup_steps=10", "log_interval=1000"]
+    common = [
+        "preset=tiny",
+        "eval_batches=1",
+        "sample_tokens=0",
+        "device=cpu",
+        "warmup_steps=10",
+        "log_interval=5",
+        "eval_interval=30",
+    ]
     bpe = ["model.n_layer=2", "model.n_embd=64", "model.n_head=4", "model.block_size=128", "batch_size=16"]
     run(["train", f"data={shards}", *common, *bpe, "max_steps=150", "lr=3e-3", f"out_dir={models / 'shakespeare-bpe'}"])
     char = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=64", "batch_size=8"]
@@ -55,8 +64,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(models: Path, port: int) -> subprocess.Popen:
+def clean_sample(root: Path) -> Path:
+    """A real `kiln clean` of two bundled WARC samples, for the Data tab."""
+    warcs = ROOT / "src" / "kiln" / "assets" / "quickstart" / "warc"
+    inputs = [str(warcs / "wget-sample-0000.warc.gz"), str(warcs / "whirlwind.warc.gz")]
+    run(["clean", *inputs, "--out", str(root / "web")])
+    return root
+
+
+def start_server(models: Path, port: int, data_dir: Path | None = None) -> subprocess.Popen:
     argv = [sys.executable, "-m", "kiln", "serve", f"models={models}", f"port={port}"]
+    if data_dir is not None:
+        argv.append(f"data_dir={data_dir}")
     if VOCABS.is_dir():
         argv.append(f"vocab_dir={VOCABS}")
     server = subprocess.Popen(argv)
@@ -95,6 +114,18 @@ def prepare(page: Page, tab: str) -> None:
         page.fill("#cmp-prompt", "KING:")
         page.click("#cmp-run")
         page.wait_for_selector("#cmp-run:enabled")
+    elif tab == "arena":
+        page.fill("[data-testid=arena-prompt]", "ROMEO:")
+        page.fill("[data-testid=arena-seed]", "3")
+        for winner in ("a", "tie"):
+            page.click("[data-testid=arena-run]")
+            page.wait_for_selector("[data-testid=arena-vote-a]:enabled")
+            page.click(f"[data-testid=arena-vote-{winner}]")
+        page.wait_for_selector("#arena-board-rows tr")
+    elif tab == "dashboard":
+        page.wait_for_selector("#dash-charts svg")
+    elif tab == "data":
+        page.wait_for_selector("[data-testid=data-funnel] tbody tr")
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(300)
 
@@ -137,8 +168,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kiln-shots-") as tmp:
         models = args.models or train_models(Path(tmp))
+        data_dir = clean_sample(Path(tmp) / "clean")
         port = free_port()
-        server = start_server(models, port)
+        server = start_server(models, port, data_dir)
         try:
             for path in shoot(f"http://127.0.0.1:{port}", args.out, chromium):
                 print(f"{path}  {path.stat().st_size // 1024} KB")
