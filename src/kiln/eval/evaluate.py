@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kiln.eval.generative import GenerationSettings, evaluate_generative
+from kiln.eval.generation_settings import GenerationSettings
+from kiln.eval.generative import evaluate_generative
 from kiln.eval.metrics import decide, task_scores
 from kiln.eval.requests import encode_pair, end_of_text, fewshot_prefix, pairs
 from kiln.eval.scoring import Progress, score_pairs

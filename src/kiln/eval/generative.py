@@ -13,11 +13,11 @@ each k in pass_k uses the unbiased estimator (kiln.eval.passk).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import torch
 
 from kiln.eval.extract import FILTERS, exact_match, extract
+from kiln.eval.generation_settings import GenerationSettings
 from kiln.eval.gsm8k import STOP_STRINGS, prompt_ids, stop_ids
 from kiln.eval.metrics import mean_stderr
 from kiln.eval.passk import pass_at_k
@@ -31,34 +31,6 @@ from kiln.tokenizer import Tokenizer
 
 # Short names of the harness's two filters, for metric keys ("exact_match_strict", "pass@4_flexible").
 SHORT = {"strict-match": "strict", "flexible-extract": "flexible"}
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How answers are generated (EvalConfig's generation fields)."""
-
-    max_new_tokens: int = 256
-    """The harness's max_gen_toks default."""
-    temperature: float = 0.0
-    top_p: float = 1.0
-    num_samples: int = 1
-    pass_k: tuple[int, ...] = (1,)
-    seed: int = 1234
-    max_batch: int = 32
-
-    def validate(self) -> GenerationSettings:
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.num_samples > 1 and self.temperature == 0:
-            raise ValueError(f"num_samples={self.num_samples} with temperature=0 gives {self.num_samples} copies "
-                             "of the greedy answer: set temperature > 0 to sample")  # fmt: skip
-        for k in self.pass_k:
-            if not 1 <= k <= self.num_samples:
-                raise ValueError(f"pass_k={k} needs 1 <= k <= num_samples (num_samples={self.num_samples})")
-        if self.max_batch < 1:
-            raise ValueError(f"gen_batch must be >= 1, got {self.max_batch}")
-        SamplingParams(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens).validate()
-        return self
 
 
 def generate_all(
@@ -77,8 +49,11 @@ def generate_all(
     room = max(1, ctx - params.max_new_tokens)
     cut = sum(len(p) > room for p in prompts)
     if cut:
-        warnings.warn(f"{cut} of {len(prompts)} prompts are longer than the model's context ({ctx}) less "
-                      f"max_new_tokens ({params.max_new_tokens}); they keep their last {room} tokens", stacklevel=2)  # fmt: skip
+        warnings.warn(
+            f"{cut} of {len(prompts)} prompts are longer than the model's context ({ctx}) less max_new_tokens "
+            f"({params.max_new_tokens}); they keep their last {room} tokens",
+            stacklevel=2,
+        )
     texts = [""] * len(prompts)
 
     def collect(i: int):
