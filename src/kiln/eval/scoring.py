@@ -228,7 +228,13 @@ def _score_batch(
     at_row = 0
     while at_row < len(by_len) and len(rest[by_len[at_row]]) > 1:
         width = len(rest[by_len[at_row]]) - 1
-        chunk = [r for r in by_len[at_row : at_row + max(1, budget // width)] if len(rest[r]) > 1]
+        # A chunk ends at the token budget, or where rows get shorter than half the widest: the body still runs
+        # on padding, so a chunk is never more than half padding (ARC's answers range from one word to a sentence).
+        chunk = [by_len[at_row]]
+        for r in by_len[at_row + 1 :]:
+            if len(rest[r]) <= 1 or (len(chunk) + 1) * width > budget or 2 * (len(rest[r]) - 1) < width:
+                break
+            chunk.append(r)
         at_row += len(chunk)
         tgt = torch.full((len(chunk), width + 1), -1, dtype=torch.long)
         for k, r in enumerate(chunk):
