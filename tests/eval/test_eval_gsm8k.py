@@ -15,7 +15,7 @@ from kiln.eval.evaluate import evaluate_task
 from kiln.eval.extract import FILTERS, exact_match, extract
 from kiln.eval.generation_settings import GenerationSettings
 from kiln.eval.generative import generate_all
-from kiln.eval.gsm8k import plain_prompt, prompt_ids, stop_ids
+from kiln.eval.gsm8k import plain_prompt, prompt_ids, stop_ids, use_chat_template
 from kiln.eval.passk import pass_at_k
 from kiln.eval.tasks import TaskFileError, read_task_file, resolve_task
 from kiln.generate.sampling import SamplingParams
@@ -99,6 +99,17 @@ def test_prompts_plain_for_a_base_tokenizer_and_the_chat_template_for_a_chat_one
                      special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])  # fmt: skip
     assert prompt_ids(chat, task, 2) == render_chat_ids(chat, [("user", q)])
     assert stop_ids(chat) == (chat.special_tokens["<|im_end|>"],)
+    assert prompt_ids(chat, task, 2, chat=False) == chat.encode(f"Question: {q}\nAnswer:")
+    assert stop_ids(chat, chat=False) == (chat.special_tokens["<|endoftext|>"],)
+
+    # Which prompt "auto" picks: kiln vocabularies reserve ChatML's tokens, so a kiln pretraining run's checkpoint
+    # (config.json's train has no source checkpoint) is a base model; a fine-tuned or imported one is a chat model.
+    assert not use_chat_template("auto", chat, {"train": {"preset": "char-cpu", "step": 5}})
+    assert use_chat_template("auto", chat, {"train": {"checkpoint": "runs/base", "preset": "checkpoint"}})
+    assert use_chat_template("auto", chat, {}) and not use_chat_template("auto", byte, {})
+    assert not use_chat_template("no", chat, {}) and use_chat_template("yes", chat, {"train": {}})
+    with pytest.raises(ValueError, match="no chat template"):
+        use_chat_template("yes", byte, {})
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +201,8 @@ def test_kiln_eval_gsm8k_cli_results_and_errors(checkpoint, tmp_path) -> None:
         ([str(bad)], "bad.jsonl:2:"),
         (["gsm8k", "num_samples=2", "temperature=1", "pass_k=[4]"], "pass_k=4 needs 1 <= k <= num_samples"),
         (["gsm8k", "num_samples=3"], "temperature > 0"),
+        (["gsm8k", "chat=maybe"], "chat must be auto, yes or no"),
+        (["gsm8k", "chat=yes"], "no chat template"),
     ]:
         rc, _, err = run_cli(["eval", str(checkpoint), *args])
         assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, (args, err)

@@ -18,6 +18,8 @@ class GenerationSettings:
     pass_k: tuple[int, ...] = (1,)
     seed: int = 1234
     max_batch: int = 32
+    chat: bool | None = None
+    """Prompt with the chat template (None: whenever the tokenizer has one; kiln.eval.gsm8k.use_chat_template)."""
 
     def validate(self) -> GenerationSettings:
         if self.num_samples < 1:

@@ -93,13 +93,13 @@ def evaluate_generative(
     """(scores, per-item decisions, seconds) of one generative task."""
     settings.validate()
     n = settings.num_samples
-    prompts = [prompt_ids(tokenizer, task, i, num_fewshot, seed) for i in range(len(task.items))]
+    prompts = [prompt_ids(tokenizer, task, i, num_fewshot, seed, settings.chat) for i in range(len(task.items))]
     params = SamplingParams(
         temperature=settings.temperature,
         top_p=settings.top_p,
         max_new_tokens=settings.max_new_tokens,
         stop=STOP_STRINGS,
-        stop_token_ids=stop_ids(tokenizer),
+        stop_token_ids=stop_ids(tokenizer, settings.chat),
     )
     sampled = settings.temperature > 0
     gens = [_generator(settings.seed, i, j) if sampled else None for i in range(len(prompts)) for j in range(n)]

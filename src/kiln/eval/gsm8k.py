@@ -1,6 +1,7 @@
 """GSM8K prompts: the chat template for chat models, lm-evaluation-harness's plain few-shot layout otherwise.
 
-- A tokenizer with a chat template's tokens (kiln.tokenizer.chat.template_for) is a chat model's: the question is
+- A chat model (`use_chat_template`: its tokenizer has a chat template's tokens, kiln.tokenizer.chat.template_for,
+  and it is not a kiln pretraining run's checkpoint; or chat=yes) gets its template: the question is
   the user's turn, as `kiln sft` renders GSM8K's {question, answer} records (the user says the question, the
   assistant answers with the worked solution ending "#### N"), and the reply ends at the template's end-of-turn
   token. Few-shot examples become earlier user/assistant turns (the harness's `fewshot_as_multiturn`).
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from kiln.eval.requests import FEWSHOT_DELIMITER, TARGET_DELIMITER, end_of_text
 from kiln.eval.tasks import Item, Task
@@ -45,13 +47,30 @@ def plain_prompt(task: Task, index: int, num_fewshot: int = 0, seed: int = 1234)
     return "".join(solved) + plain_question(task.items[index])
 
 
-def is_chat(tokenizer: Tokenizer) -> bool:
-    return template_for(tokenizer) is not None
+def use_chat_template(mode: str, tokenizer: Tokenizer, meta: dict[str, Any] | None = None) -> bool:
+    """Whether to prompt with the chat template. mode "yes"/"no" decides; "auto": when the tokenizer speaks a
+    template, unless the checkpoint is from a kiln pretraining run (its config.json's `train` has no source
+    `checkpoint`): kiln-trained vocabularies reserve ChatML's tokens so that a base model can later be fine-tuned to
+    chat, so the tokens alone do not make a chat model; a fine-tuned (kiln sft/dpo/rl), imported or hand-saved
+    checkpoint with them is taken as one."""
+    if mode not in ("auto", "yes", "no"):
+        raise ValueError(f"chat must be auto, yes or no, got {mode!r}")
+    has_template = template_for(tokenizer) is not None
+    if mode == "yes" and not has_template:
+        raise ValueError("chat=yes but the tokenizer has no chat template's tokens (ChatML's or Llama 3's)")
+    if mode != "auto":
+        return mode == "yes"
+    train = (meta or {}).get("train")
+    pretrained_here = isinstance(train, dict) and not train.get("checkpoint")
+    return has_template and not pretrained_here
 
 
-def prompt_ids(tokenizer: Tokenizer, task: Task, index: int, num_fewshot: int = 0, seed: int = 1234) -> list[int]:
-    """The prompt's token ids: a chat rendering for a chat tokenizer, the plain few-shot text otherwise."""
-    if is_chat(tokenizer):
+def prompt_ids(
+    tokenizer: Tokenizer, task: Task, index: int, num_fewshot: int = 0, seed: int = 1234, chat: bool | None = None
+) -> list[int]:
+    """The prompt's token ids: a chat rendering for a chat model (chat None: whenever the tokenizer has a
+    template), the plain few-shot text otherwise."""
+    if chat if chat is not None else template_for(tokenizer) is not None:
         turns: list[tuple[str, str]] = []
         for shot in fewshot_items(task, index, num_fewshot, seed):
             turns += [("user", shot.contexts[0]), ("assistant", shot.choices[0])]
@@ -59,7 +78,8 @@ def prompt_ids(tokenizer: Tokenizer, task: Task, index: int, num_fewshot: int = 
     return tokenizer.encode(plain_prompt(task, index, num_fewshot, seed))
 
 
-def stop_ids(tokenizer: Tokenizer) -> tuple[int, ...]:
-    """Token ids that end the answer: the chat template's end of turn, else end-of-text."""
-    end = stop_token(tokenizer) if is_chat(tokenizer) else end_of_text(tokenizer)
+def stop_ids(tokenizer: Tokenizer, chat: bool | None = None) -> tuple[int, ...]:
+    """Token ids that end the answer: the chat template's end of turn for a chat prompt, else end-of-text."""
+    chat = template_for(tokenizer) is not None if chat is None else chat
+    end = stop_token(tokenizer) if chat else end_of_text(tokenizer)
     return () if end is None else (end,)

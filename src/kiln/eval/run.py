@@ -58,6 +58,10 @@ class EvalConfig:
     """Generative tasks: the k of each pass@k reported (each <= num_samples), unbiased estimator of Chen et al."""
     gen_batch: int = 32
     """Generative tasks: sequences decoded together (rows of the continuous batcher)."""
+    chat: str = "auto"
+    """Generative tasks: prompt with the model's chat template (yes), lm-evaluation-harness's plain "Question:
+    ...\nAnswer:" prompt (no), or auto: the template when the tokenizer has one and the checkpoint is not from a
+    kiln pretraining run (kiln vocabularies reserve ChatML's tokens for later fine-tuning)."""
     device: str = "cpu"
     """Torch device to run on (cpu, cuda, mps)."""
     threads: int | None = None
@@ -76,8 +80,9 @@ class EvalConfig:
             return named
         return [] if self.bpb else list(TASK_FILES)
 
-    def generation(self) -> GenerationSettings:
+    def generation(self, chat: bool | None = None) -> GenerationSettings:
         return GenerationSettings(
+            chat=chat,
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
             top_p=self.top_p,
@@ -103,6 +108,8 @@ class EvalConfig:
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise FileNotFoundError(f"data_dir {self.data_dir} is not a directory")
         self.generation().validate()
+        if self.chat not in ("auto", "yes", "no"):
+            raise ValueError(f"chat must be auto, yes or no, got {self.chat!r}")
         if self.per_item and self.out_dir is None:
             raise ValueError("per_item needs out_dir (where items/<task>.jsonl go)")
         return self
@@ -164,6 +171,7 @@ def run(config: EvalConfig) -> EvalSummary:
 
     from kiln.eval.bpb import bits_per_byte, documents
     from kiln.eval.evaluate import evaluate_task
+    from kiln.eval.gsm8k import use_chat_template
     from kiln.eval.requests import end_of_text
     from kiln.eval.results import SCHEMA_VERSION, centred_stderr, checkpoint_record, now_utc
     from kiln.eval.tasks import resolve_task
@@ -177,6 +185,7 @@ def run(config: EvalConfig) -> EvalSummary:
     model, tokenizer, meta = load_checkpoint(config.checkpoint, device=config.device)
     started = now_utc()
     tokenizer = tokenizer or ByteTokenizer()
+    chat = use_chat_template(config.chat, tokenizer, meta)
     out = Path(config.out_dir) if config.out_dir is not None else None
 
     results, items, seconds = {}, 0, 0.0
@@ -189,7 +198,7 @@ def run(config: EvalConfig) -> EvalSummary:
             seed=config.seed,
             batch_tokens=config.batch_tokens,
             progress=config.progress,
-            generation=config.generation(),
+            generation=config.generation(chat),
         )
         results[task.name] = {
             **r.scores,
@@ -200,6 +209,8 @@ def run(config: EvalConfig) -> EvalSummary:
             "source": task.path,
             "centred_stderr": r.scores["acc_stderr"] / (1 - r.scores["random_baseline"]),
         }
+        if r.kind == "gen":
+            results[task.name]["chat_template"] = chat
         items, seconds = items + r.items, seconds + r.seconds
         if out is not None and config.per_item:
             (out / "items").mkdir(parents=True, exist_ok=True)
