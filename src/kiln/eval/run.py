@@ -59,9 +59,9 @@ class EvalConfig:
     gen_batch: int = 32
     """Generative tasks: sequences decoded together (rows of the continuous batcher)."""
     chat: str = "auto"
-    """Generative tasks: prompt with the model's chat template (yes), lm-evaluation-harness's plain "Question:
-    ...\nAnswer:" prompt (no), or auto: the template when the tokenizer has one and the checkpoint is not from a
-    kiln pretraining run (kiln vocabularies reserve ChatML's tokens for later fine-tuning)."""
+    """Generative tasks: prompt with the model's chat template (yes), with lm-evaluation-harness's plain gsm8k
+    prompt "Question: ... Answer:" (no), or auto: the template when the tokenizer has one and the checkpoint is
+    not from a kiln pretraining run (kiln vocabularies reserve ChatML's tokens for later fine-tuning)."""
     device: str = "cpu"
     """Torch device to run on (cpu, cuda, mps)."""
     threads: int | None = None
