@@ -102,3 +102,34 @@ def test_an_unknown_training_task_fails_before_training(tmp_path) -> None:
 
     rc, _, err = run_cli(["train", *TINY_TRAIN, f"out_dir={tmp_path / 'run'}", 'eval_tasks=["nope"]'])
     assert rc == 2 and "unknown task 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_results_json_names_the_checkpoint_and_is_strict_json(tmp_path) -> None:
+    """What a leaderboard across checkpoints reads: which checkpoint (path, step, val figures), per-task stderr,
+    the aggregate with its stderr, and no NaN (limit=1 makes every stderr undefined: written as null)."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=256, block_size=64, n_layer=1, n_head=2, n_embd=16))
+    ckpt = save_checkpoint(tmp_path / "step_00120", model, ByteTokenizer(), {"step": 120, "val_loss": 2.5})
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["eval", str(ckpt), "copa", "wsc", "limit=1", f"out_dir={out}", "--no-progress"])
+    assert rc == 0, err
+    text = (out / "results.json").read_text()
+    results = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in results.json"))
+    info = results["checkpoint_info"]
+    assert info["step"] == 120 and info["val_loss"] == 2.5 and info["val_bpb"] is None and info["name"] == "step_00120"
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert results["schema_version"] == 1 and results["evaluated_at"].endswith("+00:00")
+    assert results["tasks"]["copa"]["acc_stderr"] is None and results["centred_stderr"] is None
+    assert results["tasks"]["copa"]["kind"] == "mc" and results["tasks"]["wsc"]["kind"] == "schema"
+    assert results["settings"]["limit"] == 1
+
+
+def test_the_aggregate_stderr_combines_the_tasks(checkpoint, tmp_path) -> None:
+    out = tmp_path / "out"
+    rc, _, err = run_cli(["eval", str(checkpoint), "copa", "lambada", "limit=8", f"out_dir={out}", "--no-progress"])
+    assert rc == 0, err
+    r = json.loads((out / "results.json").read_text())
+    copa, lam = r["tasks"]["copa"], r["tasks"]["lambada"]
+    assert copa["centred_stderr"] == pytest.approx(copa["acc_stderr"] / 0.5)
+    want = math.sqrt((copa["acc_stderr"] / 0.5) ** 2 + lam["acc_stderr"] ** 2) / 2
+    assert r["centred_stderr"] == pytest.approx(want)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kiln.eval.generation_settings import GenerationSettings
+from kiln.eval.generative import evaluate_generative
 from kiln.eval.metrics import decide, task_scores
 from kiln.eval.requests import encode_pair, end_of_text, fewshot_prefix, pairs
 from kiln.eval.scoring import Progress, score_pairs
@@ -46,8 +48,16 @@ def evaluate_task(
     seed: int = 1234,
     batch_tokens: int = 4096,
     progress: bool = False,
+    generation: GenerationSettings | None = None,
 ) -> TaskResult:
-    """Score every item of `task`; the result has the task's metrics and each item's decision."""
+    """Score every item of `task`; the result has the task's metrics and each item's decision. Generative tasks
+    (GSM8K) generate with `generation` (default: greedy, 256 new tokens)."""
+    if task.kind == "gen":
+        scores, decisions, seconds = evaluate_generative(
+            model, tokenizer, task, generation or GenerationSettings(), num_fewshot=num_fewshot, seed=seed,
+            progress=progress,
+        )  # fmt: skip
+        return TaskResult(task.name, task.kind, len(task.items), num_fewshot, scores, seconds, decisions)
     requests = task_requests(task, tokenizer, num_fewshot, seed)
     flat = [p for item in requests for p in item]
     bar = Progress(task.name, len(flat), len(requests) / len(flat), progress)

@@ -21,15 +21,18 @@ from kiln.model.gpt import GPT
 from kiln.tokenizer import Tokenizer
 
 
-def harness_task(name: str, path: str | Path, kind: str) -> dict[str, Any]:
+def harness_task(name: str, path: str | Path, kind: str, max_gen_toks: int = 256) -> dict[str, Any]:
     """The harness task config (what a task YAML holds) that reads `path` (llm-foundry JSONL) as kiln does:
-    the prompt and choices verbatim, a space before each continuation, acc and acc_norm."""
+    the prompt and choices verbatim, a space before each continuation, acc and acc_norm. For a generative file
+    (GSM8K) the harness's own gsm8k task, zero-shot, reading the local file instead of the Hub."""
     base = {
         "task": name,
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(path)}},
         "test_split": "test",
     }
+    if kind == "gen":
+        return {**base, **gsm8k_config(max_gen_toks)}
     if kind == "lm":
         return {
             **base,
@@ -43,6 +46,25 @@ def harness_task(name: str, path: str | Path, kind: str) -> dict[str, Any]:
         return {**base, **mc, "doc_to_text": "{{gold}}", "doc_to_choice": "{{context_options}}",
                 "doc_to_target": "{{continuation}}"}  # fmt: skip
     return {**base, **mc, "doc_to_text": "{{query}}", "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}"}
+
+
+def gsm8k_config(max_gen_toks: int) -> dict[str, Any]:
+    """lm_eval/tasks/gsm8k/gsm8k.yaml's prompt, stops, filters and metric (read from the installed harness, so
+    the test compares kiln with what the harness really runs), zero-shot, with max_gen_toks set."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or spec.origin is None:
+        raise ImportError("the gsm8k task config needs lm-eval: pip install lm-eval")
+    yaml_path = Path(spec.origin).parent / "tasks" / "gsm8k" / "gsm8k.yaml"
+    cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    keep = ("output_type", "doc_to_text", "doc_to_target", "metric_list", "generation_kwargs", "filter_list", "repeats")
+    out = {k: cfg[k] for k in keep}
+    out["generation_kwargs"] = {**out["generation_kwargs"], "max_gen_toks": max_gen_toks}
+    out["num_fewshot"] = 0
+    return out
 
 
 @functools.cache
@@ -84,20 +106,25 @@ def _lm_class() -> type:
             return out
 
         def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
-            """Greedy continuation until a stop string (the harness's `until`) or max_gen_toks tokens."""
-            from kiln.generate.engine import stream_batch
+            """Greedy continuation until a stop string (the harness's `until`), end-of-text (its HF backend
+            stops at EOS too) or max_gen_toks tokens; requests with the same settings decode together in kiln's
+            continuous batcher (kiln.eval.generative.generate_all)."""
+            from kiln.eval.generative import generate_all
             from kiln.generate.sampling import SamplingParams
 
-            out = []
-            for r in requests:
-                context, kwargs = r.args[0], dict(r.args[1] or {})
+            out: list[str] = [""] * len(requests)
+            groups: dict[tuple, list[int]] = {}
+            for i, r in enumerate(requests):
+                kwargs = dict(r.args[1] or {})
                 until = kwargs.get("until") or []
-                until = [until] if isinstance(until, str) else list(until)
-                max_new = int(kwargs.get("max_gen_toks", 256))
-                prompt = self.tokenizer.encode(context)[-max(1, self.model.config.block_size - max_new) :]
-                params = SamplingParams(temperature=0.0, max_new_tokens=max_new, stop=tuple(until))
-                events = stream_batch(self.model, [prompt], params, tokenizer=self.tokenizer)
-                out.append("".join(ev.text for ev in events))
+                until = (until,) if isinstance(until, str) else tuple(until)
+                groups.setdefault((until, int(kwargs.get("max_gen_toks", 256))), []).append(i)
+            for (until, max_new), members in groups.items():
+                params = SamplingParams(temperature=0.0, max_new_tokens=max_new, stop=until,
+                                        stop_token_ids=() if self.eot is None else (self.eot,))  # fmt: skip
+                prompts = [self.tokenizer.encode(requests[i].args[0]) for i in members]
+                for i, text in zip(members, generate_all(self.model, self.tokenizer, prompts, params), strict=True):
+                    out[i] = text
             return out
 
     return KilnLM

@@ -195,21 +195,29 @@ def _score_batch(
     group_ll = torch.zeros(g, dtype=torch.float64, device=device)
     group_top = torch.ones(g, dtype=torch.bool, device=device)
 
-    # 2. Each group's shared continuation prefix, right-padded (padding invalid), scored once per group.
+    # 2. Each group's shared continuation prefix, right-padded (padding invalid), scored once per group. The LM
+    # head runs only where an output is needed (`logits_at`: real prefix tokens), never on padding: at a 50k
+    # vocabulary it is most of the cost of a token, and a batch's prefixes differ widely in length.
     if p_len:
         pre = torch.full((g, p_len), -1, dtype=torch.long)
         for j, c in enumerate(contexts):
             pre[j, : shared[j]] = torch.tensor(conts[groups[c][0]][: shared[j]])
         pre = pre.to(device)
-        logits, _ = model(pre.clamp(min=0), cache=cache, valid=pre >= 0, all_logits=True)
-        # Targets: prefix token 0 from the context's last logits, token k from prefix position k - 1.
-        steps = torch.cat([base[:, None], logits[:, :-1]], 1)
-        lp, top = _token_logprobs(steps, pre)
-        group_ll += lp.sum(1).double()
-        group_top &= top.all(1)
-        has = torch.tensor(shared, device=device) > 0
-        at = (torch.tensor(shared, device=device) - 1).clamp(min=0)
-        base = torch.where(has[:, None], logits[torch.arange(g, device=device), at], base)
+        real = pre >= 0
+        logits, _ = model(pre.clamp(min=0), cache=cache, valid=real, logits_at=real)
+        # Prefix token 0 comes from the context's last logits; the output at prefix position k predicts token
+        # k + 1 (none after a row's last real token: target -1, scored as nothing).
+        lp0, top0 = _token_logprobs(base, pre[:, 0])
+        nxt = torch.cat([pre[:, 1:], torch.full((g, 1), -1, dtype=torch.long, device=device)], 1)
+        lp, top = _token_logprobs(logits, nxt[real])
+        row = torch.arange(g, device=device)[:, None].expand(g, p_len)[real]
+        group_ll += lp0.double() + torch.zeros(g, dtype=torch.float64, device=device).index_add_(0, row, lp.double())
+        misses = torch.zeros(g, dtype=torch.long, device=device).index_add_(0, row, (~top).long())
+        group_top &= top0 & (misses == 0)
+        counts = real.sum(1)
+        has = counts > 0
+        at = (counts.cumsum(0) - 1).clamp(min=0)  # each row's last real prefix token, in logits' row order
+        base = torch.where(has[:, None], logits[at], base)
 
     # 3. The first own token of each continuation, from its group's base logits.
     skip = [shared[int(j)] for j in owner.tolist()]
@@ -224,17 +232,27 @@ def _score_batch(
     at_row = 0
     while at_row < len(by_len) and len(rest[by_len[at_row]]) > 1:
         width = len(rest[by_len[at_row]]) - 1
-        chunk = [r for r in by_len[at_row : at_row + max(1, budget // width)] if len(rest[r]) > 1]
+        # A chunk ends at the token budget, or where rows get shorter than half the widest: the body still runs
+        # on padding, so a chunk is never more than half padding (ARC's answers range from one word to a sentence).
+        chunk = [by_len[at_row]]
+        for r in by_len[at_row + 1 :]:
+            if len(rest[r]) <= 1 or (len(chunk) + 1) * width > budget or 2 * (len(rest[r]) - 1) < width:
+                break
+            chunk.append(r)
         at_row += len(chunk)
         tgt = torch.full((len(chunk), width + 1), -1, dtype=torch.long)
         for k, r in enumerate(chunk):
             tgt[k, : len(rest[r])] = torch.tensor(rest[r])
         tgt = tgt.to(device)
-        # Padding is marked invalid, so no real token attends to it (causality already keeps it after them).
-        ok = tgt[:, 1:] >= 0  # input j is needed only if it predicts a real token j + 1
+        # Padding is marked invalid, so no real token attends to it (causality already keeps it after them), and
+        # the LM head runs only on inputs that predict a real token (input j is needed only if token j + 1 is).
+        ok = tgt[:, 1:] >= 0
         rows = torch.tensor(chunk, device=device)
-        logits, _ = model(tgt[:, :-1].clamp(min=0), cache=_rows_of(cache, owner[rows]), valid=ok, all_logits=True)
-        lp, top = _token_logprobs(logits, tgt[:, 1:])
-        lls[rows] += lp.sum(1).double()
-        greedy[rows] &= top.all(1)
+        cache_rows = _rows_of(cache, owner[rows])
+        logits, _ = model(tgt[:, :-1].clamp(min=0), cache=cache_rows, valid=ok, logits_at=ok)
+        lp, top = _token_logprobs(logits, tgt[:, 1:][ok])
+        row = torch.arange(len(chunk), device=device)[:, None].expand_as(ok)[ok]
+        lls[rows] += torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, row, lp.double())
+        misses = torch.zeros(len(chunk), dtype=torch.long, device=device).index_add_(0, row, (~top).long())
+        greedy[rows] &= misses == 0
     return [Scored(ll, bool(gr)) for ll, gr in zip(lls.tolist(), greedy.tolist(), strict=True)]

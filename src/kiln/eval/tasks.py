@@ -1,10 +1,13 @@
-"""Evaluation tasks: llm-foundry's local JSONL files (the Mosaic Eval Gauntlet format nanochat's CORE reads).
+"""Evaluation tasks: llm-foundry's local JSONL files (the Mosaic Eval Gauntlet format nanochat's CORE reads), and
+GSM8K's own JSONL (openai/grade-school-math) for the generative task.
 
-Three shapes, told apart by each file's keys:
+Four shapes, told apart by each file's keys:
 - multiple choice `{query, choices, gold}`: one context, several continuations (ARC, PIQA, COPA, BoolQ, ...);
 - schema `{context_options, continuation, gold}`: several contexts, one continuation (Winogrande, WSC): the
   "partial scoring" of Trinh & Le 2018, which lm-evaluation-harness also uses;
-- language modelling `{context, continuation}`: LAMBADA, scored by whether the continuation is the greedy one.
+- language modelling `{context, continuation}`: LAMBADA, scored by whether the continuation is the greedy one;
+- generative `{question, answer}` with the answer ending "#### N": GSM8K, scored by exact match of the generated
+  final number (kiln.eval.generative).
 
 A slice of each task (the first 50 items) ships in kiln/assets/eval/ so `kiln eval CHECKPOINT` runs anywhere; the
 full files are read from `data_dir` (e.g. ../shared/data/eval/llm-foundry) or given as paths.
@@ -33,6 +36,12 @@ TASK_FILES: dict[str, str] = {
     "lambada": "lambada_openai.jsonl",
 }
 
+# Generative tasks: run only when named (generation costs far more than scoring a few choices), so `kiln eval
+# CHECKPOINT` with no task and the CORE-style mean over the default tasks stay what they were.
+GENERATIVE_FILES: dict[str, str] = {
+    "gsm8k": "gsm8k_test.jsonl",
+}
+
 
 class TaskFileError(ValueError):
     """A task file that cannot be read as one of the three shapes (the message names the file and line)."""
@@ -40,7 +49,8 @@ class TaskFileError(ValueError):
 
 @dataclass(frozen=True)
 class Item:
-    """One question. `kind` is "mc", "schema" or "lm"; for "lm" `choices` holds the one continuation, gold 0."""
+    """One question. `kind` is "mc", "schema", "lm" or "gen"; for "lm" `choices` holds the one continuation, gold 0;
+    for "gen" `contexts` holds the question and `choices` the reference answer (with its "#### N"), gold 0."""
 
     kind: str
     contexts: list[str]
@@ -66,8 +76,9 @@ class Task:
 
     @property
     def random_baseline(self) -> float:
-        """Accuracy of guessing uniformly: the mean of 1/options over the items (0 for language modelling)."""
-        if self.kind == "lm":
+        """Accuracy of guessing uniformly: the mean of 1/options over the items (0 for language modelling and
+        generation: a guessed number is as good as never right)."""
+        if self.kind in ("lm", "gen"):
             return 0.0
         return sum(1 / it.n_options for it in self.items) / len(self.items)
 
@@ -95,10 +106,17 @@ def parse_item(row: object, where: str) -> Item:
         if not isinstance(row["context"], str) or not isinstance(row["continuation"], str):
             raise TaskFileError(f"{where}: 'context' and 'continuation' must be strings")
         return Item("lm", [row["context"]], [row["continuation"]], 0)
+    elif "question" in row and "answer" in row:
+        question, answer = row["question"], row["answer"]
+        if not isinstance(question, str) or not isinstance(answer, str):
+            raise TaskFileError(f"{where}: 'question' and 'answer' must be strings")
+        if "#### " not in answer:
+            raise TaskFileError(f"{where}: the answer has no final '#### N' (GSM8K's marker of the answer number)")
+        return Item("gen", [question], [answer], 0)
     else:
         raise TaskFileError(
             f"{where}: unknown item shape with keys {sorted(row)}: expected query+choices+gold, "
-            "context_options+continuation+gold, or context+continuation"
+            "context_options+continuation+gold, context+continuation, or question+answer"
         )
     if not 0 <= item.gold < item.n_options or isinstance(gold, bool):
         raise TaskFileError(f"{where}: 'gold' must be an index into the {item.n_options} options, got {gold!r}")
@@ -130,18 +148,32 @@ def read_task_file(path: str | Path, name: str | None = None, limit: int | None 
     return Task(name or path.stem, str(path), items)
 
 
+def task_file_name(name: str) -> str:
+    return TASK_FILES.get(name) or GENERATIVE_FILES[name]
+
+
 def bundled_task_path(name: str) -> Path:
     # Beside this package (kiln/assets/eval, shipped as package data), not via importlib.resources: kiln.assets is
     # a namespace package, which resources resolves to a multiplexed path when two checkouts are on sys.path.
-    return Path(__file__).resolve().parents[1] / "assets" / "eval" / TASK_FILES[name]
+    return Path(__file__).resolve().parents[1] / "assets" / "eval" / task_file_name(name)
+
+
+def full_task_path(name: str, data_dir: str | Path) -> Path:
+    """The task's full file in data_dir. GSM8K's sits one level above llm-foundry's files in the shared data
+    (eval/gsm8k_test.jsonl beside eval/llm-foundry/), so data_dir's parent is tried too for it."""
+    path = Path(data_dir) / task_file_name(name)
+    if name in GENERATIVE_FILES and not path.exists() and (Path(data_dir).parent / path.name).exists():
+        return Path(data_dir).parent / path.name
+    return path
 
 
 def resolve_task(spec: str, data_dir: str | Path | None, limit: int | None = None) -> Task:
     """A task by name (from data_dir when given, else the bundled slice) or a path to a .jsonl file."""
-    if spec in TASK_FILES:
-        path = Path(data_dir) / TASK_FILES[spec] if data_dir is not None else bundled_task_path(spec)
+    if spec in TASK_FILES or spec in GENERATIVE_FILES:
+        path = full_task_path(spec, data_dir) if data_dir is not None else bundled_task_path(spec)
         return read_task_file(path, spec, limit)
     if spec.endswith(".jsonl") or Path(spec).is_file():
         return read_task_file(spec, None, limit)
-    hint = did_you_mean(spec, TASK_FILES)
-    raise ValueError(f"unknown task {spec!r}{hint} (known tasks are {', '.join(TASK_FILES)}, or give a .jsonl path)")
+    known = [*TASK_FILES, *GENERATIVE_FILES]
+    hint = did_you_mean(spec, known)
+    raise ValueError(f"unknown task {spec!r}{hint} (known tasks are {', '.join(known)}, or give a .jsonl path)")
