@@ -177,7 +177,7 @@ def test_loader_batches_end_at_the_longest_reply_and_score_as_full_windows(make_
     w = PairWindows(xs, ys, xs[::-1].copy(), ys[::-1].copy())
     model = make_model()
     for extra in (0, 1):
-        xc, yc, xr, yr, idx = PairLoader(w, batch_size=2, seed=0, extra=extra).next_batch()
+        xc, yc, _, yr, idx = PairLoader(w, batch_size=2, seed=0, extra=extra).next_batch()
         want = max(ends[i] for i in idx.tolist()) - 1  # the longest row's last target, in either reply
         want = max(want, max(ends[len(ends) - 1 - i] for i in idx.tolist()) - 1)
         assert xc.shape[1] == yr.shape[1] == want + extra
