@@ -27,3 +27,17 @@ def test_stories_split_at_single_newlines_and_shorten_at_sentence_ends():
     text = "First story.\n\nStill first.\nSecond story. It ends here."
     assert split_stories(text) == ["First story.\n\nStill first.", "Second story. It ends here."]
     assert shorten("One. Two. Three.", 10) == "One. Two."
+
+
+def test_preference_pairs_prefer_the_story_that_follows_the_instruction():
+    from kiln.posttrain.word_task import preference_pairs
+
+    tasks = make_tasks(read_tinystories(STORIES), seed=0)[:60]
+    pairs = preference_pairs(tasks, seed=3, per_task=2)
+    assert len(pairs) == 120 and pairs == preference_pairs(tasks, seed=3, per_task=2)  # deterministic
+    assert pairs != preference_pairs(tasks, seed=4, per_task=2)
+    stories = {t.story for t in tasks}
+    for p in pairs:
+        assert p["prompt"].endswith(f"{p['words'][0]}, {p['words'][1]} and {p['words'][2]}.")
+        assert uses_words(p["chosen"], p["words"]) and words_used(p["rejected"], p["words"]) == 0
+        assert p["rejected"] in stories and p["rejected"] != p["chosen"]

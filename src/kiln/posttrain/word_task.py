@@ -97,6 +97,26 @@ def make_tasks(
     return out
 
 
+def preference_pairs(tasks: Sequence[WordTask], seed: int = 0, per_task: int = 1) -> list[dict]:
+    """Preference pairs for the task, as `kiln dpo` and `kiln reward` read them: the prompt is a task's
+    instruction, chosen its own story (it uses all three words), rejected another story of `tasks` that uses none
+    of them (it does not follow the instruction, and it is as fluent as the chosen one, so a model prefers the
+    chosen one only if it reads the instruction). Deterministic for a seed; `per_task` rejected stories each.
+
+    Rejected stories come from the same `tasks`, so pairs made from held-out tasks hold out both replies."""
+    rng = random.Random(seed)
+    # A word is used as a whole word exactly when it is one of the text's maximal runs of word characters (what
+    # `\b...\b` matches): one set per story makes the all-pairs check a set lookup, not 3 n^2 regex searches.
+    vocab = [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
+    out = []
+    for task in tasks:
+        others = [o for o, v in zip(tasks, vocab, strict=True) if o is not task and not v.intersection(task.words)]
+        for other in rng.sample(others, min(per_task, len(others))):
+            pair = {"prompt": task.prompt, "chosen": task.story, "rejected": other.story}
+            out.append({**pair, "words": list(task.words)})
+    return out
+
+
 def read_tinystories(path: str | Path) -> list[str]:
     path = Path(path)
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
