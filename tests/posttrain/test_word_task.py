@@ -29,15 +29,21 @@ def test_stories_split_at_single_newlines_and_shorten_at_sentence_ends():
     assert shorten("One. Two. Three.", 10) == "One. Two."
 
 
-def test_preference_pairs_prefer_the_story_that_follows_the_instruction():
-    from kiln.posttrain.word_task import preference_pairs
+def test_preference_pairs_differ_only_in_the_asked_for_words():
+    from kiln.posttrain.word_task import preference_pairs, swap_words
 
+    assert swap_words("Tim saw a Ball. The ball rolled.", ["ball", "saw"], ["kite", "had"]) == (
+        "Tim had a Kite. The kite rolled."
+    )
     tasks = make_tasks(read_tinystories(STORIES), seed=0)[:60]
     pairs = preference_pairs(tasks, seed=3, per_task=2)
-    assert len(pairs) == 120 and pairs == preference_pairs(tasks, seed=3, per_task=2)  # deterministic
+    assert len(pairs) == 240 and pairs == preference_pairs(tasks, seed=3, per_task=2)  # deterministic
     assert pairs != preference_pairs(tasks, seed=4, per_task=2)
-    stories = {t.story for t in tasks}
-    for p in pairs:
-        assert p["prompt"].endswith(f"{p['words'][0]}, {p['words'][1]} and {p['words'][2]}.")
-        assert uses_words(p["chosen"], p["words"]) and words_used(p["rejected"], p["words"]) == 0
-        assert p["rejected"] in stories and p["rejected"] != p["chosen"]
+    for p, mirror in zip(pairs[::2], pairs[1::2], strict=True):
+        for q in (p, mirror):
+            assert q["prompt"].endswith(f"{q['words'][0]}, {q['words'][1]} and {q['words'][2]}.")
+            assert uses_words(q["chosen"], q["words"]) and words_used(q["rejected"], q["words"]) == 0
+        # Each reply chosen once and rejected once: ignoring the prompt is right on half of them.
+        assert (p["chosen"], p["rejected"]) == (mirror["rejected"], mirror["chosen"])
+        assert p["chosen"] in {t.story for t in tasks}
+        assert len(p["chosen"].split()) == len(p["rejected"].split())
