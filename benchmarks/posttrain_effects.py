@@ -169,9 +169,9 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
         "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", "reward=words", f"group={args.rl_group}",
         "batch_size=4", f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}", f"temperature={args.rl_temperature}",
         f"kl_beta={args.rl_kl}", "max_steps=1000000", f"max_minutes={args.rl_minutes}", "eval_interval=1000000",
-        "eval_batches=2", "threads=2",
+        "log_interval=1", "eval_batches=2", "threads=2",
     )  # fmt: skip
-    steps = len((run / "metrics.jsonl").read_text().splitlines())
+    steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     before, after = follow_rates(sft, held), follow_rates(run, held)
     return {
         "steps": steps, "lr": args.rl_lr, "group": args.rl_group, "max_new_tokens": args.rl_tokens,
@@ -182,22 +182,34 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
 
 # ---------------------------------------------------------------------------------------------------------- reward
 def part_reward(ws: Path, sft: Path, args) -> dict:
-    from kiln.posttrain.pairs import read_pairs
+    from kiln.posttrain.conversations import ConversationError
+    from kiln.posttrain.pairs import read_pairs, to_pair
     from kiln.posttrain.sft_data import held_out
 
+    # A few hh-rlhf records have two assistant turns in a row, which kiln rejects (with the line number): keep
+    # the well-formed ones, counted.
+    with gzip.open(HH, "rt", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    good = []
+    for n, r in enumerate(records, start=1):
+        try:
+            to_pair(r, f"{HH}:{n}")
+            good.append(r)
+        except ConversationError:
+            pass
+    data = write_jsonl(ws / "effects" / "hh_pairs.jsonl", good)
     run = ws / "effects" / "reward"
     cost = kiln(
-        "reward", str(sft), str(HH), f"out_dir={run}", "overwrite=true", "batch_size=8", f"lr={args.rm_lr}",
+        "reward", str(sft), str(data), f"out_dir={run}", "overwrite=true", "batch_size=8", f"lr={args.rm_lr}",
         f"max_steps={args.rm_steps}", "warmup_steps=10", "val_fraction=0.1", f"eval_interval={args.rm_steps}",
         "eval_batches=1000", "threads=2",
     )  # fmt: skip
     # The same held-out split kiln reward used (by each pair's text), for the baseline "the longer reply wins".
-    val = [p for p in read_pairs([str(HH)]) if held_out(p.key, 0.1)]
+    val = [p for p in read_pairs([str(data)]) if held_out(p.key, 0.1)]
     longer = float(np.mean([len(p.chosen) > len(p.rejected) for p in val]))
-    with gzip.open(HH, "rt", encoding="utf-8") as f:
-        total = sum(1 for _ in f)
     return {
-        "pairs": total, "held_out": len(val), "steps": args.rm_steps, "lr": args.rm_lr, **cost,
+        "pairs": len(records), "well_formed": len(good), "held_out": len(val), "steps": args.rm_steps,
+        "lr": args.rm_lr, **cost,
         "held_out_acc": last_eval(run, "val_pair_acc"), "chance": 0.5, "longer_reply_acc": longer,
     }  # fmt: skip
 
@@ -206,15 +218,15 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workspace", type=Path, default=Path("kiln-quickstart-effects"))
     p.add_argument("--part", nargs="+", choices=["dpo", "grpo", "reward"], default=["dpo", "grpo", "reward"])
-    p.add_argument("--dpo-steps", type=int, default=150)
-    p.add_argument("--dpo-lr", type=float, default=2e-4)
+    p.add_argument("--dpo-steps", type=int, default=100)
+    p.add_argument("--dpo-lr", type=float, default=1e-4)
     p.add_argument("--rl-minutes", type=float, default=10.0)
     p.add_argument("--rl-lr", type=float, default=1e-4)
     p.add_argument("--rl-group", type=int, default=8)
     p.add_argument("--rl-tokens", type=int, default=64)
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)
-    p.add_argument("--rm-steps", type=int, default=200)
+    p.add_argument("--rm-steps", type=int, default=100)
     p.add_argument("--rm-lr", type=float, default=1e-4)
     args = p.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
