@@ -221,7 +221,7 @@ def main() -> int:
     p.add_argument("--dpo-steps", type=int, default=100)
     p.add_argument("--dpo-lr", type=float, default=1e-4)
     p.add_argument("--rl-minutes", type=float, default=10.0)
-    p.add_argument("--rl-lr", type=float, default=1e-4)
+    p.add_argument("--rl-lr", type=float, default=2e-4)
     p.add_argument("--rl-group", type=int, default=8)
     p.add_argument("--rl-tokens", type=int, default=64)
     p.add_argument("--rl-temperature", type=float, default=1.0)
