@@ -155,3 +155,36 @@ def test_logps_from_selected_positions_equal_the_full_computation(make_model):
         full = sequence_logps(model(x, all_logits=True)[0], y)
         part = selected_logps(model(x, logits_at=keep)[0], y, keep)
     assert torch.allclose(full[0], part[0].to(full[0].dtype), atol=1e-9) and torch.equal(full[1], part[1])
+
+
+def test_loader_batches_end_at_the_longest_reply_and_score_as_full_windows(make_model):
+    """The loader cuts a batch's padding columns (they cost a forward and backward like real tokens, so a batch
+    cut at the longest reply made DPO 2x faster): the cut is at the last trained target of any row, and the
+    log-probs equal those of the whole-context rows."""
+    from kiln.posttrain.dpo_data import PairLoader, PairWindows
+    from kiln.posttrain.dpo_loss import selected_logps
+
+    g = torch.Generator().manual_seed(5)
+    block, ends = 24, [9, 15, 6, 12]  # each row's trained targets end here
+    rows = []
+    for end in ends:
+        x = torch.zeros(block, dtype=torch.long)
+        x[:end] = torch.randint(1, 64, (end,), generator=g)
+        y = torch.full((block,), -1, dtype=torch.long)
+        y[3 : end - 1] = x[4:end]
+        rows.append((x.numpy(), y.numpy()))
+    xs, ys = (torch.stack([torch.from_numpy(r[k]) for r in rows]).numpy() for k in (0, 1))
+    w = PairWindows(xs, ys, xs[::-1].copy(), ys[::-1].copy())
+    model = make_model()
+    for extra in (0, 1):
+        xc, yc, _, yr, idx = PairLoader(w, batch_size=2, seed=0, extra=extra).next_batch()
+        want = max(ends[i] for i in idx.tolist()) - 1  # the longest row's last target, in either reply
+        want = max(want, max(ends[len(ends) - 1 - i] for i in idx.tolist()) - 1)
+        assert xc.shape[1] == yr.shape[1] == want + extra
+        keep = yc != -1
+        with torch.no_grad():
+            cut = selected_logps(model(xc, logits_at=keep)[0], yc, keep)[0]
+            full_keep = torch.from_numpy(ys[idx.numpy()]) != -1
+            full = selected_logps(model(torch.from_numpy(xs[idx.numpy()]), logits_at=full_keep)[0],
+                                  torch.from_numpy(ys[idx.numpy()]), full_keep)[0]  # fmt: skip
+        assert torch.allclose(cut, full, atol=1e-4)

@@ -95,3 +95,23 @@ def test_a_prompt_must_end_with_the_user(base_model, tmp_path):
     bad.write_text(json.dumps({"messages": [{"role": "system", "content": "x"}]}) + "\n", encoding="utf-8")
     rc, _, err = run_cli(["rl", str(base_model), str(bad), f"out_dir={tmp_path / 'o'}"])
     assert rc == 2 and "bad.jsonl:1" in err
+
+
+def test_a_reward_that_raises_scores_zero_is_counted_and_the_run_goes_on(base_model, tmp_path):
+    """Half the prompts lack the `words` the reward reads: their samples score 0 and are counted, and the run
+    finishes its steps."""
+    rows = [json.loads(line) for line in prompts_file(tmp_path / "p.jsonl", 16).read_text().splitlines()]
+    for row in rows[::2]:
+        del row["words"]
+    data = tmp_path / "half.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "run"
+    rc, _, err = run_cli(["rl", str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1",
+                          "batch_size=4", "group=2", "max_new_tokens=4", "max_steps=3", "log_interval=1",
+                          "eval_interval=100", "val_fraction=0.1", f"out_dir={out}"])  # fmt: skip
+    assert rc == 0, err
+    got = metrics(out)
+    assert [m["step"] for m in got] == [1, 2, 3]
+    # Each step's 4 prompts x 2 samples: the failures are the samples of prompts without words, counted exactly.
+    assert sum(m["reward_failures"] for m in got) > 0
+    assert all(m["reward_failures"] in (0, 2, 4, 6, 8) for m in got)

@@ -152,8 +152,9 @@ class PairLoader:
             rows.extend(self._order[self.pos : self.pos + take].tolist())
             self.pos += take
         mine = np.asarray(rows[self.rank * self.batch : (self.rank + 1) * self.batch])
-        w = self.w
-        return (*tuple(torch.from_numpy(a[mine]) for a in (w.xc, w.yc, w.xr, w.yr)), torch.from_numpy(mine))
+        # Cut to the batch's longest reply, not the whole context: these pairs are often a third of it, and the
+        # padding columns change no log-prob but would cost the forward and backward as much as real tokens.
+        return pair_batch(self.w, mine, self.extra)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "pos": self.pos, "rows": len(self.w)}

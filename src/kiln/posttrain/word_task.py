@@ -97,6 +97,41 @@ def make_tasks(
     return out
 
 
+def swap_words(story: str, old: Sequence[str], new: Sequence[str]) -> str:
+    """`story` with every whole-word use of old[i] replaced by new[i] (a capital kept where the word had one)."""
+    for o, n in zip(old, new, strict=True):
+        story = re.sub(rf"\b{re.escape(o)}\b", lambda m, n=n: n.capitalize() if m[0][0].isupper() else n, story,
+                       flags=re.IGNORECASE)  # fmt: skip
+    return story
+
+
+def preference_pairs(tasks: Sequence[WordTask], seed: int = 0, per_task: int = 1) -> list[dict]:
+    """Preference pairs for the task, as `kiln dpo` and `kiln reward` read them; chosen follows the instruction,
+    rejected does not, and only reading the instruction tells them apart.
+
+    For a task (words W, story S) and another task's words W' (none of them in S): S' is S with W swapped for W'.
+    Two mirrored pairs: "use W": chosen S, rejected S'; "use W'": chosen S', rejected S. The replies differ only in
+    those words, and each reply is chosen once and rejected once, so a model that ignores the prompt (and prefers,
+    say, the original wording) is right on exactly half of them: chance is 0.5 by construction. (Pairs of two
+    unrelated stories were tried first: a small model's preference then comes from the stories themselves, and
+    DPO on them did not carry to held-out tasks; see docs/benchmarks.md.) Deterministic for a seed; `per_task`
+    other tasks each, so 2 * per_task pairs per task; W' comes from `tasks` too, so held-out tasks stay held out.
+    """
+    rng = random.Random(seed)
+    # A word is used as a whole word exactly when it is one of the text's maximal runs of word characters (what
+    # `\b...\b` matches): one set per story makes the all-pairs check a set lookup, not 3 n^2 regex searches.
+    vocab = [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
+    out = []
+    for task, v in zip(tasks, vocab, strict=True):
+        others = [o for o in tasks if o is not task and not v.intersection(o.words)]
+        for other in rng.sample(others, min(per_task, len(others))):
+            swapped = swap_words(task.story, task.words, other.words)
+            prompt_other = WordTask(other.words, swapped).prompt
+            out.append({"prompt": task.prompt, "chosen": task.story, "rejected": swapped, "words": list(task.words)})
+            out.append({"prompt": prompt_other, "chosen": swapped, "rejected": task.story, "words": list(other.words)})
+    return out
+
+
 def read_tinystories(path: str | Path) -> list[str]:
     path = Path(path)
     raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()

@@ -1,0 +1,247 @@
+"""What post-training measurably does on this CPU: DPO and GRPO on the quickstart's instruction task, and a reward
+model on the hh-rlhf pairs.
+
+    python benchmarks/posttrain_effects.py [--workspace DIR] [--part dpo grpo reward] [--rl-minutes 10]
+
+Everything starts from the quickstart's models: DIR is a `kiln quickstart` workspace; if it has no fine-tuned
+model yet, `kiln quickstart --workspace DIR --no-serve --minutes 2 --sft-minutes 2 --rl-minutes 0` runs first
+(about 5 minutes). The task is the quickstart's: "Write a short story that uses the words A, B and C.", from the
+bundled TinyStories, the last 48 tasks held out (never trained on by SFT, DPO or GRPO); whether a reply follows it
+is checked by a program (`kiln.posttrain.word_task.uses_words`).
+
+- dpo: `kiln dpo` from the SFT model on `word_task.preference_pairs` of the training tasks (chosen: the task's
+  story, which uses the three words; rejected: another story that uses none). Held-out preference accuracy on
+  pairs made from the 48 held-out tasks only (4 rejected stories each, 192 pairs): before = the share where the
+  SFT model gives the chosen story the higher log-probability (chance 0.5); after = the share where DPO's implicit
+  reward (policy minus reference log-prob, what `kiln dpo` logs as rewards/accuracies) is higher for the chosen
+  story, and the share where the DPO model itself gives it the higher log-probability.
+- grpo: `kiln rl` (reward = the share of the three words used) from the SFT model on the training tasks' prompts
+  for `--rl-minutes` of wall clock; the success rate (all three words used) and the share of words used, SFT
+  model vs GRPO model, on the 48 held-out instructions x 4 samples (temperature 0.7, top-k 50, as the quickstart
+  measures it).
+- reward: `kiln reward` from the SFT model's transformer on the hh-rlhf harmless-base pairs
+  (../shared/data/preference); held-out pairwise accuracy against chance (0.5) and against "the longer reply wins".
+
+Each command is a separate process, run one after the other; its wall time and CPU time (user + system of the
+child, both cores) are printed. The machine is shared: wall times vary with other work, CPU times less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+HH = ROOT.parent / "shared" / "data" / "preference" / "hh-rlhf_harmless-base_test.jsonl.gz"
+EVAL_SAMPLES = 4
+LOG = Path("posttrain_effects.log")
+
+
+def kiln(*argv: str) -> dict[str, float]:
+    """Run `kiln ARGV...` in its own process; (wall s, CPU s) it took."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    print("$ kiln " + " ".join(argv), flush=True)
+    with open(LOG, "a", encoding="utf-8") as log:  # the progress bars and logs, kept out of the report
+        subprocess.run([sys.executable, "-m", "kiln", *argv], check=True, stdout=log, stderr=log)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1)}
+
+
+def sft_model(ws: Path) -> Path:
+    """The quickstart's fine-tuned model in `ws` (the quickstart runs first when it has none)."""
+    from kiln.model.checkpoint import latest_checkpoint
+
+    chat = ws / "models" / "quickstart-chat"
+    if not chat.exists() or latest_checkpoint(chat) is None:
+        kiln("quickstart", f"workspace={ws}", "serve=false", "minutes=2", "sft_minutes=2", "rl_minutes=0")
+    return chat
+
+
+def tasks() -> tuple[list, list]:
+    """The quickstart's (train, held-out) instruction tasks."""
+    from kiln.posttrain.word_task import make_tasks, read_tinystories
+    from kiln.quickstart import EVAL_TASKS, assets
+
+    all_tasks = make_tasks(read_tinystories(assets() / "tinystories.txt.gz"), seed=0)
+    return all_tasks[:-EVAL_TASKS], all_tasks[-EVAL_TASKS:]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def last_eval(run: Path, key: str) -> float | None:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return next((r[key] for r in reversed(rows) if key in r), None)
+
+
+# ---------------------------------------------------------------------------------------------------------- DPO
+@torch.no_grad()
+def pair_logps(checkpoint: Path, pairs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-probs of the chosen and rejected replies under a model, per pair (as `kiln dpo` scores them)."""
+    from kiln.model.checkpoint import load_checkpoint
+    from kiln.posttrain.dpo_data import pair_batch, windows
+    from kiln.posttrain.dpo_loss import selected_logps
+    from kiln.posttrain.pairs import Pair
+
+    model, tok, _ = load_checkpoint(checkpoint)
+    model.eval()
+    ps = [Pair(prompt=(("user", p["prompt"]),), chosen=p["chosen"], rejected=p["rejected"]) for p in pairs]
+    w, _, dropped = windows(tok, ps, model.config.block_size, "truncate")
+    assert dropped == 0, "a held-out pair lost its reply to the context"
+    out: list[list[float]] = [[], []]
+    for i in range(0, len(w), 16):
+        xc, yc, xr, yr, _ = pair_batch(w, np.arange(i, min(len(w), i + 16)))
+        for k, (x, y) in enumerate(((xc, yc), (xr, yr))):
+            keep = y != -1
+            out[k] += selected_logps(model(x, logits_at=keep)[0], y, keep)[0].tolist()
+    return np.array(out[0]), np.array(out[1])
+
+
+def part_dpo(ws: Path, sft: Path, args) -> dict:
+    from kiln.posttrain.word_task import preference_pairs
+
+    train, held = tasks()
+    data = write_jsonl(ws / "effects" / "dpo_train.jsonl", preference_pairs(train, seed=0))
+    held_pairs = preference_pairs(held, seed=0, per_task=EVAL_SAMPLES)
+    run = ws / "effects" / "dpo"
+    cost = kiln(
+        "dpo", str(sft), str(data), f"out_dir={run}", "overwrite=true", f"max_steps={args.dpo_steps}",
+        "batch_size=8", f"lr={args.dpo_lr}", "beta=0.1", "warmup_steps=10", "val_fraction=0.05",
+        f"eval_interval={args.dpo_steps}", "threads=2",
+    )  # fmt: skip
+    sft_c, sft_r = pair_logps(sft, held_pairs)
+    dpo_c, dpo_r = pair_logps(run, held_pairs)
+    return {
+        "train_pairs": sum(1 for _ in data.open()), "held_out_pairs": len(held_pairs), "steps": args.dpo_steps,
+        "lr": args.dpo_lr, **cost,
+        "before_logp_acc": float(np.mean(sft_c > sft_r)),
+        "after_implicit_reward_acc": float(np.mean((dpo_c - sft_c) > (dpo_r - sft_r))),
+        "after_logp_acc": float(np.mean(dpo_c > dpo_r)),
+        "kiln_val_pref_acc": last_eval(run, "val_pref_acc"),
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------- GRPO
+def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
+    """(all three words used, share of the words used) over the held-out instructions, EVAL_SAMPLES seeds each,
+    sampled as the quickstart samples them."""
+    from kiln.generate import SamplingParams, generate_batch
+    from kiln.model.checkpoint import load_checkpoint
+    from kiln.posttrain.word_task import uses_words, words_used
+    from kiln.tokenizer.chat import render_chat_ids
+
+    model, tok, _ = load_checkpoint(checkpoint)
+    prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held]
+    stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
+    room = model.config.block_size - max(map(len, prompts))
+    followed = used = 0
+    for seed in range(1, EVAL_SAMPLES + 1):
+        params = SamplingParams(
+            temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=seed, stop_token_ids=stops
+        )
+        replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
+        followed += sum(uses_words(r, t.words) for r, t in zip(replies, held, strict=True))
+        used += sum(words_used(r, t.words) for r, t in zip(replies, held, strict=True))
+    n = EVAL_SAMPLES * len(held)
+    return {"success": followed / n, "words": used / (3 * n), "samples": n}
+
+
+def part_grpo(ws: Path, sft: Path, args) -> dict:
+    train, held = tasks()
+    data = write_jsonl(ws / "effects" / "rl_prompts.jsonl", [t.record() for t in train])
+    run = ws / "effects" / "rl"
+    cost = kiln(
+        "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", "reward=words", f"group={args.rl_group}",
+        "batch_size=4", f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}", f"temperature={args.rl_temperature}",
+        f"kl_beta={args.rl_kl}", "max_steps=1000000", f"max_minutes={args.rl_minutes}", "eval_interval=1000000",
+        "log_interval=1", "eval_batches=2", "threads=2",
+    )  # fmt: skip
+    steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    before, after = follow_rates(sft, held), follow_rates(run, held)
+    return {
+        "steps": steps, "lr": args.rl_lr, "group": args.rl_group, "max_new_tokens": args.rl_tokens,
+        "temperature": args.rl_temperature, "kl_beta": args.rl_kl, **cost, "sft": before, "grpo": after,
+        "gain_points": round(100 * (after["success"] - before["success"]), 1),
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------- reward
+def part_reward(ws: Path, sft: Path, args) -> dict:
+    from kiln.posttrain.conversations import ConversationError
+    from kiln.posttrain.pairs import read_pairs, to_pair
+    from kiln.posttrain.sft_data import held_out
+
+    # A few hh-rlhf records have two assistant turns in a row, which kiln rejects (with the line number): keep
+    # the well-formed ones, counted.
+    with gzip.open(HH, "rt", encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    good = []
+    for n, r in enumerate(records, start=1):
+        try:
+            to_pair(r, f"{HH}:{n}")
+            good.append(r)
+        except ConversationError:
+            pass
+    data = write_jsonl(ws / "effects" / "hh_pairs.jsonl", good)
+    run = ws / "effects" / "reward"
+    cost = kiln(
+        "reward", str(sft), str(data), f"out_dir={run}", "overwrite=true", "batch_size=8", f"lr={args.rm_lr}",
+        f"max_steps={args.rm_steps}", "warmup_steps=10", "val_fraction=0.1", f"eval_interval={args.rm_steps}",
+        "eval_batches=1000", "threads=2",
+    )  # fmt: skip
+    # The same held-out split kiln reward used (by each pair's text), for the baseline "the longer reply wins".
+    val = [p for p in read_pairs([str(data)]) if held_out(p.key, 0.1)]
+    longer = float(np.mean([len(p.chosen) > len(p.rejected) for p in val]))
+    return {
+        "pairs": len(records), "well_formed": len(good), "held_out": len(val), "steps": args.rm_steps,
+        "lr": args.rm_lr, **cost,
+        "held_out_acc": last_eval(run, "val_pair_acc"), "chance": 0.5, "longer_reply_acc": longer,
+    }  # fmt: skip
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--workspace", type=Path, default=Path("kiln-quickstart-effects"))
+    p.add_argument("--part", nargs="+", choices=["dpo", "grpo", "reward"], default=["dpo", "grpo", "reward"])
+    p.add_argument("--dpo-steps", type=int, default=100)
+    p.add_argument("--dpo-lr", type=float, default=1e-4)
+    p.add_argument("--rl-minutes", type=float, default=10.0)
+    p.add_argument("--rl-lr", type=float, default=2e-4)
+    p.add_argument("--rl-group", type=int, default=8)
+    p.add_argument("--rl-tokens", type=int, default=64)
+    p.add_argument("--rl-temperature", type=float, default=1.0)
+    p.add_argument("--rl-kl", type=float, default=0.0)
+    p.add_argument("--rm-steps", type=int, default=100)
+    p.add_argument("--rm-lr", type=float, default=1e-4)
+    args = p.parse_args()
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    torch.set_num_threads(2)
+    ws = args.workspace.resolve()
+    global LOG
+    LOG = ws / "effects.log"
+    ws.mkdir(parents=True, exist_ok=True)
+    sft = sft_model(ws)
+    print(f"machine: {os.cpu_count()} CPUs; SFT model {sft}")
+    for part in args.part:
+        result = {"dpo": part_dpo, "grpo": part_grpo, "reward": part_reward}[part](ws, sft, args)
+        print(f"RESULT {part} " + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
