@@ -5,13 +5,13 @@ Decoding is a chain of matrix-vector products that stream every weight from memo
 PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reached ~15 GB/s for batch 1 on a 2-core
 AVX2 machine; oneDNN with the weight reordered once into its blocked layout reached ~25 GB/s there, and
 batch 8 cost about the same as batch 1 (gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1,
-55 -> 21 ms at batch 8). On an Intel Xeon with AMX the same packing lost slightly at batch 1 (8.7 vs 8.1 ms)
-and won at batch 8 (10.6 vs 25 ms) — CPUs differ, so the choice is made by timing both on the model's own
-weights when it first decodes (`plan`), per batch regime, rather than by a rule that holds on one CPU.
+55 -> 21 ms at batch 8). On a 2-core Intel Xeon with AMX the same packing lost at batch 1 (whole gpt2 decode:
+29 vs 36 tokens/s) and won at batch 8 (181 vs 109) — CPUs differ, so the choice is made by timing both on the
+model's own weights when it first decodes (`plan`), per batch regime, rather than by a rule that holds on one CPU.
 
 bfloat16 weights go through the same packed path where the CPU computes in bf16 natively (AMX or
-AVX512-BF16): there the packed bf16 linears of gpt2 took 2.8 ms per step at batch 1 and 2.9 ms at batch 8,
-3-9x the fp32 figures above. This is what torch.compile's CPU backend does with frozen weights, without the
+AVX512-BF16): on that Xeon, gpt2 decoding went from 36 to 50 tokens/s at batch 1 and from 179 to 341 at batch 8
+(benchmarks/generate.py). This is what torch.compile's CPU backend does with frozen weights, without the
 compile time. It is inference only: the packed copy is not a parameter and is rebuilt when a weight changes.
 """
 
