@@ -58,19 +58,21 @@ def _crawl(out: Path, *seeds: str) -> tuple[int, str, dict]:
 
 
 def test_an_unreachable_host_is_a_network_failure_not_robots(tmp_path: Path) -> None:
-    rc, err, summary = _crawl(tmp_path / "out", f"http://127.0.0.1:{_closed_port()}/")
+    port = _closed_port()
+    rc, err, summary = _crawl(tmp_path / "out", f"http://127.0.0.1:{port}/")
     assert rc == 2, err
     assert "Traceback" not in err and "unreachable" in err and "robots.txt disallows" not in err, err
     assert summary["skipped"] == {}
-    assert list(summary["failed"]) == ["network error: ConnectError (robots.txt)"], summary
+    assert list(summary["failed"]) == [f"127.0.0.1:{port} did not answer (connection refused)"], summary
     assert summary["retries"] == 1  # retried like any network error
 
 
 def test_an_unreachable_host_beside_a_live_one_is_counted_as_failed(site: str, tmp_path: Path) -> None:
-    rc, err, summary = _crawl(tmp_path / "out", site, f"http://127.0.0.1:{_closed_port()}/")
+    port = _closed_port()
+    rc, err, summary = _crawl(tmp_path / "out", site, f"http://127.0.0.1:{port}/")
     assert rc == 0, err
     assert summary["pages"] == 1 and summary["skipped"] == {}
-    assert summary["failed"] == {"network error: ConnectError (robots.txt)": 1}
+    assert summary["failed"] == {f"127.0.0.1:{port} did not answer (connection refused)": 1}
 
 
 # ------------------------------------------------------------------------------------------------ tokenizer train

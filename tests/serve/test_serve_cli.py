@@ -218,3 +218,30 @@ def test_completion_prompt_with_an_id_past_the_vocabulary_is_a_400_naming_it(ser
         "invalid_request_error",
     )
     assert err["message"] == f"token id {vocab + 5} is not in this model's vocabulary of {vocab}"
+
+
+def test_a_stderr_nobody_reads_does_not_freeze_the_server(serve_models: Path):
+    """`kiln serve` with its stderr a pipe that is never drained: once the pipe is full, each access-log write
+    would block; written on the event loop, one blocked write would stall every request."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "kiln", "serve", "--models", str(serve_models), "--port", str(port)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # never read
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(base + "/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        # ~120 bytes a line: 2,000 lines overfill the 64 KiB pipe several times over
+        with httpx.Client(base_url=base, timeout=10) as client:
+            for _ in range(2000):
+                assert client.get("/health").status_code == 200
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

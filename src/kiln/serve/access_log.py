@@ -11,6 +11,8 @@ away)"). The routes say which model and how many tokens through `note` (request.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from typing import Any
 
@@ -18,6 +20,48 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("kiln.serve")
+
+QUEUE_LINES = 10_000
+"""Access-log lines waiting to be written; past this many, new lines are dropped (and counted) rather than wait."""
+
+
+class _Writer:
+    """Writes access-log lines from a daemon thread, never from the event loop: a stderr that nobody reads (a full
+    pipe: `kiln serve 2>&1 | slow-consumer`, a parent process that never drains it) blocks a write, and one blocked
+    write on the loop would freeze every request. Here it stalls this thread only; the bounded queue then drops
+    lines (counted in `dropped`) instead of growing without end."""
+
+    def __init__(self) -> None:
+        self.lines: queue.Queue[str] = queue.Queue(maxsize=QUEUE_LINES)
+        self.dropped = 0
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, text: str) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="kiln-access-log", daemon=True)
+                    self._thread.start()
+        try:
+            self.lines.put_nowait(text)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            text = self.lines.get()
+            log.info(text)
+            self.lines.task_done()
+
+    def flush(self, timeout: float = 2.0) -> None:
+        """Wait (up to `timeout` s) until the queued lines are written: tests, and a clean shutdown."""
+        deadline = time.monotonic() + timeout
+        while self.lines.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+writer = _Writer()
 
 
 def note(request: Request, *, model: str | None = None, usage: Any = None) -> None:
@@ -56,7 +100,7 @@ class AccessLog:
             await self.app(scope, receive, send_and_watch)
         finally:
             if log.isEnabledFor(logging.INFO):
-                log.info(line(scope, status or 500, time.perf_counter() - started, finished))
+                writer.put(line(scope, status or 500, time.perf_counter() - started, finished))
 
 
 def line(scope: Scope, status: int, seconds: float, finished: bool = True) -> str:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kiln.serve.access_log import AccessLog
+from kiln.serve.access_log import writer as access_log
 from kiln.serve.arena.store import ArenaStore
 from kiln.serve.config import ServeConfig
 from kiln.serve.handlers import install_error_handlers
@@ -30,6 +31,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         server.registry.close()  # stop every model's batcher thread
+        access_log.flush()  # the last requests' lines, before the process ends
 
     app = FastAPI(title="kiln", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.server = server
