@@ -22,3 +22,21 @@ def server(serve_models: Path):
 
     with run_server(serve_models) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium (Playwright), one per test module; the browser tests skip where it is absent."""
+    from browser_support import launch
+
+    with launch() as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the session server's playground (fails on any JavaScript error)."""
+    from browser_support import open_page
+
+    with open_page(browser, server.base_url) as page:
+        yield page

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from browser_support import api, generate, set_sampling, wait_idle
+from playwright.sync_api import expect
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 pytestmark = pytest.mark.skipif(
@@ -25,14 +25,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,29 +62,6 @@ def shot(page, artifacts: Path, name: str, *, keep_hover: bool = False) -> None:
     if not keep_hover:
         page.mouse.move(0, 0)
     page.screenshot(path=str(artifacts / f"playground-{name}.png"), full_page=True)
-
-
-def set_sampling(page, **values: str | int | float) -> None:
-    """Fill Generate's sampling controls by element id (sliders included)."""
-    for field, value in values.items():
-        page.fill("#" + field.replace("_", "-"), str(value))
-
-
-def wait_idle(page) -> str:
-    page.wait_for_selector("#gen-status[data-state=idle]")
-    return page.inner_text("#gen-status")
-
-
-def generate(page) -> str:
-    page.click("#generate")
-    assert wait_idle(page) == "done", page.inner_text("#gen-error")
-    return page.inner_text("#output-generated")
-
-
-def api(server, path: str, body: dict) -> dict:
-    r = httpx.post(server.base_url + path, json=body, timeout=30)
-    assert r.status_code == 200, r.text
-    return r.json()
 
 
 SEEDED = dict(temperature=0.9, top_k=40, top_p=0.95, max_tokens=24, seed=1234)

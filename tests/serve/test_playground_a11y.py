@@ -6,27 +6,13 @@ the keyboard alone; history entries are reached with Tab; on a phone the prompt 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from browser_support import generate, launch, needs_chromium, open_page, set_sampling, wait_idle
+from browser_support import generate, needs_chromium, open_page, set_sampling, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = needs_chromium
 
 SERIOUS = ("serious", "critical")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser, server) -> Iterator:
-    with open_page(browser, server.base_url) as page:
-        yield page
 
 
 def axe_problems(page) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from arena_support import arena_models
 from playwright.sync_api import expect
 from serve_support import run_server
-from test_playground import CHROMIUM, artifacts, browser, open_page, shot  # noqa: F401  (fixtures)
+from test_playground import CHROMIUM, artifacts, open_page, shot  # noqa: F401  (artifacts: a fixture)
 
 from helpers import run_cli
 

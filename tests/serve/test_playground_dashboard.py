@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import launch, needs_chromium, open_page
+from browser_support import needs_chromium, open_page
 from playwright.sync_api import expect
 from serve_support import run_server
 
@@ -142,12 +142,6 @@ def test_sweep_summary_and_plot(dash):
 
 
 # ------------------------------------------------------------------------------------------------------ browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch() as b:
-        yield b
 
 
 def plotted(page, metric: str, run: str) -> list[list[float]]:

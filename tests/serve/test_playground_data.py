@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from browser_support import launch, needs_chromium, open_page
+from browser_support import needs_chromium, open_page
 from playwright.sync_api import expect
 from serve_support import run_server
 
@@ -131,12 +131,6 @@ def test_without_data_dir_the_tab_says_how(serve_models: Path):
 
 
 # ------------------------------------------------------------------------------------------------------ browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launch() as b:
-        yield b
 
 
 @needs_chromium

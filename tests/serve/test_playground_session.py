@@ -9,28 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import pytest
-from browser_support import api, api_get, generate, launch, needs_chromium, open_page, reload, set_sampling, wait_idle
+from browser_support import api, api_get, generate, needs_chromium, open_page, reload, set_sampling, wait_idle
 from playwright.sync_api import expect
 
 pytestmark = needs_chromium
 
 SEEDED = dict(temperature=0.9, top_k=40, top_p=0.95, max_tokens=16, seed=1234)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with launch() as b:
-        yield b
-
-
-@pytest.fixture
-def page(browser, server) -> Iterator:
-    with open_page(browser, server.base_url) as page:
-        yield page
 
 
 def branch_at(page, index: int) -> str:

@@ -131,6 +131,19 @@ def test_access_log_has_one_line_per_request_with_model_status_tokens_and_time(s
     assert re.fullmatch(r"GET /health 200 \d+ ms", access[3])
 
 
+def wait_healthy(port: int, proc: subprocess.Popen) -> str:
+    """The base URL of the `kiln serve` process `proc` on `port`, once its /health answers (30 s at most)."""
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(base + "/health", timeout=2)
+            return base
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+
+
 def test_serve_subprocess_logs_each_request_once_replacing_uvicorns_access_log(serve_models: Path, tmp_path: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,15 +155,7 @@ def test_serve_subprocess_logs_each_request_once_replacing_uvicorns_access_log(s
         proc = subprocess.Popen([*argv, "--log-level", "info"], stdout=subprocess.PIPE, stderr=err_file, text=True)
         try:
             assert f"http://127.0.0.1:{port}/" in proc.stdout.readline()
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(base + "/health", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline and proc.poll() is None
-                    time.sleep(0.1)
+            base = wait_healthy(port, proc)
             body = {"model": "char", "prompt": "ab", "max_tokens": 3, "ignore_eos": True}
             assert httpx.post(base + "/v1/completions", json=body, timeout=60).status_code == 200
         finally:
@@ -229,15 +234,7 @@ def test_a_stderr_nobody_reads_does_not_freeze_the_server(serve_models: Path):
     argv = [sys.executable, "-m", "kiln", "serve", "--models", str(serve_models), "--port", str(port)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # never read
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(base + "/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.1)
+        base = wait_healthy(port, proc)
         # ~120 bytes a line: 2,000 lines overfill the 64 KiB pipe several times over
         with httpx.Client(base_url=base, timeout=10) as client:
             for _ in range(2000):
