@@ -19,24 +19,13 @@ from typing import Any
 from kiln.tokenizer import ENDOFTEXT, BPETokenizer, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer
 from kiln.tokenizer.chat import template_for
 from kiln.tokenizer.hf import HFTokenizer
-from kiln.tokenizer.hf_export import BYTE_LEVEL, hf_document, to_hf_json
+from kiln.tokenizer.hf_export import BYTE_LEVEL, bpe_model, hf_document, to_hf_json
 from kiln.tokenizer.pretrained import bytes_to_unicode
 from kiln.tokenizer.word import UNK, WORD_PATTERN
 
 
 def _bpe(vocab: dict[str, int], merges: list[list[str]]) -> dict[str, Any]:
-    return {
-        "type": "BPE",
-        "dropout": None,
-        "unk_token": None,
-        "continuing_subword_prefix": None,
-        "end_of_word_suffix": None,
-        "fuse_unk": False,
-        "byte_fallback": False,
-        "ignore_merges": False,
-        "vocab": vocab,
-        "merges": merges,
-    }
+    return bpe_model(vocab, merges, ignore_merges=False)
 
 
 def tokenizer_json(tok: Tokenizer) -> dict[str, Any]:

@@ -65,18 +65,7 @@ def to_hf_json(tok: BPETokenizer) -> dict[str, Any]:
     # Specials go in the model's vocabulary too: HF renumbers an added token that the vocabulary lacks.
     vocab.update(tok.special_tokens)
     merges = [[text(a), text(b)] for a, b in recover_merges(tok.ranks)]
-    model = {
-        "type": "BPE",
-        "dropout": None,
-        "unk_token": None,
-        "continuing_subword_prefix": None,
-        "end_of_word_suffix": None,
-        "fuse_unk": False,
-        "byte_fallback": False,
-        "ignore_merges": True,
-        "vocab": vocab,
-        "merges": merges,
-    }
+    model = bpe_model(vocab, merges, ignore_merges=True)
     split = {"type": "Split", "pattern": {"Regex": onig_pattern(tok.pattern)}, "behavior": "Isolated", "invert": False}
     return hf_document(
         model, {"type": "Sequence", "pretokenizers": [split, BYTE_LEVEL]}, BYTE_LEVEL, tok.special_tokens
@@ -124,3 +113,20 @@ def export_hf(tok: BPETokenizer, path: str | Path) -> Path:
         path = path / "tokenizer.json"
     atomic_write_text(path, json.dumps(to_hf_json(tok), ensure_ascii=False))
     return path
+
+
+def bpe_model(vocab: dict[str, int], merges: list[list[str]], *, ignore_merges: bool) -> dict[str, Any]:
+    """tokenizer.json's BPE model: `ignore_merges` lets a piece that is already a vocabulary entry skip merging
+    (tiktoken's rule, right for byte-level BPE; the char and word kinds merge as listed)."""
+    return {
+        "type": "BPE",
+        "dropout": None,
+        "unk_token": None,
+        "continuing_subword_prefix": None,
+        "end_of_word_suffix": None,
+        "fuse_unk": False,
+        "byte_fallback": False,
+        "ignore_merges": ignore_merges,
+        "vocab": vocab,
+        "merges": merges,
+    }
