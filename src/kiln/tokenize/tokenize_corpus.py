@@ -334,6 +334,13 @@ def _summarize(
             f"which this text lacks): raise --val-fraction to at least {1 / n:.3g}, give more documents, or pass "
             "--val-fraction 0 for no val split"
         )
+    elif total["train_tokens"] == 0:
+        # The val sampler starts at a phase fixed by the part's path, so a corpus of one segment lands in val on
+        # about val_fraction of paths: an empty train split is as unusable as an empty val split.
+        problem = (
+            f"the train split is empty: the corpus gave {total['segments']} segment(s) and the val split took them "
+            f"all (val_fraction {cfg.val_fraction}): give more documents, or pass --val-fraction 0 for no val split"
+        )
     if problem:
         # No shards of a failed run are left for `kiln train` to read, nor a plan that would refuse the fixed rerun.
         for index in range(len(results)):
