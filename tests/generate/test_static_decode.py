@@ -5,6 +5,8 @@ and when sampling; and its logits match the ordinary step's."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -99,5 +101,7 @@ def test_buckets_and_pooling():
     model = model_of()
     assert static_decoder(model, 3) is static_decoder(model, 4)  # one cache (and graph) per bucket
     assert static_decoder(model, 5) is not static_decoder(model, 4)
+    copied = copy.deepcopy(model)  # (a CUDA graph in the pool could not be copied: a copy starts afresh)
+    assert not copied.__dict__["_kiln_static_decoders"] and model.__dict__["_kiln_static_decoders"]
     with pytest.raises(ValueError, match="use_cache"):
         generate_batch(model, PROMPTS[:1], SamplingParams(max_new_tokens=2), use_cache=False, static_decode=True)

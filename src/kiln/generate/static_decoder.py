@@ -90,6 +90,17 @@ class StaticDecoder:
         return logits
 
 
+class _Pool(dict):
+    """The decoders of one model. A copy of the model (deepcopy, pickle) starts with an empty pool: caches are
+    scratch space, and a captured CUDA graph cannot be copied at all."""
+
+    def __deepcopy__(self, memo: dict) -> _Pool:
+        return _Pool()
+
+    def __reduce__(self) -> tuple:
+        return (_Pool, ())
+
+
 def static_decoder(model: GPT, n: int, *, cuda_graphs: bool = True) -> StaticDecoder:
     """The pooled decoder for a batch of `n` on this model's device and dtype (made on first use).
 
@@ -99,7 +110,7 @@ def static_decoder(model: GPT, n: int, *, cuda_graphs: bool = True) -> StaticDec
     if graph and model.config.n_experts:
         warnings.warn("CUDA graphs skipped: mixture-of-experts routing has data-dependent shapes", stacklevel=2)
         graph = False
-    pool: dict[tuple, StaticDecoder] = model.__dict__.setdefault("_kiln_static_decoders", {})
+    pool: _Pool = model.__dict__.setdefault("_kiln_static_decoders", _Pool())
     key = (bucket(n), weight.device, weight.dtype, model.config.block_size, graph)
     if key not in pool:
         pool[key] = StaticDecoder(model, key[0], graph=graph)
