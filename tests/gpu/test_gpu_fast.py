@@ -33,7 +33,9 @@ def cuda_model(**kw) -> GPT:
     return model.cuda()
 
 
-@pytest.mark.parametrize("kw", [{}, ROPE, dict(pos_encoding="alibi", attention_window=8)], ids=str)
+@pytest.mark.parametrize(
+    "kw", [{}, ROPE, dict(pos_encoding="alibi", attention_window=8)], ids=["gpt2", "rope-gqa", "alibi-window"]
+)
 def test_cuda_graph_decode_picks_the_eager_decode_tokens(kw):
     model = cuda_model(**kw)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=20)
