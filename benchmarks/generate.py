@@ -9,7 +9,10 @@ from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, repo
   Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
   counts sequences equal to that side's own fp32 tokens instead.
 
-    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3] [--no-bf16]
+`--static-decode` adds kiln's fixed-shape decode (`generate_batch(..., static_decode=True)`): one CUDA graph
+per batch bucket, replayed per token on a GPU; the same step run eagerly on a CPU.
+
+    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3] [--no-bf16] [--static-decode]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ def main() -> None:
         "--bf16", action=argparse.BooleanOptionalAction, default=None, help="also bf16 vs bf16 (default: where native)"
     )
     ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh runs it there)")
+    ap.add_argument("--static-decode", action="store_true", help="also kiln's fixed-shape decode (CUDA graphs on GPU)")
     args = ap.parse_args()
     device = torch.device(args.device)
     on_cpu = device.type == "cpu"
@@ -79,8 +83,11 @@ def main() -> None:
                     prompts, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
                 )[:, args.prompt_tokens :].tolist()
 
-        def run_kiln(use_cache: bool, prompts=prompts):
-            return [c.tokens for c in generate_batch(model, prompts.tolist(), greedy, use_cache=use_cache)]
+        def run_kiln(use_cache: bool, prompts=prompts, static: bool = False):
+            return [
+                c.tokens
+                for c in generate_batch(model, prompts.tolist(), greedy, use_cache=use_cache, static_decode=static)
+            ]
 
         run_hf()  # warm up both (first calls allocate and pack)
         run_kiln(True)
@@ -93,6 +100,11 @@ def main() -> None:
             rows.append((f"kiln, KV cache, {path} forced", *best_of(lambda: run_kiln(True), args.repeats)))
         cpu_fast.forced = None
         cpu_fast.release(model)
+        if args.static_decode:
+            run_kiln(True, static=True)  # the first call of a batch bucket captures its graph
+            label = "kiln, static decode" + (" (CUDA graph)" if not on_cpu else " (eager)")
+            rows.append((label, *best_of(lambda: run_kiln(True, static=True), args.repeats)))
+            cpu_fast.release(model)  # packed CPU weights cannot be deep-copied (the bf16 rows copy the model)
         if not args.skip_no_cache:
             rows.append(("kiln, no cache (recompute)", *best_of(lambda: run_kiln(False), 1)))
         for name, t, toks in rows:
@@ -120,17 +132,21 @@ def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) 
                 prompts, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
             )[:, args.prompt_tokens :].tolist()
 
-    def run_kiln():
-        return [c.tokens for c in generate_batch(kb, prompts.tolist(), greedy)]
+    def run_kiln(static: bool = False):
+        return [c.tokens for c in generate_batch(kb, prompts.tolist(), greedy, static_decode=static)]
 
     run_hf()
     run_kiln()
     t_hf, hf_toks = best_of(run_hf, args.repeats)
     t_k, k_toks = best_of(run_kiln, args.repeats)
-    for name, t, toks in (("transformers GPT2LMHeadModel.generate", t_hf, hf_toks), ("kiln, KV cache", t_k, k_toks)):
+    rows = [("transformers GPT2LMHeadModel.generate", t_hf, hf_toks), ("kiln, KV cache", t_k, k_toks)]
+    if args.static_decode:
+        run_kiln(True)  # captures the bucket's graph
+        rows.append(("kiln, static decode", *best_of(lambda: run_kiln(True), args.repeats)))
+    for name, t, toks in rows:
         match = sum(a == r for a, r in zip(toks, fp32_ref, strict=True))
         print(f"{b:>5} {'bf16 ' + name:<44} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b} equal to fp32")
-    return t_hf, t_k
+    return t_hf, min(t for _, t, _ in rows[1:])
 
 
 if __name__ == "__main__":

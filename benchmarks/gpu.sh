@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of issue 21 in one call (about 6-8 minutes on an H100/H200): the GPU tests, then training,
+# Every GPU check of issue 21 in one call (about 7-9 minutes on an H100/H200): the GPU tests, then training,
 # decoding and serving benchmarks, each printing its own table; a summary of what ran and what failed at the end.
 #
 #   bash benchmarks/gpu.sh                # from the repository root, on a machine with a CUDA GPU
@@ -32,7 +32,11 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 
 part tests 150 python3 -m pytest -q -p no:cacheprovider -m gpu tests/gpu
 part train 210 python3 benchmarks/train_gpu.py --steps 40 --batch-size 16
-part decode 120 python3 benchmarks/generate.py --device cuda --batches 1 64 --new-tokens 64 --repeats 2 --skip-no-cache
+# The same run with the vocabulary padded to 50304 rows and the chunked LM-head loss: compare tokens/s and peak memory.
+part train-padded-chunked 150 python3 benchmarks/train_gpu.py --steps 40 --batch-size 16 --no-reference \
+    --vocab-multiple-of 128 --loss-chunk-tokens 8192
+part decode 150 python3 benchmarks/generate.py --device cuda --batches 1 64 --new-tokens 64 --repeats 2 --skip-no-cache \
+    --static-decode
 part serve 120 python3 benchmarks/serve.py --device cuda --dtype bfloat16 --max-batch 64 --streams 1 64 --rounds 1 \
     --skip-serial
 

@@ -2,6 +2,7 @@
 
     python benchmarks/train_gpu.py [--steps 60] [--batch-size 16] [--no-compile] [--no-reference]
     python benchmarks/train_gpu.py --device cpu --preset tiny --steps 3 --no-compile   # smoke test, no GPU
+    python benchmarks/train_gpu.py --no-reference --vocab-multiple-of 128 --loss-chunk-tokens 8192  # issue 21 options
 
 Data are random tokens in kiln's shard format with a vocabulary of GPT-2's size (a character tokenizer over
 50,257 code points stands in for the BPE one: throughput does not depend on what the ids mean). MFU =
@@ -50,11 +51,18 @@ def main() -> None:
     ap.add_argument("--no-reference", action="store_true", help="skip the nanoGPT-style loop")
     ap.add_argument("--preset", default="gpt2", help="model shape (a small one smoke-tests the script on CPU)")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--vocab-multiple-of", type=int, default=1, help="pad the vocabulary (50257 -> 50304 with 128)")
+    ap.add_argument("--loss-chunk-tokens", type=int, default=0, help="chunked LM head + cross-entropy (0 = off)")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("this benchmark needs a CUDA GPU (or --device cpu --preset tiny to smoke-test it)")
     device = torch.device(args.device)
-    model_cfg = preset(args.preset, vocab_size=VOCAB)
+    model_cfg = preset(
+        args.preset,
+        vocab_size=VOCAB,
+        vocab_multiple_of=args.vocab_multiple_of,
+        loss_chunk_tokens=args.loss_chunk_tokens,
+    )
     compile_ = not args.no_compile
     tokens_needed = (args.steps + 12) * args.batch_size * model_cfg.block_size + 1
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +92,10 @@ def main() -> None:
     peak = peak_tflops(device, "bf16")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\n{name}, torch {torch.__version__}")
-    print(f"{args.preset} bf16, compile={compile_}, batch {args.batch_size} x {model_cfg.block_size}")
+    print(f"{args.preset} bf16, compile={compile_}, batch {args.batch_size} x {model_cfg.block_size}, vocab rows "
+          f"{model_cfg.padded_vocab_size}, loss_chunk_tokens {model_cfg.loss_chunk_tokens}")  # fmt: skip
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB (kiln trainer)")
     rows = [("kiln trainer", summary["tokens_per_s"])]
     if not args.no_reference:
         # The same shape, data and batch through a plain nanoGPT-style loop (benchmarks/reference_loop.py, no

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from kiln.generate.sampling import SamplingParams, make_generators, sample_next
+from kiln.generate.static_decoder import static_decoder
 from kiln.generate.stops import StopMatcher
 from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
@@ -112,11 +113,16 @@ def stream_batch(
     *,
     tokenizer: Decoder | None = None,
     use_cache: bool = True,
+    static_decode: bool = False,
 ) -> Iterator[TokenEvent]:
     """Generate continuations of several prompts at once, yielding events as tokens are chosen.
 
     use_cache=False recomputes the whole context every step: slow, but the reference the cache must match.
+    static_decode=True decodes with fixed-shape steps over a pooled full-context cache (`static_decoder`),
+    replayed as a CUDA graph on a GPU and run eagerly elsewhere; it picks the same tokens as the ordinary path.
     """
+    if static_decode and not use_cache:
+        raise ValueError("static_decode needs the KV cache: use_cache must be True")
     params = (params or SamplingParams()).validate()
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
@@ -135,15 +141,25 @@ def stream_batch(
     streams = [_TextStream(tokenizer, params.stop) for _ in range(n)]
     done = [False] * n
     stop_ids = set(params.stop_token_ids)
-    # Room for the longest prompt plus every new token (capped at the context, where decoding slides).
-    cache = model.new_cache(n, min(ctx, max(map(len, seqs)) + params.max_new_tokens)) if use_cache else None
+    # Room for the longest prompt plus every new token (capped at the context, where decoding slides); the static
+    # decoder's pooled cache spans the whole context, and its extra rows (up to the bucket) repeat the last prompt.
+    static = static_decoder(model, n) if static_decode else None
+    if static is not None:
+        cache = static.cache
+    else:
+        cache = model.new_cache(n, min(ctx, max(map(len, seqs)) + params.max_new_tokens)) if use_cache else None
+    filler = static.rows - n if static is not None else 0
 
     def window_logits() -> Tensor:
         """Forward the last `ctx` tokens of every sequence from scratch (prefill, or the slide past the context)."""
-        ids, valid = _left_pad([s[-ctx:] for s in seqs], device)
+        rows = [s[-ctx:] for s in seqs]
+        ids, valid = _left_pad(rows + rows[-1:] * filler, device)
         if cache is not None:
             cache.reset()
-        return model(ids, cache=cache, valid=valid)[0][:, -1]
+        logits = model(ids, cache=cache, valid=valid)[0][:, -1]
+        if static is not None:
+            static.step.sync()
+        return logits[:n]
 
     was_training = model.training
     model.eval()
@@ -183,6 +199,9 @@ def stream_batch(
                     break
                 if cache is None or cache.length >= cache.max_len:
                     logits = window_logits()
+                elif static is not None:
+                    step_ids = torch.tensor([[s[-1]] for s in seqs] + [[seqs[-1][-1]]] * filler, device=device)
+                    logits = static.decode(step_ids)[:n]
                 else:
                     step_ids = torch.tensor([[s[-1]] for s in seqs], device=device)
                     logits = model(step_ids, cache=cache)[0][:, -1]
@@ -197,9 +216,12 @@ def stream(
     *,
     tokenizer: Decoder | None = None,
     use_cache: bool = True,
+    static_decode: bool = False,
 ) -> Iterator[TokenEvent]:
     """Stream the continuation of one prompt, token by token."""
-    yield from stream_batch(model, [prompt], params, tokenizer=tokenizer, use_cache=use_cache)
+    yield from stream_batch(
+        model, [prompt], params, tokenizer=tokenizer, use_cache=use_cache, static_decode=static_decode
+    )
 
 
 def generate_batch(
@@ -209,10 +231,13 @@ def generate_batch(
     *,
     tokenizer: Decoder | None = None,
     use_cache: bool = True,
+    static_decode: bool = False,
 ) -> list[Completion]:
     """Complete several prompts; the result for each equals generating it alone."""
     out = [Completion([], "", [], [], "length", min(len(p), model.config.block_size)) for p in prompts]
-    for ev in stream_batch(model, prompts, params, tokenizer=tokenizer, use_cache=use_cache):
+    for ev in stream_batch(
+        model, prompts, params, tokenizer=tokenizer, use_cache=use_cache, static_decode=static_decode
+    ):
         out[ev.index].add(ev)
     return out
 
@@ -224,6 +249,9 @@ def generate(
     *,
     tokenizer: Decoder | None = None,
     use_cache: bool = True,
+    static_decode: bool = False,
 ) -> Completion:
     """Complete one prompt."""
-    return generate_batch(model, [prompt], params, tokenizer=tokenizer, use_cache=use_cache)[0]
+    return generate_batch(
+        model, [prompt], params, tokenizer=tokenizer, use_cache=use_cache, static_decode=static_decode
+    )[0]

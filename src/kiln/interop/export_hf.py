@@ -65,6 +65,7 @@ def to_hf(checkpoint: str | Path, dtype: str = "auto") -> HFModel:
     """Load a kiln checkpoint and map it to Hugging Face's config, tensor names and tokenizer files."""
     from kiln.model.checkpoint import load_checkpoint, read_config, resolve_checkpoint
     from kiln.model.hf import to_hf_gpt2, to_hf_llama
+    from kiln.model.vocab_padding import strip_vocab_padding
 
     source = resolve_checkpoint(checkpoint)
     cfg, _ = read_config(source)
@@ -74,7 +75,7 @@ def to_hf(checkpoint: str | Path, dtype: str = "auto") -> HFModel:
         raise ValueError(f"{source} has no tokenizer/ directory: a Hugging Face model needs its tokenizer")
     if tok.vocab_size > cfg.vocab_size:
         raise ValueError(f"{source}: the tokenizer has {tok.vocab_size} ids but the model only {cfg.vocab_size}")
-    sd = model.state_dict()
+    sd = strip_vocab_padding(model.state_dict(), cfg)  # HF and GGUF get the tokenizer's rows only
     if arch == "gpt2":
         state = to_hf_gpt2(sd, cfg.n_layer, tied=cfg.tie_embeddings)
         if cfg.tie_embeddings:

@@ -28,6 +28,10 @@ class GPTConfig:
 
     vocab_size: int = 50257
     """Token ids the model embeds and predicts; `kiln train` sets it from the tokenizer."""
+    vocab_multiple_of: int = 1
+    """Give the embedding and LM head rows for vocab_size rounded up to a multiple of this (64 or 128 makes the
+    LM head's matmul a GPU-friendly shape, as nanoGPT's 50304 for GPT-2); the padding ids are never predicted
+    (their logits are cut off) and never exported. 1 = no padding."""
     block_size: int = 1024
     """Context length: the most tokens the model attends over at once."""
     n_layer: int = 12
@@ -69,6 +73,10 @@ class GPTConfig:
     """Experts each token is routed to (mixture of experts only)."""
     moe_aux_loss_coef: float = 0.01
     """Weight of the load-balancing loss that keeps the router from favouring a few experts."""
+    loss_chunk_tokens: int = 0
+    """Training loss over this many tokens at a time, each chunk's logits recomputed in the backward pass, so the
+    (tokens x vocab) fp32 logits never exist at once (the forward then returns no logits with the loss).
+    0 = one LM-head matmul and cross-entropy over every token."""
     init_std: float = 0.02
     """Standard deviation of the normal initialisation of weights and embeddings (GPT-2's 0.02); residual
     projections get it divided by sqrt(2·n_layer)."""
@@ -76,6 +84,12 @@ class GPTConfig:
     @property
     def kv_heads(self) -> int:
         return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and LM head: vocab_size rounded up to a multiple of vocab_multiple_of."""
+        m = self.vocab_multiple_of
+        return m * math.ceil(self.vocab_size / m)
 
     @property
     def head_dim(self) -> int:
@@ -96,6 +110,8 @@ class GPTConfig:
 
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             require(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        require(self.vocab_multiple_of >= 1, f"vocab_multiple_of must be >= 1 (1 = none), got {self.vocab_multiple_of}")
+        require(self.loss_chunk_tokens >= 0, f"loss_chunk_tokens must be >= 0 (0 = off), got {self.loss_chunk_tokens}")
         require(
             self.n_embd % self.n_head == 0,
             f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})",

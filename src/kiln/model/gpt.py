@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kiln.model.attention import Attention
+from kiln.model.chunked_loss import chunked_cross_entropy
 from kiln.model.config import GPTConfig
 from kiln.model.kv_cache import KVCache
 from kiln.model.masks import attention_mask
@@ -64,9 +65,8 @@ class GPT(nn.Module):
         # On the meta device (sizing a model) the tables are given, not drawn: PyTorch's first normal_ on a meta
         # tensor imports its Python decompositions (1-6 s), and there are no values to draw anyway.
         meta = torch.empty(0).device.type == "meta"
-        self.wte = nn.Embedding(
-            cfg.vocab_size, cfg.n_embd, _weight=torch.empty(cfg.vocab_size, cfg.n_embd) if meta else None
-        )
+        rows = cfg.padded_vocab_size  # vocab_size, or more with vocab_multiple_of (rows no token id reaches)
+        self.wte = nn.Embedding(rows, cfg.n_embd, _weight=torch.empty(rows, cfg.n_embd) if meta else None)
         self.wpe = (
             nn.Embedding(cfg.block_size, cfg.n_embd, _weight=torch.empty(cfg.block_size, cfg.n_embd) if meta else None)
             if cfg.pos_encoding == "learned"
@@ -75,7 +75,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
         self.norm_f = make_norm(cfg) if cfg.norm_position == "pre" else nn.Identity()
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.n_embd, rows, bias=False)
         if cfg.tie_embeddings:
             # One matrix both reads tokens in and scores them out (Press & Wolf 2017): fewer parameters,
             # and GPT-2's 124M count assumes it.
@@ -113,7 +113,9 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> (logits, loss).
 
         With `targets` (B, T) (the inputs shifted left by one, -1 = ignore), logits cover every position
-        and loss is the mean cross-entropy (plus moe_aux_loss_coef × the load-balancing term for MoE).
+        and loss is the mean cross-entropy (plus moe_aux_loss_coef × the load-balancing term for MoE); with
+        loss_chunk_tokens the loss is computed in chunks and logits is None (they are never built whole).
+        Logits always have vocab_size columns: the padding rows of vocab_multiple_of are cut off.
         Without targets only the last position goes through the LM head (all a sampler needs) unless
         `all_logits`. `cache` makes this an incremental step; `valid` (B, T) marks left padding as False;
         `prefix_len` makes the first tokens of each sequence attend to each other both ways. `segments` (B, T)
@@ -168,16 +170,28 @@ class GPT(nn.Module):
         if logits_at is not None:
             # (N, vocab) logits only where the (B, T) mask is True: fine-tuning losses read a reply's tokens, and
             # the LM head (the widest matmul of a small model) then runs on those alone, not on the prompt.
-            return self.lm_head(x[logits_at]), None
+            return self.logits(x[logits_at]), None
 
         if targets is None:
-            return self.lm_head(x if all_logits else x[:, -1:, :]), None
-        logits = self.lm_head(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            return self.logits(x if all_logits else x[:, -1:, :]), None
+        if cfg.loss_chunk_tokens:
+            logits = None
+            loss = chunked_cross_entropy(x, self.lm_head.weight, targets, cfg.loss_chunk_tokens, cfg.vocab_size)
+        else:
+            logits = self.logits(x)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         if cfg.n_experts:
             self.last_aux_loss = torch.stack([blk.mlp.aux_loss for blk in self.blocks]).mean()
             loss = loss + cfg.moe_aux_loss_coef * self.last_aux_loss
         return logits, loss
+
+    def logits(self, x: Tensor) -> Tensor:
+        """The LM head on final hidden states: (..., n_embd) -> (..., vocab_size) scores of the real ids only.
+
+        With vocab padding the extra columns are sliced off (a view, no copy), so sampling, log-probabilities
+        and losses see exactly the distribution of an unpadded model with the same real rows."""
+        out = self.lm_head(x)
+        return out if out.shape[-1] == self.config.vocab_size else out[..., : self.config.vocab_size]
 
     def _mask(
         self,

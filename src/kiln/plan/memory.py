@@ -115,7 +115,9 @@ def device_memory(counts: ModelCounts, *, precision: str, zero: int, tp: int, dp
     layer = activation_bytes_per_token_layer(cfg, precision, seq_len, flash) * tokens
     # Checkpointing keeps each layer's input and recomputes one layer at a time; otherwise every layer keeps all.
     saved = cfg.n_layer * ACT_BYTES[precision] * cfg.n_embd * tokens + layer if checkpointing else cfg.n_layer * layer
-    head = (4 * cfg.vocab_size + ACT_BYTES[precision] * cfg.n_embd) * tokens  # fp32 logits for the loss, final norm
+    # fp32 logits for the loss (one chunk of them with loss_chunk_tokens), and the final norm's output.
+    logit_tokens = min(tokens, cfg.loss_chunk_tokens) if cfg.loss_chunk_tokens else tokens
+    head = 4 * cfg.padded_vocab_size * logit_tokens + ACT_BYTES[precision] * cfg.n_embd * tokens
     return DeviceMemory(weights, gradients, optimizer, (saved + head) / tp)
 
 

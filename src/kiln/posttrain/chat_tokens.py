@@ -50,6 +50,7 @@ class ChatTokensSummary(Summary):
 def run(config: ChatTokensConfig) -> ChatTokensSummary:
     from kiln.model import GPT
     from kiln.model.checkpoint import load_checkpoint, save_checkpoint
+    from kiln.model.vocab_padding import VOCAB_ROWS
     from kiln.tokenizer import BPETokenizer
 
     config.validate()
@@ -77,11 +78,12 @@ def run(config: ChatTokensConfig) -> ChatTokensSummary:
         with torch.no_grad():
             for name, param in grown.state_dict().items():
                 old = state[name]
-                if param.shape == old.shape:
+                if name not in VOCAB_ROWS:
                     param.copy_(old)
-                else:  # wte / lm_head: old rows, then the mean of the old rows
-                    param[: old.shape[0]] = old
-                    param[old.shape[0] :] = old.mean(dim=0, keepdim=True)
+                else:  # wte / lm_head: the real old rows, then their mean (vocab padding rows are not real)
+                    real = old[: cfg.vocab_size]
+                    param[: cfg.vocab_size] = real
+                    param[cfg.vocab_size :] = real.mean(dim=0, keepdim=True)
         model = grown
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -132,7 +132,8 @@ class SFTTrainer(FineTuner):
         for x, y, s in self.val:
             x, y, s = x.to(self.device), y.to(self.device), s.to(self.device)
             with autocast(self.precision, self.device):
-                logits, _ = self.fwd(x, y, segments=s)
+                # all_logits, not targets: with loss_chunk_tokens a forward with targets returns no logits.
+                logits, _ = self.fwd(x, segments=s, all_logits=True)
             keep = y != IGNORE
             logits = logits.float()[keep]
             targets = y[keep]
