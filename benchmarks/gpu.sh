@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every GPU check of issue 21 in one call (each part capped so the whole stays under 560 s, inside one 10-minute device call): the GPU tests, then training,
-# decoding and serving benchmarks, each printing its own table; a summary of what ran and what failed at the end.
+# Every GPU check of issue 21 in one call: the GPU tests, then training, decoding and serving benchmarks, each
+# printing its own table; a summary of what ran and what failed at the end. Each part has a time limit, and the
+# limits sum to 560 s, so the whole script fits one 10-minute device call.
 #
 #   bash benchmarks/gpu.sh                # from the repository root, on a machine with a CUDA GPU
 #
