@@ -199,12 +199,13 @@ def stream_batch(
                     break
                 if cache is None or cache.length >= cache.max_len:
                     logits = window_logits()
-                elif static is not None:
-                    step_ids = torch.tensor([[s[-1]] for s in seqs] + [[seqs[-1][-1]]] * filler, device=device)
-                    logits = static.decode(step_ids)[:n]
                 else:
-                    step_ids = torch.tensor([[s[-1]] for s in seqs], device=device)
-                    logits = model(step_ids, cache=cache)[0][:, -1]
+                    last = [[s[-1]] for s in seqs]
+                    step_ids = torch.tensor(last + last[-1:] * filler, device=device)  # filler: static rows only
+                    if static is not None:
+                        logits = static.decode(step_ids)[:n]
+                    else:
+                        logits = model(step_ids, cache=cache)[0][:, -1]
     finally:
         model.train(was_training)
 
