@@ -56,6 +56,8 @@ def test_json_arrays_and_gzip_read_too(tmp_path):
         ({"messages": [{"role": "robot", "content": "Q"}]}, "unknown role"),
         ({"text": "just text"}, "unknown record format"),
         ({"prompt": "Q", "completion": 3}, "completion must be a string"),
+        ({"prompt": "Q", "completion": "A", "words": "dog"}, "'words' must be a list"),
+        ({"prompt": "Q", "completion": "A", "words": ["dog", ""]}, "'words' must be a list of non-empty"),
     ],
 )  # fmt: skip
 def test_invalid_conversations_name_file_and_line(tmp_path, record, needle):

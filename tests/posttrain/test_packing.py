@@ -54,3 +54,14 @@ def test_padding_never_carries_loss(packing):
     examples = [(list(range(n)), [False] + [True] * (n - 1), str(n)) for n in (5, 9, 3)]
     w, _ = pack(examples, 16, packing=packing)
     assert ((w.seg == -1) <= (w.y == IGNORE)).all()
+
+
+def test_weights_travel_with_their_targets():
+    examples = [(list(range(6)), [0.0, 0.0, 1.0, 4.0, 1.0, 1.0], "a"), (list(range(10, 15)), [0, 1, 1, 1, 2.5], "b")]
+    for packing in (True, False):
+        w, _ = pack(examples, 16, packing=packing)
+        trained = w.y != IGNORE
+        # Each target keeps the weight of the id it predicts; untrained targets and padding weigh 0.
+        assert sorted(w.w[trained].tolist()) == sorted([0.0, 1.0, 4.0, 1.0, 1.0, 1, 1, 1, 2.5][1:])
+        assert (w.w[~trained] == 0).all()
+        assert w.w[w.y == 3].tolist() == [4.0] and w.w[w.y == 14].tolist() == [2.5]

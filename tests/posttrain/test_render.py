@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiln.posttrain.render import MissingChatTokens, render_for_training, require_chat_tokens, show_mask
+from kiln.posttrain.render import (
+    MissingChatTokens,
+    render_for_training,
+    require_chat_tokens,
+    show_mask,
+    weigh_words,
+)
 from kiln.tokenizer import ByteTokenizer, train_bpe
 from kiln.tokenizer.chat import render_chat_ids
 
@@ -53,3 +59,20 @@ def test_show_mask_marks_the_trained_text():
 def test_a_tokenizer_without_chat_tokens_is_a_clear_error():
     with pytest.raises(MissingChatTokens, match="kiln chat-tokens"):
         require_chat_tokens(ByteTokenizer(), "runs/base")
+
+
+def test_keyword_weight_lands_on_the_words_in_the_reply_only():
+    turns = [("user", "Use there and fine."), ("assistant", "There you are. I am fine, thank you, there.")]
+    ids, trained = render_for_training(TOK, turns)
+    assert weigh_words(TOK, ids, trained, ["there", "fine"], 1.0) == [float(t) for t in trained]
+    weights = weigh_words(TOK, ids, trained, ["there", "fine"], 5.0)
+    assert set(weights) == {0.0, 1.0, 5.0}
+    assert all((w > 0) == t for w, t in zip(weights, trained, strict=True))  # nothing untrained gets weight
+    runs, run = [], b""
+    for i, w in zip(ids, weights, strict=True):
+        if w == 5.0:
+            run += TOK.id_to_bytes(i)
+        elif run:
+            runs, run = [*runs, run], b""
+    # The three uses in the reply, capitalised or not, with the space BPE folds in; the user's words are not trained.
+    assert [r.decode().strip() for r in runs] == ["There", "fine", "there"]

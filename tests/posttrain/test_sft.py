@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import CHAT_WORDS, run_cli
 from kiln.model.checkpoint import latest_checkpoint, load_checkpoint
 
 FAST = ["device=cpu", "precision=fp32", "threads=1", "batch_size=8", "log_interval=1", "lr=3e-3", "warmup_steps=3"]
@@ -93,3 +93,45 @@ def test_clear_errors(base_model, chat_file, tmp_path):
     assert rc == 2 and f"{bad}:1" in err and "no assistant turn" in err and "Traceback" not in err
     rc, _, err = run_cli(["sft", str(chat_file), f"out_dir={tmp_path / 'b'}"])
     assert rc == 2 and "checkpoint is required" in err
+    rc, _, err = run_cli(["sft", str(base_model), str(chat_file), "keyword_weight=0", f"out_dir={tmp_path / 'c'}"])
+    assert rc == 2 and "keyword_weight must be > 0" in err and "Traceback" not in err
+
+
+def test_keyword_weight_trains_on_a_weighted_mean_of_the_token_losses(base_model, tmp_path):
+    """The loss `kiln sft keyword_weight=4` logs for its first batch, against the same batch scored by hand: each
+    assistant token's cross-entropy, the tokens of the record's `words` counted 4 times."""
+    import random
+
+    import torch.nn.functional as F
+
+    from kiln.posttrain.packing import IGNORE
+    from kiln.posttrain.sft_data import SFTLoader, prepare_sft_data
+
+    rng = random.Random(0)
+    data = tmp_path / "words.jsonl"
+    records = []
+    for _ in range(60):
+        a, b = rng.sample(CHAT_WORDS, 2)
+        records.append({"messages": [{"role": "user", "content": f"Use {a} and {b}."},
+                                     {"role": "assistant", "content": f"I like the {a}, and the {b} is here."}],
+                        "words": [a, b]})  # fmt: skip
+    data.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    run = tmp_path / "run"
+    rc, out, err = run_cli(["sft", str(base_model), str(data), *FAST, "max_steps=1", "keyword_weight=4", "seed=3",
+                            f"out_dir={run}"])  # fmt: skip
+    assert rc == 0, out + err
+    logged = next(m["train_loss"] for m in metrics(run) if "train_loss" in m)
+
+    model, tok, _ = load_checkpoint(base_model)
+    prepared = prepare_sft_data(tok, [str(data)], model.config.block_size, val_fraction=0.05, packing=True,
+                                overlong="truncate", max_examples=None, where="test", keyword_weight=4.0)  # fmt: skip
+    assert prepared.weighted
+    x, y, s, w = SFTLoader(prepared.train, 8, seed=3).next_batch()
+    with torch.no_grad():
+        logits, _ = model(x, segments=s, all_logits=True)
+    keep = y != IGNORE
+    ce = F.cross_entropy(logits[keep].double(), y[keep], reduction="none")
+    weights = w[keep].double()
+    assert set(weights.tolist()) == {1.0, 4.0}
+    want = float((ce * weights).sum() / weights.sum())
+    assert abs(logged - want) < 1e-4 and abs(logged - float(ce.mean())) > 1e-3

@@ -37,6 +37,9 @@ class Conversation:
     """(role, text) pairs: optional system, then user / assistant alternating, ending with the assistant."""
     source: str = ""
     """file:line, for messages about this record."""
+    words: tuple[str, ...] = ()
+    """The record's `words` (the words its instruction asks the reply to use, as the quickstart's word task writes
+    them): SFT's `keyword_weight` weighs their tokens in the assistant's replies."""
 
 
 def _open_text(path: Path) -> str:
@@ -132,6 +135,13 @@ def check_order(turns: list[tuple[str, str]], where: str) -> None:
         raise ConversationError(f"{where}: the conversation ends with a user turn; it must end with the assistant")
 
 
+def _words(record: dict[str, Any], where: str) -> tuple[str, ...]:
+    words = record.get("words", [])
+    if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ConversationError(f"{where}: 'words' must be a list of non-empty strings")
+    return tuple(w.strip() for w in words)
+
+
 def read_conversations(paths: list[str | Path]) -> list[Conversation]:
     """Every conversation of every file, in order; the first invalid record is an error naming file:line."""
     out: list[Conversation] = []
@@ -143,7 +153,7 @@ def read_conversations(paths: list[str | Path]) -> list[Conversation]:
             where = f"{path}:{number}"
             turns = to_turns(record, where)
             check_order(turns, where)
-            out.append(Conversation(tuple(turns), where))
+            out.append(Conversation(tuple(turns), where, _words(record, where)))
     if not out:
         raise ConversationError(f"no conversations in {', '.join(map(str, paths))}")
     return out

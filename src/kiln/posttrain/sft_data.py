@@ -11,7 +11,7 @@ import torch
 
 from kiln.posttrain.conversations import Conversation, read_conversations
 from kiln.posttrain.packing import IGNORE, PackStats, Windows, pack
-from kiln.posttrain.render import render_for_training, require_chat_tokens
+from kiln.posttrain.render import render_for_training, require_chat_tokens, weigh_words
 from kiln.tokenizer import Tokenizer
 
 
@@ -23,6 +23,8 @@ class SFTData:
     train_stats: PackStats
     val_stats: PackStats
     conversations: int
+    weighted: bool = False
+    """Whether some trained tokens weigh other than 1 (keyword_weight): the loss is then a weighted mean."""
 
 
 def held_out(key: Any, fraction: float) -> bool:
@@ -42,6 +44,7 @@ def prepare_sft_data(
     overlong: str,
     max_examples: int | None,
     where: str,
+    keyword_weight: float = 1.0,
 ) -> SFTData:
     require_chat_tokens(tokenizer, where)
     convs = read_conversations(inputs)
@@ -54,8 +57,12 @@ def prepare_sft_data(
     if not train_convs:
         raise ValueError(f"{', '.join(inputs)}: too few conversations to hold {val_fraction:.0%} out and train")
 
-    def examples(cs: list[Conversation]) -> list[tuple[list[int], list[bool], str]]:
-        return [(*render_for_training(tokenizer, c.turns), c.source) for c in cs]
+    def example(c: Conversation) -> tuple[list[int], list[float], str]:
+        ids, trained = render_for_training(tokenizer, c.turns)
+        return ids, weigh_words(tokenizer, ids, trained, c.words, keyword_weight), c.source
+
+    def examples(cs: list[Conversation]) -> list[tuple[list[int], list[float], str]]:
+        return [example(c) for c in cs]
 
     train, train_stats = pack(examples(train_convs), block_size, packing=packing, overlong=overlong)
     val, val_stats = pack(examples(val_convs), block_size, packing=packing, overlong=overlong)
@@ -63,7 +70,8 @@ def prepare_sft_data(
         raise ValueError(f"no training conversation has an assistant token within the context ({block_size})")
     if len(val) == 0:
         raise ValueError("no held-out conversation has an assistant token within the context; raise val_fraction")
-    return SFTData(tokenizer, train, val, train_stats, val_stats, len(convs))
+    weighted = keyword_weight != 1.0 and bool(((train.w != 0) & (train.w != 1)).any())
+    return SFTData(tokenizer, train, val, train_stats, val_stats, len(convs), weighted)
 
 
 class SFTLoader:
@@ -78,7 +86,7 @@ class SFTLoader:
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.w))
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = []
         global_batch = self.batch * self.world
         while len(rows) < global_batch:
@@ -89,13 +97,13 @@ class SFTLoader:
             rows.extend(self._order[self.pos : self.pos + take].tolist())
             self.pos += take
         mine = rows[self.rank * self.batch : (self.rank + 1) * self.batch]
-        x, y, s = self.w.x[mine], self.w.y[mine], self.w.seg[mine]
+        x, y, s, w = self.w.x[mine], self.w.y[mine], self.w.seg[mine], self.w.w[mine]
         if not (y != IGNORE).any():
             raise ValueError("a batch has no trained token (every target is masked); check the data's assistant turns")
         # Columns that are padding in every row change no loss: cut them, so a batch costs its longest row, not
         # the context (what padding to the longest does in other trainers).
         n = int(np.flatnonzero((s >= 0).any(axis=0)).max()) + 1
-        return torch.from_numpy(x[:, :n]), torch.from_numpy(y[:, :n]), torch.from_numpy(s[:, :n])
+        return tuple(torch.from_numpy(a[:, :n]) for a in (x, y, s, w))  # type: ignore[return-value]
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "pos": self.pos, "rows": len(self.w)}

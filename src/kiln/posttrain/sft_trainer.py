@@ -17,7 +17,7 @@ from kiln.posttrain.sft_config import SFTConfig
 from kiln.posttrain.sft_data import SFTData, SFTLoader, prepare_sft_data
 from kiln.train.precision import autocast
 
-Batch3 = tuple[Tensor, Tensor, Tensor]
+Batch4 = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 class SFTTrainer(FineTuner):
@@ -36,6 +36,7 @@ class SFTTrainer(FineTuner):
             overlong=cfg.overlong,
             max_examples=cfg.max_examples,
             where=str(cfg.checkpoint or source),
+            keyword_weight=cfg.keyword_weight,
         )
         st = data.train_stats
         if st.truncated or st.dropped_too_long or st.dropped_no_target:
@@ -107,21 +108,27 @@ class SFTTrainer(FineTuner):
         )
 
     # ------------------------------------------------------------------------------------------------ a step
-    def next_batch(self) -> Batch3:  # type: ignore[override]
-        x, y, s = self.loader.next_batch()
-        d = self.device
-        return x.to(d, non_blocking=True), y.to(d, non_blocking=True), s.to(d, non_blocking=True)
+    def next_batch(self) -> Batch4:  # type: ignore[override]
+        return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())  # type: ignore[return-value]
 
-    def forward_loss(self, batch: Batch3) -> Tensor:  # type: ignore[override]
-        x, y, s = batch
-        if self.model_config.n_experts:  # the MoE balancing term comes with the full-logits path
+    def forward_loss(self, batch: Batch4) -> Tensor:  # type: ignore[override]
+        x, y, s, w = batch
+        if self.model_config.n_experts and not self.shards.weighted:  # MoE's balancing term: the full-logits path
             with autocast(self.precision, self.device):
                 _, loss = self.fwd(x, y, segments=s)
             return loss
         keep = y != IGNORE
         with autocast(self.precision, self.device):
             logits, _ = self.fwd(x, segments=s, logits_at=keep)  # the LM head on the assistant's tokens only
-        return torch.nn.functional.cross_entropy(logits.float(), y[keep])
+        if not self.shards.weighted:
+            return torch.nn.functional.cross_entropy(logits.float(), y[keep])
+        weights = w[keep]  # keyword_weight: a weighted mean, so the loss keeps its scale
+        ce = torch.nn.functional.cross_entropy(logits.float(), y[keep], reduction="none")
+        loss = (ce * weights).sum() / weights.sum()
+        if self.model_config.n_experts:  # the balancing term GPT.forward adds to its own loss
+            aux = torch.stack([blk.mlp.aux_loss for blk in self.raw.blocks]).mean()
+            loss = loss + self.model_config.moe_aux_loss_coef * aux
+        return loss
 
     @torch.no_grad()
     def evaluate_loss(self) -> float:
