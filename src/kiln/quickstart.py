@@ -39,6 +39,8 @@ from kiln.utils.io import atomic_write_text
 SITE_ARCHIVE = "python-3.11.2-docs-html.tar.xz"
 PROMPTS = ("Once upon a time", "The Python interpreter")
 EVAL_TASKS = 48  # held-out instructions the follow check generates for
+SWAPS_PER_TASK = 3  # word-swapped copies of each SFT task (kiln.posttrain.word_task.swapped_tasks)
+KEYWORD_WEIGHT = 10.0  # SFT loss weight of the instruction's words in the reply (SFTConfig.keyword_weight)
 
 
 def assets() -> Path:
@@ -244,7 +246,7 @@ class Quickstart:
                     ),
                     *(
                         [Stage("rl", "Post-train: GRPO on the same task, rewarded by a program that counts the words",
-                               self._rl_config, "rl")]
+                               self._rl_config, "rl", before=self._write_rl_prompts)]
                         if cfg.rl_minutes > 0
                         else []
                     ),
@@ -315,10 +317,26 @@ class Quickstart:
         return tasks[:-EVAL_TASKS], tasks[-EVAL_TASKS:]
 
     def _write_sft_data(self) -> None:
+        """The training tasks, and three copies of each with the words swapped for another task's: a swapped word
+        is predictable only from the instruction, so (with keyword_weight on the words' tokens) the small model
+        learns to copy the words from the prompt instead of only the stories (docs/benchmarks.md)."""
+        from kiln.posttrain.word_task import swapped_tasks
+
         path = self.path("sft") / "train.jsonl"
         if not path.is_file():
             train, _ = self._tasks
-            atomic_write_text(path, "".join(json.dumps(t.record()) + "\n" for t in train))
+            tasks = [*train, *swapped_tasks(train, per_task=SWAPS_PER_TASK)]
+            atomic_write_text(path, "".join(json.dumps(t.record()) + "\n" for t in tasks))
+
+    def _write_rl_prompts(self) -> None:
+        """GRPO's prompts: new word triples (`word_task.new_instructions`), not the SFT tasks, whose stories the model
+        can recall: on those the reward rises without the instruction being followed (docs/benchmarks.md)."""
+        from kiln.posttrain.word_task import new_instructions
+
+        path = self.path("sft") / "rl_prompts.jsonl"
+        if not path.is_file():
+            train, _ = self._tasks
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in new_instructions(train, 4000)))
 
     def _sft_config(self) -> Any:
         from kiln.model.checkpoint import latest_checkpoint
@@ -333,6 +351,7 @@ class Quickstart:
             "batch_size=16",
             "lr=1e-3",
             "warmup_steps=20",
+            f"keyword_weight={KEYWORD_WEIGHT}",
             "max_steps=1000000",
             f"max_minutes={self.cfg.sft_minutes}",
             "eval_interval=1000000",
@@ -352,7 +371,7 @@ class Quickstart:
             return load_rl_config(None, [f"resume={self.rl_dir}"])
         settings = [
             f"checkpoint={self.chat_dir}",
-            f"inputs={json.dumps([str(self.path('sft') / 'train.jsonl')])}",
+            f"inputs={json.dumps([str(self.path('sft') / 'rl_prompts.jsonl')])}",
             f"out_dir={self.rl_dir}",
             "reward=words",
             "group=8",

@@ -14,7 +14,7 @@ from test_dpo import metrics
 
 from helpers import CHAT_WORDS, run_cli
 from kiln.posttrain.grpo import group_advantages, grpo_loss
-from kiln.posttrain.rl_rewards import number_reward, safe_rewards, words_reward
+from kiln.posttrain.rl_rewards import get_reward, number_reward, safe_rewards, words_reward
 
 
 def test_group_advantages_by_hand():
@@ -43,6 +43,9 @@ def test_clipped_surrogate_by_hand():
 
 def test_rewards_check_replies():
     assert words_reward({"words": ["apple", "river", "stone"]}, "An apple by the river.") == pytest.approx(2 / 3)
+    all_words = get_reward("all_words")
+    assert all_words({"words": ["apple", "river", "stone"]}, "An apple by the river.") == 0.0
+    assert all_words({"words": ["apple", "river", "stone"]}, "A Stone, an apple, a river.") == 1.0
     assert number_reward({"answer": "so 48+24 = 72\n#### 72"}, "The answer is 72.") == 1.0
     assert number_reward({"answer": "#### 1,000"}, "It costs 1000 dollars") == 1.0
     assert number_reward({"answer": "#### 72"}, "71") == 0.0

@@ -47,3 +47,33 @@ def test_preference_pairs_differ_only_in_the_asked_for_words():
         assert (p["chosen"], p["rejected"]) == (mirror["rejected"], mirror["chosen"])
         assert p["chosen"] in {t.story for t in tasks}
         assert len(p["chosen"].split()) == len(p["rejected"].split())
+
+
+def test_swapped_tasks_can_only_be_answered_from_the_prompt():
+    from kiln.posttrain.word_task import swapped_tasks
+
+    tasks = make_tasks(read_tinystories(STORIES), seed=0)[:50]
+    swapped = swapped_tasks(tasks, per_task=2, seed=0)
+    assert len(swapped) == 100 and swapped == swapped_tasks(tasks, per_task=2, seed=0)
+    originals = {t.story: t for t in tasks}
+    for task, s in zip([t for t in tasks for _ in range(2)], swapped, strict=True):
+        assert uses_words(s.story, s.words) and words_used(s.story, task.words) == 0
+        assert s.story not in originals and s.words != task.words
+        assert len(s.story.split()) == len(task.story.split())
+
+
+def test_new_instructions_name_words_no_single_story_answers():
+    from kiln.posttrain.word_task import new_instructions
+
+    tasks = make_tasks(read_tinystories(STORIES), seed=0)[:200]
+    prompts = new_instructions(tasks, 300, seed=1)
+    assert len(prompts) == 300 and prompts == new_instructions(tasks, 300, seed=1)
+    task_words = {w for t in tasks for w in t.words}
+    for p in prompts:
+        assert len(set(p["words"])) == 3 and set(p["words"]) <= task_words
+        assert (
+            p["prompt"]
+            == f"Write a short story that uses the words {p['words'][0]}, {p['words'][1]} and {p['words'][2]}."
+        )
+    # No story of the tasks follows any of them: only the instruction says which words to use.
+    assert not any(uses_words(t.story, p["words"]) for t in tasks for p in prompts)

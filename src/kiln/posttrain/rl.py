@@ -34,8 +34,8 @@ class RLConfig(FineTuneConfig):
     out_dir: Path = Path("runs/rl")
     """The run directory: checkpoints, metrics.jsonl, kiln-rl.toml."""
     reward: str = "words"
-    """words (the share of the record's `words` used), number (the last number equals `answer`'s), or
-    model:PATH (a `kiln reward` model)."""
+    """words (the share of the record's `words` used), all_words (1 when every one is used, else 0), number (the
+    last number equals `answer`'s), or model:PATH (a `kiln reward` model)."""
     group: int = 8
     """Completions sampled per prompt (GRPO's G)."""
     batch_size: int = 4

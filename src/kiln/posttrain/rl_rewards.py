@@ -1,7 +1,9 @@
 """Verifiable rewards for `kiln rl`: programs that check a reply, and a trained reward model.
 
 - `words`: the share of the record's `words` the reply uses (1.0 = the instruction followed), the quickstart's
-  TinyStories task;
+  TinyStories task; partial credit, so a model that never uses every word still gets a signal;
+- `all_words`: 1.0 when the reply uses every one of the record's `words` (the quickstart's success check), else 0:
+  the binary verifiable reward, for a model that sometimes succeeds;
 - `number`: 1.0 when the reply's last number equals the answer's (GSM8K's "#### 72", or a bare number);
 - `model:PATH`: a `kiln reward` checkpoint's score of the reply.
 A reward function that raises gives that sample 0 and is counted: one bad sample never stops a run.
@@ -13,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kiln.posttrain.word_task import words_used
+from kiln.posttrain.word_task import uses_words, words_used
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -28,6 +30,10 @@ def last_number(text: str) -> str | None:
 def words_reward(record: dict[str, Any], reply: str) -> float:
     words = record["words"]
     return words_used(reply, words) / len(words)
+
+
+def all_words_reward(record: dict[str, Any], reply: str) -> float:
+    return float(uses_words(reply, record["words"]))
 
 
 def number_reward(record: dict[str, Any], reply: str) -> float:
@@ -45,9 +51,9 @@ def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardF
 
         rm = load_reward_model(name[len("model:") :], device=device)
         return lambda record, reply: score_replies(rm, tokenizer, record["prompt_turns"], [reply])[0]
-    fns: dict[str, RewardFn] = {"words": words_reward, "number": number_reward}
+    fns: dict[str, RewardFn] = {"words": words_reward, "all_words": all_words_reward, "number": number_reward}
     if name not in fns:
-        raise ValueError(f"unknown reward {name!r}; choose words, number or model:PATH")
+        raise ValueError(f"unknown reward {name!r}; choose words, all_words, number or model:PATH")
     return fns[name]
 
 

@@ -117,6 +117,17 @@ def preference_pairs(tasks: Sequence[WordTask], seed: int = 0, per_task: int = 1
     DPO on them did not carry to held-out tasks; see docs/benchmarks.md.) Deterministic for a seed; `per_task`
     other tasks each, so 2 * per_task pairs per task; W' comes from `tasks` too, so held-out tasks stay held out.
     """
+    out = []
+    for task, swapped in _swaps(tasks, seed, per_task):
+        out.append({"prompt": task.prompt, "chosen": task.story, "rejected": swapped.story, "words": list(task.words)})
+        out.append({"prompt": swapped.prompt, "chosen": swapped.story, "rejected": task.story,
+                    "words": list(swapped.words)})  # fmt: skip
+    return out
+
+
+def _swaps(tasks: Sequence[WordTask], seed: int, per_task: int) -> list[tuple[WordTask, WordTask]]:
+    """(task, the task with its words swapped for another task's), `per_task` other tasks each, chosen among those
+    whose words its story does not use; deterministic for a seed."""
     rng = random.Random(seed)
     # A word is used as a whole word exactly when it is one of the text's maximal runs of word characters (what
     # `\b...\b` matches): one set per story makes the all-pairs check a set lookup, not 3 n^2 regex searches.
@@ -125,10 +136,37 @@ def preference_pairs(tasks: Sequence[WordTask], seed: int = 0, per_task: int = 1
     for task, v in zip(tasks, vocab, strict=True):
         others = [o for o in tasks if o is not task and not v.intersection(o.words)]
         for other in rng.sample(others, min(per_task, len(others))):
-            swapped = swap_words(task.story, task.words, other.words)
-            prompt_other = WordTask(other.words, swapped).prompt
-            out.append({"prompt": task.prompt, "chosen": task.story, "rejected": swapped, "words": list(task.words)})
-            out.append({"prompt": prompt_other, "chosen": swapped, "rejected": task.story, "words": list(other.words)})
+            out.append((task, WordTask(other.words, swap_words(task.story, task.words, other.words))))
+    return out
+
+
+def swapped_tasks(tasks: Sequence[WordTask], per_task: int = 3, seed: int = 0) -> list[WordTask]:
+    """Fine-tuning data only copying can answer: each task's story with its three words swapped for another
+    task's (`per_task` variants each), the instruction naming the new words.
+
+    Why: with the original tasks alone, a reply's words are also predictable from the story itself, so a small
+    model learns the stories and not the instruction; a swapped word fits the story no better than any other
+    noun, and only the prompt says which one comes. With SFT's `keyword_weight` this taught the quickstart's
+    model to use the words (docs/benchmarks.md, post-training effects)."""
+    # seed + 1: other swaps than preference_pairs draws with the same seed, so DPO's pairs are not the SFT data.
+    return [swapped for _, swapped in _swaps(tasks, seed + 1, per_task)]
+
+
+def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[dict]:
+    """`n` RL prompts (`{"prompt", "words"}`, as `kiln rl reward=words` reads them) whose three words come from three
+    different tasks, so no story the model was fine-tuned on answers them.
+
+    Why: on the fine-tuning tasks' own prompts, GRPO's reward rose by recalling the memorised stories, and the
+    held-out success rate did not follow (docs/benchmarks.md); with new triples the reward is earned only by using
+    the words the prompt names, which is what the held-out check measures. Deterministic for a seed."""
+    rng = random.Random(seed)
+    vocab = [set(re.findall(r"\w+", t.story.lower())) for t in tasks]  # whole words, as in preference_pairs
+    out: list[dict] = []
+    while len(out) < n:
+        picks = rng.sample(range(len(tasks)), 3)
+        words = tuple(rng.choice(tasks[i].words) for i in picks)
+        if len(set(words)) == 3 and not any(v.issuperset(words) for v in vocab):
+            out.append({"prompt": WordTask(words, "").prompt, "words": list(words)})  # type: ignore[arg-type]
     return out
 
 
