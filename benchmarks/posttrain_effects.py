@@ -4,16 +4,18 @@ model on the hh-rlhf pairs.
     python benchmarks/posttrain_effects.py [--workspace DIR] [--part dpo grpo reward] [--rl-minutes 10]
 
 Everything starts from the quickstart's models: DIR is a `kiln quickstart` workspace; if it has no fine-tuned
-model yet, `kiln quickstart --workspace DIR --no-serve --minutes 2 --sft-minutes 2 --rl-minutes 0` runs first
-(about 5 minutes). The task is the quickstart's: "Write a short story that uses the words A, B and C.", from the
-bundled TinyStories, the last 48 tasks held out (never trained on by SFT, DPO or GRPO); whether a reply follows it
-is checked by a program (`kiln.posttrain.word_task.uses_words`).
+model yet, `kiln quickstart --workspace DIR --no-serve --minutes 2 --sft-minutes 12 --rl-minutes 0` runs first
+(about 15 minutes; the quickstart's SFT data has word-swapped tasks and weighs the words' tokens, so its model
+copies words from the prompt, which DPO and GRPO then build on). The task is the quickstart's: "Write a short
+story that uses the words A, B and C.", from the bundled TinyStories, the last 48 tasks held out (never trained
+on by SFT, DPO or GRPO); whether a reply follows it is checked by a program (`kiln.posttrain.word_task.uses_words`).
 
-- dpo: `kiln dpo` from the SFT model on `word_task.preference_pairs` of the training tasks (chosen: the task's
-  story, which uses the three words; rejected: another story that uses none). Held-out preference accuracy on
-  pairs made from the 48 held-out tasks only (4 rejected stories each, 192 pairs): before = the share where the
-  SFT model gives the chosen story the higher log-probability (chance 0.5); after = the share where DPO's implicit
-  reward (policy minus reference log-prob, what `kiln dpo` logs as rewards/accuracies) is higher for the chosen
+- dpo: `kiln dpo` from the SFT model on `word_task.preference_pairs` of the training tasks (mirrored pairs: the
+  task's story vs the same story with its three words swapped for another task's, each reply chosen under the
+  instruction naming its own words, so ignoring the instruction scores 0.5). Held-out preference accuracy on
+  pairs made from the 48 held-out tasks only (4 swaps each, 384 pairs): before = the share where the SFT model
+  gives the chosen story the higher log-probability; after = the share where DPO's implicit reward (policy minus
+  reference log-prob, what `kiln dpo` logs as rewards/accuracies; 0.5 before any step) is higher for the chosen
   story, and the share where the DPO model itself gives it the higher log-probability.
 - grpo: `kiln rl` (reward = the share of the three words used) from the SFT model on the training tasks' prompts
   for `--rl-minutes` of wall clock; the success rate (all three words used) and the share of words used, SFT
@@ -59,13 +61,13 @@ def kiln(*argv: str) -> dict[str, float]:
     return {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(cpu, 1)}
 
 
-def sft_model(ws: Path) -> Path:
+def sft_model(ws: Path, sft_minutes: float) -> Path:
     """The quickstart's fine-tuned model in `ws` (the quickstart runs first when it has none)."""
     from kiln.model.checkpoint import latest_checkpoint
 
     chat = ws / "models" / "quickstart-chat"
     if not chat.exists() or latest_checkpoint(chat) is None:
-        kiln("quickstart", f"workspace={ws}", "serve=false", "minutes=2", "sft_minutes=2", "rl_minutes=0")
+        kiln("quickstart", f"workspace={ws}", "serve=false", "minutes=2", f"sft_minutes={sft_minutes}", "rl_minutes=0")
     return chat
 
 
@@ -163,19 +165,23 @@ def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
 
 def part_grpo(ws: Path, sft: Path, args) -> dict:
     train, held = tasks()
-    data = write_jsonl(ws / "effects" / "rl_prompts.jsonl", [t.record() for t in train])
+    from kiln.posttrain.word_task import new_instructions
+
+    # New word triples, not the fine-tuning tasks' prompts: see new_instructions.
+    data = write_jsonl(ws / "effects" / "rl_prompts.jsonl", new_instructions(train, 4000, seed=0))
     run = ws / "effects" / "rl"
     cost = kiln(
-        "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", "reward=words", f"group={args.rl_group}",
-        "batch_size=4", f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}", f"temperature={args.rl_temperature}",
-        f"kl_beta={args.rl_kl}", "max_steps=1000000", f"max_minutes={args.rl_minutes}", "eval_interval=1000000",
-        "log_interval=1", "eval_batches=2", "threads=2",
+        "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", f"reward={args.rl_reward}",
+        f"group={args.rl_group}", "batch_size=4", f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}",
+        f"temperature={args.rl_temperature}", f"kl_beta={args.rl_kl}", "max_steps=1000000",
+        f"max_minutes={args.rl_minutes}", "eval_interval=1000000", "log_interval=1", "eval_batches=2", "threads=2",
     )  # fmt: skip
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     before, after = follow_rates(sft, held), follow_rates(run, held)
     return {
-        "steps": steps, "lr": args.rl_lr, "group": args.rl_group, "max_new_tokens": args.rl_tokens,
-        "temperature": args.rl_temperature, "kl_beta": args.rl_kl, **cost, "sft": before, "grpo": after,
+        "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group,
+        "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl, **cost,
+        "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
     }  # fmt: skip
 
@@ -218,10 +224,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--workspace", type=Path, default=Path("kiln-quickstart-effects"))
     p.add_argument("--part", nargs="+", choices=["dpo", "grpo", "reward"], default=["dpo", "grpo", "reward"])
-    p.add_argument("--dpo-steps", type=int, default=100)
-    p.add_argument("--dpo-lr", type=float, default=1e-4)
+    p.add_argument("--sft-minutes", type=float, default=12.0, help="the quickstart's SFT, when DIR has no SFT model")
+    p.add_argument("--dpo-steps", type=int, default=400)
+    p.add_argument("--dpo-lr", type=float, default=2e-4)
     p.add_argument("--rl-minutes", type=float, default=10.0)
     p.add_argument("--rl-lr", type=float, default=2e-4)
+    p.add_argument("--rl-reward", default="words", choices=["words", "all_words"])
     p.add_argument("--rl-group", type=int, default=8)
     p.add_argument("--rl-tokens", type=int, default=64)
     p.add_argument("--rl-temperature", type=float, default=1.0)
@@ -235,7 +243,7 @@ def main() -> int:
     global LOG
     LOG = ws / "effects.log"
     ws.mkdir(parents=True, exist_ok=True)
-    sft = sft_model(ws)
+    sft = sft_model(ws, args.sft_minutes)
     print(f"machine: {os.cpu_count()} CPUs; SFT model {sft}")
     for part in args.part:
         result = {"dpo": part_dpo, "grpo": part_grpo, "reward": part_reward}[part](ws, sft, args)
