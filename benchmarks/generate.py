@@ -9,10 +9,16 @@ from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, repo
   Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
   counts sequences equal to that side's own fp32 tokens instead.
 
+`--int8` (on by default where PyTorch's int8 CPU kernel runs) adds kiln's weight-only int8 decode (`dtype=int8`:
+a quarter of fp32's bytes per step, bf16 activations into each linear layer), which transformers has no built-in
+counterpart of: it is compared with transformers' best dtype on its own line, never in the same-dtype ratios, and
+its tokens are counted against fp32's like bf16's.
+
 `--static-decode` adds kiln's fixed-shape decode (`generate_batch(..., static_decode=True)`): one CUDA graph
 per batch bucket, replayed per token on a GPU; the same step run eagerly on a CPU.
 
-    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3] [--no-bf16] [--static-decode]
+    python benchmarks/generate.py [--new-tokens 64] [--prompt-tokens 32] [--repeats 3] [--no-bf16] [--no-int8]
+        [--static-decode]
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import time
 import torch
 
 from kiln.generate import SamplingParams, generate_batch
-from kiln.model import build, cpu_fast
+from kiln.model import build, cpu_fast, int8_weights
 from kiln.model.hf import to_hf_gpt2
+from kiln.model.inference_dtype import prepare as prepare_dtype
 
 
 def best_of(fn, repeats: int) -> tuple[float, object]:
@@ -47,6 +54,9 @@ def main() -> None:
     ap.add_argument(
         "--bf16", action=argparse.BooleanOptionalAction, default=None, help="also bf16 vs bf16 (default: where native)"
     )
+    ap.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=None, help="also kiln int8 weights (default: on CPU)"
+    )
     ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh runs it there)")
     ap.add_argument("--static-decode", action="store_true", help="also kiln's fixed-shape decode (CUDA graphs on GPU)")
     args = ap.parse_args()
@@ -54,6 +64,8 @@ def main() -> None:
     on_cpu = device.type == "cpu"
     if args.bf16 is None:
         args.bf16 = cpu_fast.native_bf16() if on_cpu else True
+    if args.int8 is None:
+        args.int8 = on_cpu and int8_weights.available()
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on both sides: tokens must match exactly
 
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -118,6 +130,12 @@ def main() -> None:
             f"{b:>5} best vs best: kiln {k_dt} {b * n / k_t:.1f} tok/s vs transformers {hf_dt} {b * n / hf_t:.1f}"
             f" = {hf_t / k_t:.2f}x"
         )
+        if args.int8:
+            t_q = int8_row(model, prompts, ref, greedy, args, b, n, hf_t)
+            print(
+                f"{b:>5} kiln int8 weights {b * n / t_q:.1f} tok/s vs transformers' best ({hf_dt}) {b * n / hf_t:.1f}"
+                f" = {hf_t / t_q:.2f}x (not the same numbers: see the int8 row's tokens)"
+            )
 
 
 def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) -> tuple[float, float]:
@@ -147,6 +165,24 @@ def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) 
         match = sum(a == r for a, r in zip(toks, fp32_ref, strict=True))
         print(f"{b:>5} {'bf16 ' + name:<44} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b} equal to fp32")
     return t_hf, min(t for _, t, _ in rows[1:])
+
+
+def int8_row(model, prompts, fp32_ref, greedy, args, b: int, n: int, t_hf_best: float) -> float:
+    """kiln with weight-only int8 (`dtype=int8`) on a copy of the same weights; the row's ratio is against
+    transformers' fastest dtype in this run."""
+    import copy
+
+    kq = prepare_dtype(copy.deepcopy(model), "int8")
+
+    def run_kiln():
+        return [c.tokens for c in generate_batch(kq, prompts.tolist(), greedy)]
+
+    run_kiln()  # makes the int8 copies
+    t, toks = best_of(run_kiln, args.repeats)
+    match = sum(a == r for a, r in zip(toks, fp32_ref, strict=True))
+    name = "int8 kiln, KV cache (int8 weights)"
+    print(f"{b:>5} {name:<44} {b * n / t:>9.1f} {t_hf_best / t:>6.2f}x  {match}/{b} equal to fp32 (vs HF's best)")
+    return t
 
 
 if __name__ == "__main__":

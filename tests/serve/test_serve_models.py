@@ -125,6 +125,35 @@ def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
         reg.close()
 
 
+def test_int8_models_decode_on_int8_copies_of_their_weights(serve_models: Path):
+    """`kiln serve dtype=int8`: the batcher's decode steps run the linear layers on int8 weights."""
+    import torch
+
+    from kiln.model import int8_weights
+
+    if not int8_weights.available():
+        pytest.skip("this PyTorch lacks the int8 CPU kernel")
+    reg = ModelRegistry(serve_models, int8_weights=True)
+    try:
+        lm = reg.get("char")
+        assert int8_weights.enabled(lm.model) and next(lm.model.parameters()).dtype == torch.float32
+        done = threading.Event()
+        tokens: list[int] = []
+
+        def consumer(ev) -> None:
+            tokens.append(ev.token_id)
+            if ev.finish_reason:
+                done.set()
+
+        lm.batcher.submit(Request([1, 2, 3], SamplingParams(temperature=0, max_new_tokens=5), consumer))
+        assert done.wait(timeout=30)
+        assert 1 <= len(tokens) <= 5
+        copies = [m.__dict__["_kiln_int8_weights"][1] for m in lm.model.modules() if "_kiln_int8_weights" in m.__dict__]
+        assert copies and all(q.dtype == torch.int8 for q in copies)
+    finally:
+        reg.close()
+
+
 def test_serve_device_is_checked_before_anything_loads(tmp_path: Path):
     import torch
 

@@ -17,6 +17,7 @@ compile time. It is inference only: the packed copy is not a parameter and is re
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from kiln.model import int8_weights
 
 enabled = True
 """Set False to fall back to PyTorch's default linear (the benchmark does, to show the difference)."""
@@ -141,8 +144,12 @@ def packed_linears(model: nn.Module) -> Iterator[None]:
 
     Does nothing where it does not apply (GPU, fp16, bf16 without hardware support, gradients on, or a
     PyTorch without oneDNN), so callers can always use it. Packed weights are cached on the modules until
-    the weights change.
+    the weights change. A model marked by `int8_weights.enable` runs its linear layers on int8 weights instead.
     """
+    if int8_weights.enabled(model) and not torch.is_grad_enabled():
+        with _int8_linears(model):
+            yield
+        return
     if not applies_to(model):
         yield
         return
@@ -157,9 +164,22 @@ def packed_linears(model: nn.Module) -> Iterator[None]:
             del m.forward
 
 
+@contextmanager
+def _int8_linears(model: nn.Module) -> Iterator[None]:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and int8_weights.applies(m)]
+    for m in linears:
+        m.forward = functools.partial(int8_weights.linear, m)
+    try:
+        yield
+    finally:
+        for m in linears:
+            del m.forward
+
+
 def release(model: nn.Module) -> None:
     """Drop the cached packed weights and the plan (packed weights cost as much memory as the weights)."""
     model.__dict__.pop("_kiln_plan", None)
+    int8_weights.release(model)
     for m in model.modules():
         m.__dict__.pop("_kiln_packed", None)
         m.__dict__.pop("_kiln_use_packed", None)

@@ -50,8 +50,9 @@ class ServeConfig:
     device: str = "cpu"
     """Where models run: cpu, cuda or cuda:N (a GPU serves many more streams; the KV cache lives there too)."""
     dtype: InferenceDtype = "float32"
-    """Precision models decode in: float32 (exact), bfloat16 (half the memory traffic; 1.4-1.9x faster decoding
-    on CPUs with AMX or AVX512-BF16, logits within bf16's precision), or auto (bfloat16 where the hardware has it)."""
+    """Precision to decode in: float32 (exact), bfloat16 (half the memory traffic; 1.4-1.9x faster decoding on
+    CPUs with AMX or AVX512-BF16, logits within bf16's precision), int8 (weights only, CPU: a quarter of the bytes,
+    for one stream on CPUs without bf16 hardware; logits within 1-2%), or auto (bfloat16 where the hardware has it)."""
     log_level: str = "warning"
     """uvicorn's log level: critical, error, warning, info, debug or trace."""
     arena_dir: Path | None = None
@@ -76,9 +77,9 @@ class ServeConfig:
             raise ValueError(f"max_memory_gb: must be positive, got {self.max_memory_gb}")
         if not 0 < self.read_timeout_s <= 3600:
             raise ValueError(f"read_timeout_s: must be in (0, 3600] seconds, got {self.read_timeout_s}")
-        resolve_dtype(self.dtype)
         if resolve_device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device={self.device}: kiln serve runs on cpu or cuda")
+        resolve_dtype(self.dtype, resolve_device(self.device))
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise ValueError(f"data_dir: {self.data_dir} is not a directory (a kiln clean output, or a folder of them)")
         if self.log_level.lower() not in LOG_LEVELS:

@@ -21,6 +21,7 @@ import torch
 
 from kiln.generate.batcher import ContinuousBatcher
 from kiln.generate.context import end_of_text_ids
+from kiln.model import int8_weights
 from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint, read_config, resolve_checkpoint
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
@@ -125,6 +126,7 @@ class ModelRegistry:
         max_model_bytes: int | None = None,
         dtype: torch.dtype = torch.float32,
         device: str = "cpu",
+        int8_weights: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -135,6 +137,7 @@ class ModelRegistry:
         self.max_model_bytes = max_model_bytes  # a model estimated larger than this is refused before it is built
         self.dtype = dtype  # loaded models are cast to it (float32 keeps outputs exact)
         self.device = device
+        self.int8_weights = int8_weights  # dtype=int8: linear layers decode on int8 copies of their weights
         self.loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -172,6 +175,8 @@ class ModelRegistry:
             started = time.perf_counter()
             model, tokenizer, _ = load_checkpoint(path, device=self.device)
             model = model.to(self.dtype)
+            if self.int8_weights:
+                int8_weights.enable(model)
             tokenizer = tokenizer or ByteTokenizer()
             if model.config.vocab_size < tokenizer.vocab_size:
                 raise CheckpointError(

@@ -71,6 +71,7 @@ class ServerState:
             max_queue=config.max_queue,
             max_model_bytes=int(config.max_memory_gb * (1 << 30)),
             dtype=resolve_dtype(config.dtype, config.device),
+            int8_weights=config.dtype == "int8",
             device=config.device,
         )
         return cls(config, registry, Metrics(registry.queue_depth, registry.active))
