@@ -102,6 +102,21 @@ def test_missing_models_directory():
         ModelRegistry(Path("/nonexistent/models"))
 
 
+def decode_a_few(lm) -> None:
+    """Greedy-decode up to 5 tokens through the model's batcher, as a request of the server would."""
+    done = threading.Event()
+    tokens: list[int] = []
+
+    def consumer(ev) -> None:
+        tokens.append(ev.token_id)
+        if ev.finish_reason:
+            done.set()
+
+    lm.batcher.submit(Request([1, 2, 3], SamplingParams(temperature=0, max_new_tokens=5), consumer))
+    assert done.wait(timeout=30)
+    assert 1 <= len(tokens) <= 5
+
+
 def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
     import torch
 
@@ -110,17 +125,7 @@ def test_models_load_in_the_configured_dtype_and_decode(serve_models: Path):
         lm = reg.get("char")
         assert next(lm.model.parameters()).dtype == torch.bfloat16
         assert lm.batcher.cache.k.dtype == torch.bfloat16
-        done = threading.Event()
-        tokens: list[int] = []
-
-        def consumer(ev) -> None:
-            tokens.append(ev.token_id)
-            if ev.finish_reason:
-                done.set()
-
-        lm.batcher.submit(Request([1, 2, 3], SamplingParams(temperature=0, max_new_tokens=5), consumer))
-        assert done.wait(timeout=30)
-        assert 1 <= len(tokens) <= 5
+        decode_a_few(lm)
     finally:
         reg.close()
 
@@ -137,17 +142,7 @@ def test_int8_models_decode_on_int8_copies_of_their_weights(serve_models: Path):
     try:
         lm = reg.get("char")
         assert int8_weights.enabled(lm.model) and next(lm.model.parameters()).dtype == torch.float32
-        done = threading.Event()
-        tokens: list[int] = []
-
-        def consumer(ev) -> None:
-            tokens.append(ev.token_id)
-            if ev.finish_reason:
-                done.set()
-
-        lm.batcher.submit(Request([1, 2, 3], SamplingParams(temperature=0, max_new_tokens=5), consumer))
-        assert done.wait(timeout=30)
-        assert 1 <= len(tokens) <= 5
+        decode_a_few(lm)
         copies = [m.__dict__["_kiln_int8_weights"][1] for m in lm.model.modules() if "_kiln_int8_weights" in m.__dict__]
         assert copies and all(q.dtype == torch.int8 for q in copies)
     finally:
