@@ -18,9 +18,10 @@ dedup steps would drop the copies too, but only after all the costly steps). Mod
 clock starts on both sides (kiln's steps load them in their constructors, datatrove's on first use).
 
 1. Throughput, documents/s on one core (the extraction worker process and its parent take turns):
-   - same pages, in memory: kiln's default `kiln clean` steps (URL filter, resiliparse, langid, Gopher
-     repetition and quality, C4, FineWeb, exact and MinHash dedup, PII) chained with `run_steps`; the same
-     with `engine = "trafilatura"` (apples to apples with FineWeb); and datatrove's FineWeb pipeline as in
+   - same pages, in memory: kiln's default `kiln clean` steps (URL filter, extraction with the default
+     main_text engine, langid, Gopher repetition and quality, C4, FineWeb, exact and MinHash dedup, PII) chained
+     with `run_steps`; the same with `engine = "trafilatura"`, datatrove's extractor (the same-extractor ratio,
+     the headline: what kiln's pipeline is worth with the extractor held equal); and datatrove's FineWeb pipeline as in
      its examples/fineweb.py (URLFilter -> Trafilatura(favour_precision=True) -> LanguageFilter(["en"]) ->
      GopherRepetitionFilter -> GopherQualityFilter -> C4QualityFilter(filter_no_terminal_punct=False) ->
      FineWebQualityFilter), its steps' `run` generators chained in one process, writers skipped, after its
@@ -77,6 +78,11 @@ WARC_DIR = SHARED / "web" / "warc"
 C4_DEMO = SHARED / "text" / "c4_demo.jsonl"
 LID_MODEL = SHARED / "langid" / "lid.176.ftz"
 DT_PYTHON = "/tmp/dtvenv/bin/python"
+DT_SETUP = (
+    "make it with: python3 -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install 'datatrove[processing]==0.10.1' "
+    "fasttext-numpy2-wheel faust-cchardet python-magic warcio pyahocorasick fasteners lxml_html_clean 'spacy==3.8.*' "
+    "'trafilatura==2.3.1'"
+)
 FILTERS = ("langid", "gopher_repetition", "gopher_quality", "c4", "fineweb")
 WARMUP = 8  # texts run through the filters before timing (lazy models and tokenizers load on first use)
 
@@ -139,11 +145,12 @@ def kiln_pages() -> list[dict[str, Any]]:
 
 def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict[str, Any]:
     """kiln's default pipeline (every step of `kiln clean`, in its order) over in-memory pages, no file I/O."""
+    from kiln.clean.extract import DEFAULT_ENGINE
     from kiln.clean.pipeline import Document, run_steps
     from kiln.clean.registry import DEFAULT_STEPS, build_step
 
     specs: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
-    if engine != "resiliparse":
+    if engine != DEFAULT_ENGINE:
         specs = [{"name": "extract", "engine": engine} if s["name"] == "extract" else s for s in specs]
     total = new_total()
     for r in range(repeat):  # a fresh pipeline per pass: no cache or dedup index sees a copy
@@ -160,10 +167,11 @@ def kiln_pipeline(pages: list[dict[str, Any]], repeat: int, engine: str) -> dict
 
 def kiln_clean_e2e(out_dir: Path, engine: str, repeat: int) -> dict[str, Any]:
     from kiln.clean import CleanConfig, run
+    from kiln.clean.extract import DEFAULT_ENGINE
     from kiln.clean.registry import DEFAULT_STEPS
 
     steps: list[dict[str, Any]] = [{"name": n} for n in DEFAULT_STEPS]
-    if engine != "resiliparse":
+    if engine != DEFAULT_ENGINE:
         steps = [{"name": "extract", "engine": engine} if s["name"] == "extract" else s for s in steps]
     cfg = CleanConfig(inputs=[str(p) for p in warc_files()], out_dir=str(out_dir), workers=1, steps=steps, quiet=True)
     total = new_total()
@@ -428,11 +436,13 @@ def main() -> int:
     args = ap.parse_args()
     if args.datatrove:
         return datatrove_main(Path(args.datatrove[0]), Path(args.datatrove[1]))
+    from kiln.clean.extract import DEFAULT_ENGINE
+
     if not WARC_DIR.is_dir() or not C4_DEMO.is_file() or not LID_MODEL.is_file():
         print(f"needs the shared data in {SHARED}", file=sys.stderr)
         return 1
     if not Path(args.dt_python).exists():
-        print(f"no python with datatrove at {args.dt_python} (--dt-python)", file=sys.stderr)
+        print(f"no python with datatrove at {args.dt_python} (--dt-python; {DT_SETUP})", file=sys.stderr)
         return 1
 
     import logging
@@ -455,9 +465,9 @@ def main() -> int:
             for k in ("kiln_mem", "kiln_traf_mem", "dt_mem", "kiln", "kiln_traf", "dt", "kiln_filters", "dt_filters")
         }
         for rnd in range(args.rounds):
-            runs["kiln_mem"].append(kiln_pipeline(pages, args.repeat, "resiliparse"))
+            runs["kiln_mem"].append(kiln_pipeline(pages, args.repeat, DEFAULT_ENGINE))
             runs["kiln_traf_mem"].append(kiln_pipeline(pages, args.repeat, "trafilatura"))
-            runs["kiln"].append(kiln_clean_e2e(tmp / "out", "resiliparse", args.repeat))
+            runs["kiln"].append(kiln_clean_e2e(tmp / "out", DEFAULT_ENGINE, args.repeat))
             runs["kiln_traf"].append(kiln_clean_e2e(tmp / "out", "trafilatura", args.repeat))
             runs["kiln_filters"].append(kiln_filters_chained(texts, args.repeat))
             job = {"mode": "round", "texts": str(texts_path), "pages": str(pages_path), "repeat": args.repeat}
@@ -481,11 +491,11 @@ def main() -> int:
     mem, files, filt = "same pages, in memory", "WARC files, each side's reader", "same extracted texts"
     rows = [
         (mem, "datatrove FineWeb (URL filter, trafilatura, langid, 4 filters)", "dt_mem", "dt_mem"),
-        (mem, "**kiln default pipeline (resiliparse)**", "kiln_mem", "dt_mem"),
-        (mem, "kiln default pipeline, engine = trafilatura", "kiln_traf_mem", "dt_mem"),
+        (mem, "**kiln default pipeline, engine = trafilatura (same extractor)**", "kiln_traf_mem", "dt_mem"),
+        (mem, f"kiln default pipeline ({DEFAULT_ENGINE}, kiln's default extractor)", "kiln_mem", "dt_mem"),
         (files, "datatrove FineWeb (WarcReader + the 7 steps)", "dt", "dt"),
-        (files, "**kiln `clean` (workers=1), default**", "kiln", "dt"),
-        (files, "kiln `clean` (workers=1), engine = trafilatura", "kiln_traf", "dt"),
+        (files, "**kiln `clean` (workers=1), engine = trafilatura (same extractor)**", "kiln_traf", "dt"),
+        (files, f"kiln `clean` (workers=1), default ({DEFAULT_ENGINE})", "kiln", "dt"),
         (filt, "datatrove: langid + 4 filters, chained", "dt_filters", "dt_filters"),
         (filt, "kiln: langid + 4 filters, chained", "kiln_filters", "dt_filters"),
     ]

@@ -70,7 +70,8 @@ def missing(bench: Bench) -> str | None:
     if absent:
         return f"needs {', '.join(absent)} (pip install -e .[bench])"
     if bench.needs_path is not None and not bench.needs_path.exists():
-        return f"needs {bench.needs_path}"
+        how = " (benchmarks/clean.py says how to make it)" if bench.name == "clean" else ""
+        return f"needs {bench.needs_path}{how}"
     return None
 
 
