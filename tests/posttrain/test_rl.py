@@ -118,3 +118,33 @@ def test_a_reward_that_raises_scores_zero_is_counted_and_the_run_goes_on(base_mo
     # Each step's 4 prompts x 2 samples: the failures are the samples of prompts without words, counted exactly.
     assert sum(m["reward_failures"] for m in got) > 0
     assert all(m["reward_failures"] in (0, 2, 4, 6, 8) for m in got)
+
+
+def test_updates_per_batch_reuses_the_samples_with_the_sampling_policy_as_pi_old(base_model, tmp_path):
+    """GRPO's mu = 2: steps 1-2 and 3-4 each train on one sampled batch. A sampling step's ratio is exactly 1 (its
+    loss is 0 by construction and nothing is clipped); the step after it reuses the same completions (the same
+    rewards and lengths are logged) under a policy one update on, so its ratio moves and clipping acts."""
+    # Words the English-pretrained base model writes some of the time, so groups' rewards differ.
+    common = ["the", "and", "of", "a", "to", "in", "is", "it"]
+    rows = [{"messages": [{"role": "user", "content": f"Say {common[i % 8]}."}], "words": [common[i % 8]]}
+            for i in range(24)]  # fmt: skip
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "mu"
+    rc, _, err = run_cli([
+        "rl", str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1", "batch_size=4", "group=4",
+        "max_new_tokens=12", "max_steps=4", "eval_interval=100", "log_interval=1", "lr=3e-2", "val_fraction=0.2",
+        "updates_per_batch=2", "temperature=1.5", f"out_dir={out}",
+    ])  # fmt: skip
+    assert rc == 0, err
+    rows = metrics(out)
+    assert [m["step"] for m in rows] == [1, 2, 3, 4]
+    for first, again in (rows[0:2], rows[2:4]):
+        assert first["clip_fraction"] == 0 and first["train_loss"] == pytest.approx(0, abs=1e-6)
+        assert again["reward/mean"] == first["reward/mean"]
+        assert again["completion_length"] == first["completion_length"]
+    assert rows[0]["reward/std"] > 0, "the test needs groups whose rewards differ"
+    assert rows[1]["clip_fraction"] > 0 and abs(rows[1]["train_loss"]) > 1e-6
+    assert (
+        rows[2]["completion_length"] != rows[1]["completion_length"] or rows[2]["reward/mean"] != rows[1]["reward/mean"]
+    ), "step 3 samples a new batch"

@@ -46,6 +46,11 @@ class RLConfig(FineTuneConfig):
     """Sampling temperature of the completions."""
     clip: float = 0.2
     """PPO-style clipping of the probability ratio."""
+    updates_per_batch: int = 1
+    """Optimizer steps on each sampled batch (GRPO's mu, TRL's num_iterations): the policy that sampled it is
+    pi_old for all of them, so the ratio and its clipping act from the second step on (with 1 the ratio is always
+    1). Sampling is most of a CPU step, so more updates per sample learn more per minute, at the cost of staler
+    samples. A run resumed from a checkpoint inside a cycle samples afresh there."""
     kl_beta: float = 0.0
     """Weight of the KL penalty to the starting model (0 = none, as recent GRPO practice; > 0 keeps a frozen copy)."""
     scale_rewards: bool = True
@@ -70,6 +75,7 @@ class RLConfig(FineTuneConfig):
         require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         require(self.temperature > 0, f"temperature must be > 0 (sampling), got {self.temperature}")
         require(0 < self.clip < 1, f"clip must be in (0, 1), got {self.clip}")
+        require(self.updates_per_batch >= 1, f"updates_per_batch must be >= 1, got {self.updates_per_batch}")
         require(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
         super().validate()
         return self
@@ -114,6 +120,7 @@ class RLTrainer(FineTuner):
 
             self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
         self._calls, self._step_seen = 0, -1
+        self._replay: dict[int, dict[str, Any]] = {}  # micro-batch -> its sampled batch, for updates_per_batch > 1
         self.tokens_per_step = cfg.batch_size * cfg.group * (cfg.max_new_tokens + 32) * info.world_size
         return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
 
@@ -160,10 +167,22 @@ class RLTrainer(FineTuner):
 
     def next_batch(self) -> dict[str, Any]:  # type: ignore[override]
         cfg = self.cfg
-        records = [self.shards.train[i] for i in self.loader.next_indices()]
-        # Seeded by the step and the micro-batch within it, so a resumed run samples what the first one did.
         self._calls = self._calls + 1 if self._step_seen == self.progress.step else 1
         self._step_seen = self.progress.step
+        replay = self._replay.get(self._calls)
+        if self.progress.step % cfg.updates_per_batch and replay is not None:  # a later update on the same samples
+            self.add_stats(**replay["stats"])
+            return replay
+        batch = self._sample_batch()
+        if cfg.updates_per_batch > 1:
+            batch["old"] = self._old_logps(batch)
+            self._replay[self._calls] = batch
+        return batch
+
+    def _sample_batch(self) -> dict[str, Any]:
+        cfg = self.cfg
+        records = [self.shards.train[i] for i in self.loader.next_indices()]
+        # Seeded by the step and the micro-batch within it, so a resumed run samples what the first one did.
         seed = cfg.seed * 1_000_003 + self.progress.step * 101 + self._calls
         prompt_ids = self._prompt_ids(records)
         completions = self.sample(prompt_ids, cfg.group, cfg.temperature, seed)
@@ -174,11 +193,20 @@ class RLTrainer(FineTuner):
         r = torch.tensor(rewards)
         adv = group_advantages(r, cfg.group, scale=cfg.scale_rewards)
         lengths = [len(c.tokens) for c in completions]
-        self.add_stats(**{
+        stats = {
             "reward/mean": float(r.mean()), "reward/std": float(r.view(-1, cfg.group).std(1).mean()),
             "completion_length": float(np.mean(lengths)), "reward_failures": float(failed),
-        })  # fmt: skip
-        return {"x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device)}
+        }  # fmt: skip
+        self.add_stats(**stats)
+        return {"x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device), "stats": stats}
+
+    @torch.no_grad()
+    def _old_logps(self, batch: dict[str, Any]) -> Tensor:
+        """The sampling policy's log-probs of the completions (pi_old of the updates that reuse them)."""
+        mask = batch["y"] != IGNORE
+        with autocast(self.precision, self.device):
+            logits, _ = self.fwd(batch["x"], logits_at=mask)
+        return _token_logps(logits, batch["y"], mask)
 
     def _windows(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Prompt + completion rows (padded to the longest), targets only on the completion's tokens."""
@@ -201,8 +229,10 @@ class RLTrainer(FineTuner):
         if self.reference is not None:
             with torch.no_grad():
                 ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask)
-        # One update per sampling (the common setting): pi_old is the policy itself, detached.
-        loss, stats = grpo_loss(logp, logp.detach(), adv, mask, self.cfg.clip, ref, self.cfg.kl_beta)
+        # With one update per sampling (the default) pi_old is the policy itself, detached: the ratio is 1.
+        old = batch.get("old")
+        loss, stats = grpo_loss(logp, logp.detach() if old is None else old, adv, mask, self.cfg.clip, ref,
+                                self.cfg.kl_beta)  # fmt: skip
         self.add_stats(count=False, **stats)  # the same micro-batch as its sampling stats, counted there
         return loss
 
