@@ -128,7 +128,9 @@ def side_trl(root: Path, args, order: list[int]) -> dict:
         output_dir=str(root / "trl"), per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=args.lr, beta=0.1, loss_type=["sigmoid"], lr_scheduler_type="constant", warmup_steps=0,
         weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, logging_steps=1,
-        save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True,
+        save_strategy="no", report_to=[], use_cpu=True,
+        dataloader_num_workers=0, seed=0, disable_tqdm=True,
+        bf16=False,  # TRL's default is True, which autocasts even a CPU run to bf16: fp32 on both sides
         precompute_ref_log_probs=True, max_length=None,
     )  # fmt: skip
     t0 = time.perf_counter()
@@ -137,6 +139,7 @@ def side_trl(root: Path, args, order: list[int]) -> dict:
     hf_tok.pad_token = hf_tok.eos_token
     trainer = Sequential(model=model, args=config, train_dataset=dataset, processing_class=hf_tok, callbacks=[Clock()])
     setup = time.perf_counter() - t0
+    assert trainer.accelerator.mixed_precision == "no", "TRL would autocast: not fp32 vs fp32"
     trainer.train()
     return {
         "losses": losses,

@@ -57,6 +57,7 @@ BENCHES = [
     Bench("eval", [], ["--items", "10", "--tasks", "arc_easy,piqa"], ("lm_eval",)),
     Bench("sft", [], ["--steps", "6", "--conversations", "64"], ("trl",)),
     Bench("dpo", [], ["--steps", "6", "--pairs", "48"], ("trl",)),
+    Bench("grpo", ["--rounds", "3"], ["--steps", "4", "--new-tokens", "16"], ("trl",)),
     Bench("plan", [], ["--rounds", "1"], ("scipy",)),
     # Both parts: the 140-second recipe's val loss and the throughput against the plain loop (issue 21 asks for both
     # on each CPU kind).

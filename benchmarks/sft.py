@@ -137,6 +137,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
         output_dir=str(out), per_device_train_batch_size=args.batch, max_steps=args.steps, learning_rate=args.lr,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.95,
         adam_epsilon=1e-8, max_grad_norm=1.0, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
+        bf16=False,  # TRL's default is True, which autocasts even a CPU run to bf16: fp32 on both sides
         dataloader_num_workers=0, seed=0, max_length=None, packing=False, disable_tqdm=True,
         dataset_num_proc=None,
     )  # fmt: skip
@@ -145,6 +146,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
     tok.pad_token = tok.eos_token
     trainer = Sequential(model=model, args=config, train_dataset=dataset, processing_class=tok, callbacks=[Clock()])
     t0 = time.perf_counter()
+    assert trainer.accelerator.mixed_precision == "no", "TRL would autocast: not fp32 vs fp32"
     trainer.train()
     losses = exact
     real = [sum(len(rows[i]["input_ids"]) - 1 for i in range(s * args.batch, (s + 1) * args.batch)) for s in

@@ -145,6 +145,7 @@ def test_updates_per_batch_reuses_the_samples_with_the_sampling_policy_as_pi_old
         assert again["completion_length"] == first["completion_length"]
     assert rows[0]["reward/std"] > 0, "the test needs groups whose rewards differ"
     assert rows[1]["clip_fraction"] > 0 and abs(rows[1]["train_loss"]) > 1e-6
-    assert (
-        rows[2]["completion_length"] != rows[1]["completion_length"] or rows[2]["reward/mean"] != rows[1]["reward/mean"]
-    ), "step 3 samples a new batch"
+    # Step 3 samples a new batch: its ratio is back to exactly 1 (nothing clipped, loss 0, asserted above), where
+    # reusing step 1's samples two updates on would clip as step 2 does. (Its logged rewards may equal step 1's: a
+    # few coarse values from 16 short samples.)
+    assert rows[2]["grad_norm"] != rows[0]["grad_norm"]

@@ -145,6 +145,11 @@ def test_int8_models_decode_on_int8_copies_of_their_weights(serve_models: Path):
         decode_a_few(lm)
         copies = [m.__dict__["_kiln_int8_weights"][1] for m in lm.model.modules() if "_kiln_int8_weights" in m.__dict__]
         assert copies and all(q.dtype == torch.int8 for q in copies)
+        # The registry's memory budget counts the copies: one byte a weight, two a row's bf16 scale.
+        weights = sum(p.numel() * p.element_size() for p in lm.model.parameters())
+        int8_bytes = sum(q.numel() + 2 * q.shape[0] for q in copies)
+        packed = sum(t.numel() * 4 for m in lm.model.modules() for _, t in m.__dict__.get("_kiln_packed", {}).values())
+        assert lm.nbytes() == weights + int8_bytes + packed + lm.batcher.cache.nbytes()
     finally:
         reg.close()
 

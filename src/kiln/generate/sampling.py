@@ -277,12 +277,34 @@ def sample_next(
     if params.temperature == 0 or params.top_k == 1:
         return torch.argmax(x, dim=-1)
     probs = torch.softmax(x, dim=-1)
-    if generators is None:
-        return torch.multinomial(probs, 1).squeeze(-1)
-    if len(generators) != probs.shape[0]:
+    if generators is not None and len(generators) != probs.shape[0]:
         raise ValueError(f"got {len(generators)} generators for a batch of {probs.shape[0]} rows")
-    out = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)]
-    return torch.cat(out).to(torch.long)
+    return exponential_race(probs, generators)
+
+
+def exponential_race(probs: Tensor, generators: list[torch.Generator] | None = None) -> Tensor:
+    """One draw per row of ``(B, V)`` probabilities: ``argmax(p_i / E_i)`` with ``E_i ~ Exp(1)`` independent.
+
+    Token ``i`` wins with probability exactly ``p_i`` (the first arrival of independent exponential clocks
+    with rates ``p_i``; the Gumbel-max trick in another form), which is how vLLM samples. It replaces one
+    ``torch.multinomial`` call per row: with per-row generators that was ~0.4 ms a row on a 2-core AVX2 CPU
+    (13 ms a step at batch 32 over a 4,096 vocabulary, more than the model's forward), against one uniform
+    fill per row and a batched log and argmax (~2.5 ms). Row ``i`` reads only ``generators[i]``, so it draws the
+    same token batched or alone. Raises RuntimeError, as multinomial did, on NaN or infinite probabilities
+    (extreme settings such as a temperature of 1e-300), so a server fails that one request.
+    """
+    if not bool(torch.isfinite(probs).all()):
+        raise RuntimeError("sampling probabilities contain NaN or inf (is the temperature too close to 0?)")
+    u = torch.empty_like(probs)
+    if generators is None:
+        u.uniform_()
+    else:
+        for row, g in zip(u, generators, strict=True):
+            row.uniform_(generator=g)
+    # -log(u) ~ Exp(1). u is in [0, 1); the clamp keeps u = 0 from giving E = inf, which would make a kept
+    # token's score 0 and tie it with the filtered (p = 0) ones.
+    clocks = u.clamp_(min=torch.finfo(u.dtype).tiny).log_().neg_()
+    return torch.argmax(probs / clocks, dim=-1)
 
 
 def make_generators(seed: int | None, n: int, device="cpu") -> list[torch.Generator] | None:

@@ -131,6 +131,18 @@ def plan(model: nn.Module) -> dict[int, str]:
     return chosen
 
 
+def cached_bytes(model: nn.Module) -> int:
+    """Bytes of the inference-only copies the linear layers hold beside their weights: oneDNN-packed ones (as large
+    as the weight, per regime) and int8 ones. They are made on first decode, so a server counts them against its
+    memory budget (`kiln serve --max-memory-gb`) once a model has decoded."""
+    total = 0
+    for m in model.modules():
+        # list(): one C-level copy, safe while a decoding thread adds a pack.
+        total += sum(t.numel() * t.element_size() for _, t in list(m.__dict__.get("_kiln_packed", {}).values()))
+        total += int8_weights.cached_bytes(m)
+    return total
+
+
 def applies_to(model: nn.Module) -> bool:
     p = next(model.parameters())
     if not (enabled and available() and p.device.type == "cpu" and not torch.is_grad_enabled()):

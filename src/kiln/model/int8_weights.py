@@ -101,6 +101,12 @@ def linear(module: nn.Linear, x: Tensor) -> Tensor:
     return y if module.bias is None else y + module.bias
 
 
+def cached_bytes(module: nn.Module) -> int:
+    """Bytes of the int8 copy (weight and scales) this linear layer holds, 0 before its first decode."""
+    cached = module.__dict__.get("_kiln_int8_weights")
+    return 0 if cached is None else sum(t.numel() * t.element_size() for t in cached[1:])
+
+
 def release(model: nn.Module) -> None:
     """Drop the cached int8 copies (the mark stays: they are remade on the next decode)."""
     for m in model.modules():

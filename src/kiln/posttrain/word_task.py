@@ -129,15 +129,20 @@ def _swaps(tasks: Sequence[WordTask], seed: int, per_task: int) -> list[tuple[Wo
     """(task, the task with its words swapped for another task's), `per_task` other tasks each, chosen among those
     whose words its story does not use; deterministic for a seed."""
     rng = random.Random(seed)
-    # A word is used as a whole word exactly when it is one of the text's maximal runs of word characters (what
-    # `\b...\b` matches): one set per story makes the all-pairs check a set lookup, not 3 n^2 regex searches.
-    vocab = [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
+    vocab = _story_words(tasks)
     out = []
     for task, v in zip(tasks, vocab, strict=True):
         others = [o for o in tasks if o is not task and not v.intersection(o.words)]
         for other in rng.sample(others, min(per_task, len(others))):
             out.append((task, WordTask(other.words, swap_words(task.story, task.words, other.words))))
     return out
+
+
+def _story_words(tasks: Sequence[WordTask]) -> list[set[str]]:
+    """Each story's whole words, lower-cased. A word is used as a whole word exactly when it is one of the text's
+    maximal runs of word characters (what `\\b...\\b` matches): one set per story makes the all-pairs checks set
+    lookups, not 3 n^2 regex searches."""
+    return [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
 
 
 def swapped_tasks(tasks: Sequence[WordTask], per_task: int = 3, seed: int = 0) -> list[WordTask]:
@@ -160,7 +165,7 @@ def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[d
     held-out success rate did not follow (docs/benchmarks.md); with new triples the reward is earned only by using
     the words the prompt names, which is what the held-out check measures. Deterministic for a seed."""
     rng = random.Random(seed)
-    vocab = [set(re.findall(r"\w+", t.story.lower())) for t in tasks]  # whole words, as in preference_pairs
+    vocab = _story_words(tasks)
     out: list[dict] = []
     while len(out) < n:
         picks = rng.sample(range(len(tasks)), 3)

@@ -21,7 +21,7 @@ import torch
 
 from kiln.generate.batcher import ContinuousBatcher
 from kiln.generate.context import end_of_text_ids
-from kiln.model import int8_weights
+from kiln.model import cpu_fast, int8_weights
 from kiln.model.checkpoint import CONFIG, WEIGHTS, CheckpointError, load_checkpoint, read_config, resolve_checkpoint
 from kiln.model.config import GPTConfig
 from kiln.model.gpt import GPT
@@ -56,8 +56,9 @@ class LoadedModel:
         return end_of_text_ids(self.tokenizer)  # the one rule kiln generate stops by too
 
     def nbytes(self) -> int:
+        """Weights, the inference copies of them made at the first decode (oneDNN-packed, int8) and the KV cache."""
         weights = sum(p.numel() * p.element_size() for p in self.model.parameters())
-        return weights + self.batcher.cache.nbytes()
+        return weights + cpu_fast.cached_bytes(self.model) + self.batcher.cache.nbytes()
 
     def start(self) -> None:
         self.thread = threading.Thread(
