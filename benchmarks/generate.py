@@ -130,12 +130,29 @@ def main() -> None:
             f"{b:>5} best vs best: kiln {k_dt} {b * n / k_t:.1f} tok/s vs transformers {hf_dt} {b * n / hf_t:.1f}"
             f" = {hf_t / k_t:.2f}x"
         )
+        if on_cpu and b == 1:
+            roofline(model, b * n / t_hf, b * n / best["fp32"][1])
         if args.int8:
             t_q = int8_row(model, prompts, ref, greedy, args, b, n, hf_t)
             print(
                 f"{b:>5} kiln int8 weights {b * n / t_q:.1f} tok/s vs transformers' best ({hf_dt}) {b * n / hf_t:.1f}"
                 f" = {hf_t / t_q:.2f}x (not the same numbers: see the int8 row's tokens)"
             )
+
+
+def roofline(model: torch.nn.Module, hf_rate: float, kiln_rate: float) -> None:
+    """One stream's fp32 decode reads every linear weight (the LM head included) once per token: at the read rate
+    a plain sum reaches on this machine, that caps tokens/s. Printed so a reader can check whether a batch-1 aim
+    is within reach of any fp32 code here."""
+    weights = sum(m.weight.numel() * m.weight.element_size() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    big = torch.ones(128 << 20)  # 512 MB, far past the caches
+    gbps = max(big.numel() * 4 / best_of(big.sum, 3)[0] for _ in range(2)) / 1e9
+    cap = gbps * 1e9 / weights
+    print(
+        f"    roofline, batch 1 fp32: {weights / 1e6:.0f} MB of weights a token at {gbps:.1f} GB/s (a plain sum here)"
+        f" = at most {cap:.1f} tok/s; transformers {hf_rate / cap:.0%} of it, kiln {kiln_rate / cap:.0%}; 1.5x"
+        f" transformers would need {1.5 * hf_rate / cap:.0%}"
+    )
 
 
 def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) -> tuple[float, float]:

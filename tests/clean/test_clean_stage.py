@@ -100,4 +100,8 @@ def test_summary_is_stats_json_and_renders_the_table(corpus: list[str], tmp_path
 
     # What kiln.cli calls until it runs stages through `run`: the same run, as the stats.json dict.
     old = clean(CleanConfig(inputs=corpus, out_dir=str(out), workers=1, steps=steps), progress=False)
-    assert {k: v for k, v in old.items() if k != "seconds"} == {k: v for k, v in stats.items() if k != "seconds"}
+
+    def untimed(d: dict) -> dict:  # timings differ from run to run (a step's seconds too: 0.0 vs 0.0001)
+        return {k: [{**s, "seconds": None} for s in v] if k == "steps" else v for k, v in d.items() if k != "seconds"}
+
+    assert untimed(old) == untimed(stats)

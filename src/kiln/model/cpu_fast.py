@@ -7,7 +7,8 @@ AVX2 machine; oneDNN with the weight reordered once into its blocked layout reac
 batch 8 cost about the same as batch 1 (gpt2's linear layers and LM head 35 -> 18 ms per step at batch 1,
 55 -> 21 ms at batch 8). On a 2-core Intel Xeon with AMX the same packing lost at batch 1 (whole gpt2 decode:
 29 vs 36 tokens/s) and won at batch 8 (181 vs 109) — CPUs differ, so the choice is made by timing both on the
-model's own weights when it first decodes (`plan`), per batch regime, rather than by a rule that holds on one CPU.
+model's own weights when it first decodes (`plan`), per batch regime and layer shape, rather than by a rule
+that holds on one CPU.
 
 bfloat16 weights go through the same packed path where the CPU computes in bf16 natively (AMX or
 AVX512-BF16): on that Xeon, gpt2 decoding went from 36 to 50 tokens/s at batch 1 and from 179 to 341 at batch 8
@@ -96,36 +97,37 @@ def _time_best(fn, rounds: int = 3) -> float:
 
 
 def plan(model: nn.Module) -> dict[int, str]:
-    """Which path each regime uses for this model ("packed" or "plain"), timed once on its own linear layers
-    and remembered on the model (until its dtype changes). Costs a few passes over the weights (~0.3 s for
-    gpt2); a regime whose packing loses drops its packed copies, which cost as much memory as the weights."""
+    """Which path each regime uses for this model, timed once on its own linear layers and remembered on the
+    model (until its dtype changes): "packed" or "plain" where every layer shape chose the same, else "mixed
+    (packed for N of M shapes)". Costs a few passes over the weights (~0.3 s for gpt2); a layer whose packing
+    loses drops its packed copy, which costs as much memory as its weight.
+
+    The choice is made per layer shape, not for the model as a whole: on a 2-core AVX2 EPYC at one row, gpt2's
+    qkv projection (768 -> 2304) and LM head ran faster packed (0.77 vs 1.05 ms, 12.2 vs 15.0 ms) while its
+    768 -> 768 and 3072 -> 768 layers ran faster plain (0.23 vs 0.29 ms, 0.72 vs 1.00 ms): the best of each
+    summed to 44 ms against 49 (all packed) and 51 (all plain)."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     p = next(model.parameters())
     key = (p.dtype, p.device)
     cached = model.__dict__.get("_kiln_plan")
     if cached is not None and cached[0] == key and forced is None:
         return cached[1]
+    shapes: dict[tuple[int, int], list[nn.Linear]] = {}
+    for m in linears:
+        shapes.setdefault((m.in_features, m.out_features), []).append(m)
+    use: dict[tuple[int, int], dict[int, bool]] = {shape: {} for shape in shapes}
     chosen: dict[int, str] = {}
     for hint in REGIMES:
-        if forced is not None:
-            chosen[hint] = forced
-            continue
-        xs = [torch.randn(hint, m.in_features, dtype=p.dtype, device=p.device) for m in linears]
-
-        def plain(xs=xs) -> None:
-            for m, x in zip(linears, xs, strict=True):
-                F.linear(x, m.weight, m.bias)
-
-        def packed(xs=xs, hint=hint) -> None:
-            for m, x in zip(linears, xs, strict=True):
-                _packed_linear(m, x, hint)
-
-        chosen[hint] = "packed" if _time_best(packed) <= _time_best(plain) else "plain"
+        for shape, group in shapes.items():
+            use[shape][hint] = forced == "packed" if forced is not None else _packing_wins(group, hint, p)
+        won = sum(use[shape][hint] for shape in shapes)
+        chosen[hint] = "packed" if won == len(shapes) else "plain" if won == 0 else (
+            f"mixed (packed for {won} of {len(shapes)} shapes)")  # fmt: skip
     for m in linears:
-        m.__dict__["_kiln_use_packed"] = {h: chosen[h] == "packed" for h in REGIMES}
+        m.__dict__["_kiln_use_packed"] = dict(use[(m.in_features, m.out_features)])
         packs = m.__dict__.get("_kiln_packed", {})
-        for h in REGIMES:
-            if chosen[h] == "plain":
+        for h, packed in m.__dict__["_kiln_use_packed"].items():
+            if not packed:
                 packs.pop(h, None)
     model.__dict__["_kiln_plan"] = (key, chosen)
     return chosen
@@ -141,6 +143,21 @@ def cached_bytes(model: nn.Module) -> int:
         total += sum(t.numel() * t.element_size() for _, t in list(m.__dict__.get("_kiln_packed", {}).values()))
         total += int8_weights.cached_bytes(m)
     return total
+
+
+def _packing_wins(group: list[nn.Linear], hint: int, p: Tensor) -> bool:
+    """Whether these layers (one shape) run `hint` rows faster packed than plain, timed on their own weights."""
+    xs = [torch.randn(hint, m.in_features, dtype=p.dtype, device=p.device) for m in group]
+
+    def plain() -> None:
+        for m, x in zip(group, xs, strict=True):
+            F.linear(x, m.weight, m.bias)
+
+    def packed() -> None:
+        for m, x in zip(group, xs, strict=True):
+            _packed_linear(m, x, hint)
+
+    return _time_best(packed) <= _time_best(plain)
 
 
 def applies_to(model: nn.Module) -> bool:
