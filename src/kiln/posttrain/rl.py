@@ -203,10 +203,14 @@ class RLTrainer(FineTuner):
     @torch.no_grad()
     def _old_logps(self, batch: dict[str, Any]) -> Tensor:
         """The sampling policy's log-probs of the completions (pi_old of the updates that reuse them)."""
-        mask = batch["y"] != IGNORE
+        return self._logps(batch["x"], batch["y"])
+
+    def _logps(self, x: Tensor, y: Tensor) -> Tensor:
+        """The policy's (B, T) log-probs of the completion tokens, the LM head on those tokens only."""
+        mask = y != IGNORE
         with autocast(self.precision, self.device):
-            logits, _ = self.fwd(batch["x"], logits_at=mask)
-        return _token_logps(logits, batch["y"], mask)
+            logits, _ = self.fwd(x, logits_at=mask)
+        return _token_logps(logits, y, mask)
 
     def _windows(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Prompt + completion rows (padded to the longest), targets only on the completion's tokens."""
@@ -222,9 +226,7 @@ class RLTrainer(FineTuner):
     def forward_loss(self, batch: dict[str, Any]) -> Tensor:  # type: ignore[override]
         x, y, adv = batch["x"], batch["y"], batch["adv"]
         mask = y != IGNORE
-        with autocast(self.precision, self.device):
-            logits, _ = self.fwd(x, logits_at=mask)  # the LM head on the completions' tokens only
-        logp = _token_logps(logits, y, mask)
+        logp = self._logps(x, y)
         ref = None
         if self.reference is not None:
             with torch.no_grad():
