@@ -107,7 +107,9 @@ def test_precomputed_and_live_references_give_the_same_run(base_model, tmp_path)
     assert first["rewards/margins"] == pytest.approx(0, abs=1e-6)
     for a, b in zip(runs["precomputed"], runs["live"], strict=True):
         for key in ("train_loss", "rewards/chosen", "rewards/rejected", "logps/chosen"):
-            assert a[key] == pytest.approx(b[key], abs=1e-5), (a["step"], key)
+            # fp32 rounding only: the two paths batch the reference forward differently, and a summed
+            # log-prob of ~-100 carries ~1e-5 of it (a wrong reference moves these by far more).
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-5), (a["step"], key)
 
 
 def test_a_resumed_run_logs_what_the_uninterrupted_run_logged(base_model, tmp_path):

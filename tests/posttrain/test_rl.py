@@ -124,17 +124,19 @@ def test_updates_per_batch_reuses_the_samples_with_the_sampling_policy_as_pi_old
     """GRPO's mu = 2: steps 1-2 and 3-4 each train on one sampled batch. A sampling step's ratio is exactly 1 (its
     loss is 0 by construction and nothing is clipped); the step after it reuses the same completions (the same
     rewards and lengths are logged) under a policy one update on, so its ratio moves and clipping acts."""
-    # Words the English-pretrained base model writes some of the time, so groups' rewards differ.
+    # Each prompt asks for eight words the English-pretrained base model writes some of the time; the reward is the
+    # share used, so a group's samples score differently whatever the fixture's training run drew (one required word
+    # a prompt left 1 success in 16 samples, and some builds of the fixture none).
     common = ["the", "and", "of", "a", "to", "in", "is", "it"]
-    rows = [{"messages": [{"role": "user", "content": f"Say {common[i % 8]}."}], "words": [common[i % 8]]}
+    rows = [{"messages": [{"role": "user", "content": f"Write about {common[i % 8]}."}], "words": common}
             for i in range(24)]  # fmt: skip
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "mu"
     rc, _, err = run_cli([
         "rl", str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1", "batch_size=4", "group=4",
-        "max_new_tokens=12", "max_steps=4", "eval_interval=100", "log_interval=1", "lr=3e-2", "val_fraction=0.2",
-        "updates_per_batch=2", "temperature=1.5", f"out_dir={out}",
+        "max_new_tokens=16", "max_steps=4", "eval_interval=100", "log_interval=1", "lr=3e-2", "val_fraction=0.2",
+        "updates_per_batch=2", "temperature=1.0", f"out_dir={out}",
     ])  # fmt: skip
     assert rc == 0, err
     rows = metrics(out)

@@ -218,6 +218,25 @@ def test_worker_count_does_not_change_the_shards(
     assert len(val_docs) > 0
 
 
+def test_the_same_corpus_in_another_directory_gives_the_same_shards(
+    many: tuple[Path, list[str]], bpe: tuple[Path, BPETokenizer], tmp_path: Path
+) -> None:
+    """The val split depends on the corpus, not on where it lies (it once hashed the path: a copied corpus, or
+    a test fixture rebuilt in a new temp dir, trained on a different split)."""
+    corpus, _ = many
+    tok_dir, _ = bpe
+    copy = tmp_path / "elsewhere" / corpus.name
+    copy.parent.mkdir()
+    copy.write_bytes(corpus.read_bytes())
+    shards = []
+    for i, source in enumerate((corpus, copy)):
+        out = tmp_path / f"out{i}"
+        _run(inputs=[str(source)], out_dir=str(out), tokenizer=str(tok_dir), workers=1, val_fraction=0.05, part_mb=0.02)
+        shards.append(_shards(out))
+    assert shards[0] == shards[1]
+    assert any(name.startswith("val_") for name in shards[0])
+
+
 def test_tiny_shakespeare_alone_gets_a_val_split(bpe: tuple[Path, BPETokenizer], tmp_path: Path) -> None:
     tok_dir, tok = bpe
     corpus = tmp_path / "shakespeare.txt"

@@ -10,8 +10,9 @@ resolved config, `kiln-tokenize.toml`, in the output directory (not a corpus or 
 input search nor `kiln train`'s shard reader picks it up).
 
 Documents are separated by <|endoftext|>. The val split is chosen per *segment* (a document, or a ~64 KB piece
-of a longer one) by a systematic sampler whose phase comes from a hash of the part, so it is deterministic,
-spread evenly through the corpus, and gets its share even from one long text file.
+of a longer one) by a systematic sampler whose phase comes from a hash of the part's content and bounds, so it is
+deterministic (the same wherever the corpus lies), spread evenly through the corpus, and gets its share even from
+one long text file.
 """
 
 from __future__ import annotations
@@ -152,8 +153,15 @@ def _done(out: Path, index: int) -> dict | None:
 
 
 def _phase(part: Part) -> float:
-    """The sampler's starting point in [0, 1), fixed by the part's identity."""
-    h = hashlib.blake2b(f"{part.path}:{part.start}".encode(), digest_size=8).digest()
+    """The sampler's starting point in [0, 1), fixed by the part's content, not where the file lies.
+
+    The file's first 64 KiB, its size and the slice's bounds: the same corpus copied to another directory (a
+    test's temp dir, another machine) splits into the same val segments, where hashing the path did not.
+    """
+    with open(part.path, "rb") as f:
+        head = f.read(64 << 10)
+    key = head + f":{os.path.getsize(part.path)}:{part.start}:{part.end}".encode()
+    h = hashlib.blake2b(key, digest_size=8).digest()
     return int.from_bytes(h, "little") / 2**64
 
 
