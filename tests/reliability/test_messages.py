@@ -156,17 +156,16 @@ def test_a_one_line_text_that_cannot_be_cut_names_a_real_option_and_leaves_no_sh
 def test_a_single_segment_that_the_val_sampler_takes_is_an_error_not_an_empty_train_split(
     small_bpe: Path, tmp_path: Path
 ) -> None:
-    # The val sampler's phase is fixed by the file's path: pick a name whose phase sends the one segment to val
-    # (at val_fraction 0.5 about every other name does), which used to give rc 0 and no train tokens.
+    # The val sampler's phase is fixed by the file's content: pick a text whose phase sends the one segment to val
+    # (at val_fraction 0.5 about every other text does), which used to give rc 0 and no train tokens.
     from kiln.tokenize.corpus import find_inputs, plan_parts
     from kiln.tokenize.tokenize_corpus import _phase
 
+    corpus = tmp_path / "one.txt"
     for i in range(64):
-        corpus = tmp_path / f"one_{i}.txt"
-        corpus.write_text("a short text of one segment", encoding="utf-8")
+        corpus.write_text(f"a short text of one segment, number {i}", encoding="utf-8")
         if _phase(plan_parts(find_inputs([str(corpus)]), 1 << 20)[0]) >= 0.5:
             break
-        corpus.unlink()
     out = tmp_path / "out"
     argv = ["tokenize", str(corpus), "--tokenizer", str(small_bpe), "--out", str(out), "--quiet"]
     rc, _, err = run_cli([*argv, "--val-fraction", "0.5"])
