@@ -59,6 +59,7 @@ BENCHES = [
     Bench("dpo", [], ["--steps", "6", "--pairs", "48"], ("trl",)),
     Bench("grpo", ["--rounds", "3"], ["--steps", "4", "--new-tokens", "16"], ("trl",)),
     Bench("plan", [], ["--rounds", "1"], ("scipy",)),
+    Bench("optimizer_states", [], ["--rounds", "1"]),
     # Both parts: the 140-second recipe's val loss and the throughput against the plain loop (issue 21 asks for both
     # on each CPU kind).
     Bench("train_shakespeare", [], ["--part", "throughput", "--steps", "40", "--rounds", "1"]),

@@ -107,3 +107,26 @@ def test_padded_vocab_model_matches_the_unpadded_one_on_cuda():
         want = [c.tokens for c in generate_batch(plain, PROMPTS[:4], greedy)]
         got = [c.tokens for c in generate_batch(padded, PROMPTS[:4], greedy, static_decode=static)]
         assert got == want
+
+
+def test_bf16_moments_on_cuda_track_fused_fp32_adamw():
+    """optimizer_state_dtype=bfloat16 on a GPU (whole tensors there, CUDA random bits): bf16 moments, weights that
+    follow torch's fused AdamW to bf16's rounding."""
+    from kiln.train.adamw_bf16 import AdamWBF16States
+
+    torch.manual_seed(0)
+    start = [torch.randn(256, 64, device="cuda"), torch.randn(64, device="cuda")]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(20)]
+    runs = []
+    for make in (lambda ps: torch.optim.AdamW(ps, lr=1e-2, fused=True), lambda ps: AdamWBF16States(ps, lr=1e-2)):
+        params = [p.clone().requires_grad_() for p in start]
+        opt = make(params)
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g
+            opt.step()
+        runs.append((params, opt))
+    (ref, _), (ours, opt) = runs
+    for s, a, b in zip(start, ours, ref, strict=True):
+        assert (a - b).abs().max() < 0.02 * (b - s).abs().max()
+    assert all(st["exp_avg_sq"].dtype == torch.bfloat16 for st in opt.state.values())

@@ -2,7 +2,8 @@
 
 - AdamW decays matrices only: decaying norm gains and biases pulls them toward zero for no regularising
   benefit (the GPT-2 / nanoGPT convention). It is fused (one kernel for all parameters) where torch has
-  a fused kernel for the device and the parameters are plain tensors.
+  a fused kernel for the device and the parameters are plain tensors. With optimizer_state_dtype="bfloat16" it is
+  `AdamWBF16States` (the same update, its moments in half the memory).
 - With optimizer="muon", the 2-D weights inside the transformer blocks go to Muon; embeddings, the LM head
   (a classifier, not a hidden transform), norms and biases stay on AdamW, as modded-nanogpt and nanochat do.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from kiln.train.adamw_bf16 import AdamWBF16States
 from kiln.train.config import TrainConfig
 from kiln.train.muon import Muon
 
@@ -35,13 +37,17 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, device: torch.device) -
     ]
     groups = [g for g in groups if g["params"]]
     fused = device.type in ("cuda", "cpu") and all(_is_plain(p) for _, p in rest)
-    adamw = torch.optim.AdamW(
-        groups,
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        fused=True if fused else None,
-    )
+    adamw: torch.optim.Optimizer
+    if cfg.optimizer_state_dtype == "bfloat16":
+        adamw = AdamWBF16States(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    else:
+        adamw = torch.optim.AdamW(
+            groups,
+            lr=cfg.lr,
+            betas=(cfg.beta1, cfg.beta2),
+            eps=cfg.eps,
+            fused=True if fused else None,
+        )
     optimizers: list[torch.optim.Optimizer] = [adamw]
     if muon_params:
         muon = Muon(muon_params, lr=cfg.muon_lr, momentum=cfg.muon_momentum, weight_decay=cfg.muon_weight_decay)
