@@ -100,12 +100,9 @@ class AdamWBF16States(torch.optim.Optimizer):
         a whole fp32 copy of the moments, which is what bf16 moments are for."""
         grad = p.grad
         assert grad is not None
-        flat = [x.view(-1) if x.is_contiguous() else None for x in (p, grad)]
-        if flat[0] is None or flat[1] is None:  # a strided parameter: one chunk, through contiguous copies
-            pf, gf = p.detach().contiguous().view(-1), grad.contiguous().view(-1)
-        else:
-            pf, gf = flat[0], flat[1]
-        mf, vf = m_s.view(-1), v_s.view(-1)
+        # Flat views; a strided parameter goes through a contiguous copy, written back at the end.
+        pf = p.view(-1) if p.is_contiguous() else p.detach().contiguous().view(-1)
+        gf, mf, vf = grad.reshape(-1), m_s.view(-1), v_s.view(-1)
         step_size, root_c2 = lr / (1 - b1**t), math.sqrt(1 - b2**t)
         # On a GPU each op is a kernel launch: whole tensors there (its memory holds the temporaries).
         chunk = pf.numel() if pf.device.type == "cuda" else CHUNK
