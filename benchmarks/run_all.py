@@ -58,6 +58,7 @@ BENCHES = [
     Bench("sft", [], ["--steps", "6", "--conversations", "64"], ("trl",)),
     Bench("dpo", [], ["--steps", "6", "--pairs", "48"], ("trl",)),
     Bench("grpo", ["--rounds", "3"], ["--steps", "4", "--new-tokens", "16"], ("trl",)),
+    Bench("shared_prompt", [], ["--batches", "3", "--rounds", "1"]),
     Bench("plan", [], ["--rounds", "1"], ("scipy",)),
     Bench("optimizer_states", [], ["--rounds", "1"]),
     # Both parts: the 140-second recipe's val loss and the throughput against the plain loop (issue 21 asks for both

@@ -93,23 +93,27 @@ def test_pair_formats_and_errors(tmp_path):
         assert f"{path}:2" in str(e.value)
 
 
-def test_precomputed_and_live_references_give_the_same_run(base_model, tmp_path):
+def test_precomputed_and_live_references_and_separate_rows_give_the_same_run(base_model, tmp_path):
+    """The reference precomputed or live, and the prompt shared by both replies (the default) or run twice."""
     data = pairs_file(tmp_path / "pairs.jsonl", 40)
     runs = {}
-    for ref in ("precomputed", "live"):
-        out = tmp_path / ref
-        rc, _, err = run_cli(["dpo", str(base_model), str(data), *FAST, "max_steps=4", "eval_interval=4",
-                              f"reference={ref}", "lr=1e-4", f"out_dir={out}"])  # fmt: skip
+    for name, opts in (("precomputed", ["reference=precomputed"]), ("live", ["reference=live"]),
+                       ("separate", ["share_prompt=false"])):  # fmt: skip
+        out = tmp_path / name
+        rc, _, err = run_cli(["dpo", str(base_model), str(data), *FAST, "max_steps=4", "eval_interval=4", *opts,
+                              "lr=1e-4", f"out_dir={out}"])  # fmt: skip
         assert rc == 0, err
-        runs[ref] = metrics(out)
+        runs[name] = metrics(out)
     first = runs["precomputed"][0]
     assert first["train_loss"] == pytest.approx(math.log(2), abs=1e-6)  # the policy starts as the reference
     assert first["rewards/margins"] == pytest.approx(0, abs=1e-6)
-    for a, b in zip(runs["precomputed"], runs["live"], strict=True):
-        for key in ("train_loss", "rewards/chosen", "rewards/rejected", "logps/chosen"):
-            # fp32 rounding only: the two paths batch the reference forward differently, and a summed
-            # log-prob of ~-100 carries ~1e-5 of it (a wrong reference moves these by far more).
-            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-5), (a["step"], key)
+    for other in ("live", "separate"):
+        for a, b in zip(runs["precomputed"], runs[other], strict=True):
+            assert a.keys() == b.keys()
+            for key in {"train_loss", "rewards/chosen", "rewards/rejected", "logps/chosen", "val_loss"} & a.keys():
+                # fp32 rounding only: the paths batch the forward differently, and a summed log-prob of ~-100
+                # carries ~1e-5 of it (a wrong reference or a reply that saw the other moves these by far more).
+                assert a.get(key) == pytest.approx(b.get(key), rel=1e-6, abs=1e-5), (other, a["step"], key)
 
 
 def test_a_resumed_run_logs_what_the_uninterrupted_run_logged(base_model, tmp_path):

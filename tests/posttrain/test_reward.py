@@ -61,3 +61,18 @@ def test_a_cut_reward_run_resumes_to_the_same_log(base_model, tmp_path):
     for a, b in zip(got, want, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
     assert (run / "kiln-reward.toml").exists()
+
+
+def test_the_prompt_shared_by_both_replies_gives_the_run_of_separate_rows(base_model, tmp_path):
+    data = pairs_file(tmp_path / "pairs.jsonl", 40)
+    runs = []
+    for share in ("true", "false"):
+        out = tmp_path / share
+        rc, _, err = run_cli(["reward", str(base_model), str(data), *FAST, "max_steps=4", "eval_interval=4",
+                              "lr=1e-3", f"share_prompt={share}", f"out_dir={out}"])  # fmt: skip
+        assert rc == 0, err
+        runs.append(metrics(out))
+    for a, b in zip(*runs, strict=True):
+        assert a.keys() == b.keys()
+        for key in {"train_loss", "rewards/margins", "val_loss"} & a.keys():
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)

@@ -30,6 +30,14 @@ def segment_positions(segments: Tensor) -> Tensor:
     return idx - torch.where(starts, idx, 0).cummax(dim=1).values
 
 
+def branch_positions(branches: Tensor) -> Tensor:
+    """(B, T) branch ids (0 = the shared prompt, first in the row; -1 = padding) -> positions: the prompt's count
+    from 0 and each branch's continue from the prompt's end, as if that branch followed the prompt alone; padding
+    sits at 0 (a padded row may be longer than the context)."""
+    trunk = (branches == 0).sum(1, keepdim=True)
+    return (segment_positions(branches) + torch.where(branches > 0, trunk, 0)).masked_fill(branches < 0, 0)
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
@@ -106,6 +114,7 @@ class GPT(nn.Module):
         valid: Tensor | None = None,
         prefix_len: int | Tensor | None = None,
         segments: Tensor | None = None,
+        branches: Tensor | None = None,
         all_logits: bool = False,
         return_hidden: bool = False,
         logits_at: Tensor | None = None,
@@ -120,22 +129,31 @@ class GPT(nn.Module):
         `all_logits`. `cache` makes this an incremental step; `valid` (B, T) marks left padding as False;
         `prefix_len` makes the first tokens of each sequence attend to each other both ways. `segments` (B, T)
         packs several documents into one row: a token attends only within its own segment id, and positions
-        restart at 0 where a segment starts, so each document computes what it would alone.
+        restart at 0 where a segment starts, so each document computes what it would alone. `branches` (B, T) holds
+        one prompt (id 0, first) and several continuations of it (ids 1, 2, ...; -1 = padding) in one row: each
+        continuation attends to the prompt and to itself, at the positions it would have right after the prompt, so
+        the prompt is computed once for all of them (DPO's chosen and rejected replies). `logits_at` is a (B, T)
+        boolean mask or (N,) indices into the flattened B * T positions (one position may be scored twice).
         """
         cfg = self.config
         b, t = idx.shape
         offset = cache.length if cache is not None else 0
-        if cache is None and t > cfg.block_size:
+        if cache is None and branches is None and t > cfg.block_size:
             raise ValueError(f"sequence of {t} tokens is longer than block_size {cfg.block_size}")
         if valid is not None and bool(valid.all()):
             valid = None
 
         # Positions: a token's index within its own sequence (padding does not count).
         padded = valid is not None or (cache is not None and cache.padded)
-        if segments is not None:
-            if cache is not None or valid is not None:
-                raise ValueError("segments (packed documents) are for training and scoring: no cache, no padding")
-            positions = segment_positions(segments)
+        if segments is not None or branches is not None:
+            if cache is not None or valid is not None or (segments is not None and branches is not None):
+                raise ValueError(
+                    "segments (packed documents) and branches (a shared prompt) are for training and scoring: "
+                    "no cache, no padding, one of the two"
+                )
+            positions = segment_positions(segments) if segments is not None else branch_positions(branches)
+            if branches is not None and int(positions.max()) >= cfg.block_size:  # the row itself may be longer
+                raise ValueError(f"a branch reaches position {int(positions.max())}, past block_size {cfg.block_size}")
             padded = True  # positions are not arange: take the general paths below
         elif not padded:
             positions = torch.arange(offset, offset + t, device=idx.device).expand(b, t)
@@ -159,7 +177,7 @@ class GPT(nn.Module):
         x = self.drop(x)
         rope = rope_cos_sin(positions, cfg.head_dim, cfg.rope_theta) if cfg.pos_encoding == "rope" else None
 
-        mask, is_causal = self._mask(positions, valid, cache, offset, t, prefix_len, x.dtype, segments)
+        mask, is_causal = self._mask(positions, valid, cache, offset, t, prefix_len, x.dtype, segments, branches)
         for block in self.blocks:
             x = block(x, rope=rope, mask=mask, is_causal=is_causal, cache=cache)
         if cache is not None:
@@ -170,7 +188,8 @@ class GPT(nn.Module):
         if logits_at is not None:
             # (N, vocab) logits only where the (B, T) mask is True: fine-tuning losses read a reply's tokens, and
             # the LM head (the widest matmul of a small model) then runs on those alone, not on the prompt.
-            return self.logits(x[logits_at]), None
+            at = x[logits_at] if logits_at.dtype == torch.bool else x.reshape(b * t, -1)[logits_at]
+            return self.logits(at), None
 
         if targets is None:
             return self.logits(x if all_logits else x[:, -1:, :]), None
@@ -203,6 +222,7 @@ class GPT(nn.Module):
         prefix_len: int | Tensor | None,
         dtype: torch.dtype,
         segments: Tensor | None = None,
+        branches: Tensor | None = None,
     ) -> tuple[Tensor | None, bool]:
         """The cheapest correct attention mask: none at all (SDPA's own causal flag, which lets it pick
         the flash kernel) for plain training and single-token decoding, an explicit one otherwise."""
@@ -213,6 +233,7 @@ class GPT(nn.Module):
             and cfg.attention_window is None
             and prefix_len is None
             and segments is None
+            and branches is None
             and cfg.pos_encoding != "alibi"
         )
         if plain and offset == 0:
@@ -235,6 +256,7 @@ class GPT(nn.Module):
             window=cfg.attention_window,
             prefix_len=prefix_len,
             segments=segments,
+            branches=branches,
             alibi_slopes=alibi_slopes(cfg.n_head) if cfg.pos_encoding == "alibi" else None,
             dtype=dtype,
         )

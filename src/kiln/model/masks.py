@@ -21,6 +21,7 @@ def attention_mask(
     window: int | None = None,
     prefix_len: int | Tensor | None = None,
     segments: Tensor | None = None,
+    branches: Tensor | None = None,
     alibi_slopes: Tensor | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
@@ -30,11 +31,20 @@ def attention_mask(
     prefix_len: tokens at positions < prefix_len see each other both ways (a prefix LM); int or (B,) tensor.
     segments (B, S): packed documents (no cache, so queries and keys are the same tokens); a query sees only keys
     of its own segment.
+    branches (B, S): a shared prompt (0) and its continuations (1, 2, ...; no cache); a query sees the keys of its
+    own branch and the prompt's. Distances are then differences of positions, not of slots: a second reply's
+    first token is one step after the prompt's last, however long the first reply between them.
     """
-    dist = q_slots[:, None] - k_slots[None, :]  # (T, S): how far back the key is
-    allowed = (dist >= 0)[None]  # (1, T, S)
+    if branches is not None:
+        dist = q_pos[:, :, None] - k_pos[:, None, :]  # (B, T, S)
+        allowed = (dist >= 0) & ((branches[:, :, None] == branches[:, None, :]) | (branches == 0)[:, None, :])
+        itself = torch.eye(len(q_slots), dtype=torch.bool, device=q_slots.device)[None]
+    else:
+        dist = (q_slots[:, None] - k_slots[None, :])[None]  # (1, T, S): how far back the key is
+        allowed = dist >= 0
+        itself = dist == 0
     if window is not None:
-        allowed = allowed & (dist < window)[None]
+        allowed = allowed & (dist < window)
     if prefix_len is not None:
         p = torch.as_tensor(prefix_len, device=q_pos.device).reshape(-1, 1, 1)
         allowed = allowed | ((q_pos[:, :, None] < p) & (k_pos[:, None, :] < p))
@@ -44,9 +54,9 @@ def attention_mask(
         allowed = allowed & (segments[:, :, None] == segments[:, None, :])
     # A query must see at least itself, or softmax over an empty row gives NaN (padding queries, whose
     # outputs are never used, would otherwise poison nothing but still trip anomaly checks).
-    allowed = allowed | (dist == 0)[None]
+    allowed = allowed | itself
     allowed = allowed[:, None]  # (B or 1, 1, T, S)
     if alibi_slopes is None:
         return allowed
-    bias = -alibi_slopes.to(q_slots.device)[None, :, None, None] * dist.abs().float()[None, None]
+    bias = -alibi_slopes.to(q_slots.device)[None, :, None, None] * dist.abs().float()[:, None]
     return bias.masked_fill(~allowed, float("-inf")).to(dtype)

@@ -26,6 +26,9 @@ class DPOConfig(FineTuneConfig):
     reference: Literal["precomputed", "live"] = "precomputed"
     """precomputed: the reference's log-probs in one pass before training (no second model in memory);
     live: a frozen copy of the starting model scores every batch (the same numbers, more memory)."""
+    share_prompt: bool = True
+    """Run each pair's prompt through the model once, its two replies after it in the same row (prefix sharing:
+    the same log-probs, less compute); false = chosen and rejected as two full rows, as TRL batches them."""
     sft_weight: float = 0.0
     """Add this times the chosen replies' mean token NLL (an SFT term on chosen, as RPO does); 0 = off."""
     batch_size: int = 4

@@ -63,11 +63,14 @@ def sequence_logps(logits: Tensor, targets: Tensor, ignore: int = -1) -> tuple[T
 
 
 def selected_logps(logits: Tensor, targets: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-    """As `sequence_logps`, from (N, V) logits computed only where `keep` (B, T) is True (`logits_at=`): the
-    log-prob of each kept target, summed per row; log-softmax is never materialised for the whole vocabulary."""
-    t = targets[keep]
+    """As `sequence_logps`, from (N, V) logits computed only where `keep` (B, T) is True (`logits_at=`)."""
+    return owned_logps(logits, targets[keep], keep.nonzero(as_tuple=True)[0], keep.shape[0])
+
+
+def owned_logps(logits: Tensor, targets: Tensor, owner: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """(N, V) logits, (N,) targets and (N,) owners in [0, n) -> each owner's summed target log-prob and target
+    count; log-softmax is never materialised for the whole vocabulary."""
     lf = logits.float()
-    lp = lf.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
-    rows = keep.nonzero(as_tuple=True)[0]
-    total = torch.zeros(keep.shape[0], dtype=lp.dtype, device=lp.device).index_add(0, rows, lp)
-    return total, keep.sum(-1)
+    lp = lf.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
+    total = torch.zeros(n, dtype=lp.dtype, device=lp.device).index_add(0, owner, lp)
+    return total, torch.bincount(owner, minlength=n)

@@ -15,9 +15,10 @@ from torch import Tensor
 from kiln.model.checkpoint import load_checkpoint
 from kiln.posttrain.dpo_config import DPOConfig
 from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, evaluate_pairs, prepare_dpo_data, used_length
-from kiln.posttrain.dpo_loss import preference_loss, selected_logps
+from kiln.posttrain.dpo_loss import owned_logps, preference_loss, selected_logps
 from kiln.posttrain.finetune import FineTuner
 from kiln.posttrain.packing import IGNORE
+from kiln.posttrain.shared_prompt import share_prompts
 from kiln.train.precision import autocast
 
 REF_BATCH = 8
@@ -60,16 +61,13 @@ class DPOTrainer(FineTuner):
     @torch.no_grad()
     def _score(self, model: torch.nn.Module, w: PairWindows) -> tuple[np.ndarray, np.ndarray]:
         model.eval()
-        out_c, out_r = [], []
+        out = []
         for i in range(0, len(w), REF_BATCH):
-            for x, y, out in ((w.xc, w.yc, out_c), (w.xr, w.yr, out_r)):
-                n = used_length(y[i : i + REF_BATCH])
-                xb, yb = (torch.from_numpy(a[i : i + REF_BATCH, :n]).to(self.device) for a in (x, y))
-                keep = yb != IGNORE
-                with autocast(self.precision, self.device):
-                    logits, _ = model(xb, logits_at=keep)
-                out.append(selected_logps(logits, yb, keep)[0].double().cpu().numpy())
-        return np.concatenate(out_c), np.concatenate(out_r)
+            n = used_length(w.yc[i : i + REF_BATCH], w.yr[i : i + REF_BATCH])
+            rows = (torch.from_numpy(a[i : i + REF_BATCH, :n]).to(self.device) for a in (w.xc, w.yc, w.xr, w.yr))
+            out.append(self.pair_logps(model, *rows)[0].double().cpu().numpy().reshape(2, -1))
+        both = np.concatenate(out, axis=1)
+        return both[0], both[1]
 
     def build_val_batches(self) -> list[Any]:
         n = len(self.shards.val)
@@ -90,23 +88,31 @@ class DPOTrainer(FineTuner):
     def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]
         return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())
 
-    def pair_terms(self, model: torch.nn.Module, batch: tuple[Tensor, ...], w: PairWindows) -> dict[str, Tensor]:
-        """Policy log-probs of both replies, the reference's, and the loss terms, for a batch of pairs."""
-        cfg = self.cfg
-        xc, yc, xr, yr, idx = batch
+    def pair_logps(self, model: torch.nn.Module, xc: Tensor, yc: Tensor, xr: Tensor, yr: Tensor) -> tuple[Tensor, ...]:
+        """The summed log-probs of the chosen replies then the rejected ones (2B), and their token counts."""
+        if self.cfg.share_prompt:
+            s = share_prompts(xc, yc, xr, yr)
+            with autocast(self.precision, self.device):
+                logits, _ = model(s.x, branches=s.branches, logits_at=s.at)
+            return owned_logps(logits, s.targets, s.owner, 2 * xc.shape[0])
         x, y = torch.cat([xc, xr]), torch.cat([yc, yr])
         keep = y != IGNORE
         with autocast(self.precision, self.device):
             logits, _ = model(x, logits_at=keep)
-        logps, counts = selected_logps(logits, y, keep)
+        return selected_logps(logits, y, keep)
+
+    def pair_terms(self, model: torch.nn.Module, batch: tuple[Tensor, ...], w: PairWindows) -> dict[str, Tensor]:
+        """Policy log-probs of both replies, the reference's, and the loss terms, for a batch of pairs."""
+        cfg = self.cfg
+        xc, yc, xr, yr, idx = batch
+        logps, counts = self.pair_logps(model, xc, yc, xr, yr)
         b = xc.shape[0]
         pi_c, pi_r, n_c, n_r = logps[:b], logps[b:], counts[:b].float(), counts[b:].float()
         ref_c = ref_r = None
         if cfg.loss != "simpo":
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_logits, _ = self.reference(x, logits_at=keep)
-                ref = selected_logps(ref_logits, y, keep)[0]
+                    ref = self.pair_logps(self.reference, xc, yc, xr, yr)[0]
                 ref_c, ref_r = ref[:b], ref[b:]
             else:
                 i = idx.cpu().numpy()

@@ -21,6 +21,7 @@ from kiln.posttrain.dpo_data import DPOData, PairLoader, evaluate_pairs, prepare
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
+from kiln.posttrain.shared_prompt import share_prompts
 from kiln.train.precision import autocast
 
 
@@ -36,6 +37,9 @@ class RewardConfig(FineTuneConfig):
     """Optimizer steps."""
     lr: float = 1e-4
     """Peak learning rate."""
+    share_prompt: bool = True
+    """Run each pair's prompt through the model once, both replies after it in one row (as `kiln dpo` does; the
+    same rewards, less compute: on multi-turn pairs like HH-RLHF the prompt is most of the tokens)."""
     warmup_steps: int = 5
     """Linear warmup steps."""
     eval_interval: int = 25
@@ -104,7 +108,11 @@ class RewardTrainer(FineTuner):
     def pair_rewards(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         xc, yc, xr, yr = batch[:4]
         with autocast(self.precision, self.device):
-            r = self.fwd(torch.cat([xc, xr]), reward_at=torch.cat([reward_positions(yc), reward_positions(yr)]))
+            if self.cfg.share_prompt:
+                s = share_prompts(xc, yc, xr, yr, extra=1)
+                r = self.fwd(s.x, branches=s.branches, reward_at=s.reads)
+            else:
+                r = self.fwd(torch.cat([xc, xr]), reward_at=torch.cat([reward_positions(yc), reward_positions(yr)]))
         return r[: xc.shape[0]], r[xc.shape[0] :]
 
     def forward_loss(self, batch: tuple[Tensor, ...]) -> Tensor:  # type: ignore[override]

@@ -26,12 +26,18 @@ class RewardModel(GPT):
         nn.init.zeros_(self.score.weight)
 
     def forward(self, idx: Tensor, targets: Tensor | None = None, *, reward_at: Tensor | None = None, **kw):  # type: ignore[override]
-        """With `reward_at` (B,): the (B,) rewards at those positions (through forward, so DDP/FSDP wrappers and
-        torch.compile see an ordinary call); otherwise the language model's forward."""
+        """With `reward_at` (B,): the (B,) rewards at those positions of each row (through forward, so DDP/FSDP
+        wrappers and torch.compile see an ordinary call); with `branches=` too (rows that hold a prompt once and
+        several replies after it), `reward_at` is (N,) indices into the flattened B * T positions and N rewards
+        come back. Otherwise the language model's forward."""
         if reward_at is None:
             return super().forward(idx, targets, **kw)
-        hidden, _ = super().forward(idx, return_hidden=True)
-        picked = hidden[torch.arange(idx.shape[0], device=idx.device), reward_at]
+        branches = kw.pop("branches", None)
+        hidden, _ = super().forward(idx, return_hidden=True, branches=branches)
+        if branches is not None:
+            picked = hidden.reshape(-1, hidden.shape[-1])[reward_at]
+        else:
+            picked = hidden[torch.arange(idx.shape[0], device=idx.device), reward_at]
         return self.score(picked.to(self.score.weight.dtype)).squeeze(-1).float()
 
 
