@@ -151,3 +151,36 @@ def test_updates_per_batch_reuses_the_samples_with_the_sampling_policy_as_pi_old
     # reusing step 1's samples two updates on would clip as step 2 does. (Its logged rewards may equal step 1's: a
     # few coarse values from 16 short samples.)
     assert rows[2]["grad_norm"] != rows[0]["grad_norm"]
+
+
+def test_a_reward_model_scores_a_steps_replies_together_and_trains_a_policy(base_model, tmp_path):
+    """`reward=model:DIR`: the replies of a step are scored per prompt in one batch, the same numbers as one reply
+    at a time; a reply the batch cannot score (a record without its prompt) alone gets 0; `kiln rl` runs on it."""
+    from test_dpo import pairs_file
+
+    from kiln.model.checkpoint import load_checkpoint
+
+    rm_dir = tmp_path / "rm"
+    rc, _, err = run_cli(["reward", str(base_model), str(pairs_file(tmp_path / "pairs.jsonl", 40)), "device=cpu",
+                          "precision=fp32", "threads=1", "batch_size=4", "max_steps=3", "warmup_steps=0", "lr=1e-2",
+                          f"out_dir={rm_dir}"])  # fmt: skip
+    assert rc == 0, err
+    _, tok, _ = load_checkpoint(base_model)
+    fn = get_reward(f"model:{rm_dir}", tok)
+    a, b = [("user", "Say lantern meadow harbor.")], [("user", "Say apple.")]
+    records = [{"prompt_turns": t} for t in (a, b, a, a, b)]
+    replies = ["lantern meadow harbor, thank you.", "apple, go away.", "no.", "harbor", "apple apple apple"]
+    batched, failed = safe_rewards(fn, records, replies)
+    alone = [fn(r, reply) for r, reply in zip(records, replies, strict=True)]
+    assert failed == 0 and len(set(alone)) == len(alone)  # a trained head: the replies get different rewards
+    assert batched == pytest.approx(alone, rel=1e-5, abs=1e-6)
+    assert safe_rewards(fn, [*records, {}], [*replies, "x"]) == (pytest.approx([*alone, 0.0], rel=1e-5, abs=1e-6), 1)
+
+    out = tmp_path / "rl"
+    rc, _, err = run_cli(["rl", str(base_model), str(prompts_file(tmp_path / "prompts.jsonl", 16)),
+                          f"reward=model:{rm_dir}", "device=cpu", "precision=fp32", "threads=1", "batch_size=2",
+                          "group=3", "max_new_tokens=6", "max_steps=2", "log_interval=1", "eval_interval=100",
+                          f"out_dir={out}"])  # fmt: skip
+    assert rc == 0, err
+    got = metrics(out)
+    assert [m["step"] for m in got] == [1, 2] and all(m["reward/mean"] != 0 for m in got)

@@ -159,8 +159,10 @@ def score_replies(model: nn.Module, tok: Any, prompt: Sequence[tuple[str, str]],
         xs.append(x)
         ys.append(y)
     x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+    at = reward_positions(y)
+    x = x[:, : int(at.max()) + 1]  # attention is causal: the columns after the last one read change nothing
     device = next(model.parameters()).device
-    return model(x.to(device), reward_at=reward_positions(y).to(device)).tolist()
+    return model(x.to(device), reward_at=at.to(device)).tolist()
 
 
 @dataclass

@@ -5,7 +5,8 @@
 - `all_words`: 1.0 when the reply uses every one of the record's `words` (the quickstart's success check), else 0:
   the binary verifiable reward, for a model that sometimes succeeds;
 - `number`: 1.0 when the reply's last number equals the answer's (GSM8K's "#### 72", or a bare number);
-- `model:PATH`: a `kiln reward` checkpoint's score of the reply.
+- `model:PATH`: a `kiln reward` checkpoint's score of the reply (a step's replies scored together, one batched
+  forward per prompt, not one per reply).
 A reward function that raises gives that sample 0 and is counted: one bad sample never stops a run.
 """
 
@@ -43,14 +44,36 @@ def number_reward(record: dict[str, Any], reply: str) -> float:
     return 1.0 if want is not None and got is not None and float(want) == float(got) else 0.0
 
 
+class ModelReward:
+    """A `kiln reward` model as a reward function: called with one reply, or through `batch` with a step's replies,
+    which scores each prompt's group of replies in one forward (GRPO samples `group` replies per prompt)."""
+
+    def __init__(self, path: str, tokenizer: Any, device: Any) -> None:
+        from kiln.posttrain.reward_model import load_reward_model
+
+        self.model, self.tokenizer = load_reward_model(path, device=device), tokenizer
+
+    def __call__(self, record: dict[str, Any], reply: str) -> float:
+        return self.batch([record], [reply])[0]
+
+    def batch(self, records: Sequence[dict[str, Any]], replies: Sequence[str]) -> list[float]:
+        from kiln.posttrain.reward import score_replies
+
+        groups: dict[tuple, list[int]] = {}
+        for i, record in enumerate(records):
+            groups.setdefault(tuple(tuple(turn) for turn in record["prompt_turns"]), []).append(i)
+        out = [0.0] * len(replies)
+        for turns, rows in groups.items():
+            scores = score_replies(self.model, self.tokenizer, turns, [replies[i] for i in rows])
+            for i, score in zip(rows, scores, strict=True):
+                out[i] = score
+        return out
+
+
 def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardFn:
     """A reward function (record, reply) -> float by name; `model:PATH` loads a reward model."""
     if name.startswith("model:"):
-        from kiln.posttrain.reward import score_replies
-        from kiln.posttrain.reward_model import load_reward_model
-
-        rm = load_reward_model(name[len("model:") :], device=device)
-        return lambda record, reply: score_replies(rm, tokenizer, record["prompt_turns"], [reply])[0]
+        return ModelReward(name[len("model:") :], tokenizer, device)
     fns: dict[str, RewardFn] = {"words": words_reward, "all_words": all_words_reward, "number": number_reward}
     if name not in fns:
         raise ValueError(f"unknown reward {name!r}; choose words, all_words, number or model:PATH")
@@ -58,7 +81,15 @@ def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardF
 
 
 def safe_rewards(fn: RewardFn, records: Sequence[dict[str, Any]], replies: Sequence[str]) -> tuple[list[float], int]:
-    """Rewards for every reply; one that raises scores 0 and is counted (the run goes on)."""
+    """Rewards for every reply; one that raises scores 0 and is counted (the run goes on). A function with a
+    `batch(records, replies)` method scores them all at once; if that raises, they are scored one by one, so only
+    the replies that fail get 0."""
+    batch = getattr(fn, "batch", None)
+    if batch is not None:
+        try:
+            return [float(v) for v in batch(records, replies)], 0
+        except Exception:  # a user's reward may raise anything: find the replies that fail, one at a time
+            pass
     out, failed = [], 0
     for record, reply in zip(records, replies, strict=True):
         try:
