@@ -152,8 +152,8 @@ class GPT(nn.Module):
                     "no cache, no padding, one of the two"
                 )
             positions = segment_positions(segments) if segments is not None else branch_positions(branches)
-            if branches is not None and int(positions.max()) >= cfg.block_size:  # the row itself may be longer
-                raise ValueError(f"a branch reaches position {int(positions.max())}, past block_size {cfg.block_size}")
+            if branches is not None and (top := int(positions.max())) >= cfg.block_size:  # the row may be longer
+                raise ValueError(f"a branch reaches position {top}, past block_size {cfg.block_size}")
             padded = True  # positions are not arange: take the general paths below
         elif not padded:
             positions = torch.arange(offset, offset + t, device=idx.device).expand(b, t)
