@@ -17,10 +17,11 @@ on by SFT, DPO or GRPO); whether a reply follows it is checked by a program (`ki
   gives the chosen story the higher log-probability; after = the share where DPO's implicit reward (policy minus
   reference log-prob, what `kiln dpo` logs as rewards/accuracies; 0.5 before any step) is higher for the chosen
   story, and the share where the DPO model itself gives it the higher log-probability.
-- grpo: `kiln rl` (reward = the share of the three words used) from the SFT model on the training tasks' prompts
-  for `--rl-minutes` of wall clock; the success rate (all three words used) and the share of words used, SFT
-  model vs GRPO model, on the 48 held-out instructions x 4 samples (temperature 0.7, top-k 50, as the quickstart
-  measures it).
+- grpo: `kiln rl` (reward = the share of the three words used) from the SFT model on new word triples
+  (`word_task.new_instructions`: words drawn uniformly from the training tasks' words, no training story using
+  all three) for `--rl-minutes` of wall clock; the success rate (all three words used) and the share of words
+  used, SFT model vs GRPO model, on the 48 held-out instructions x 4 samples (temperature 0.7, top-k 50, as the
+  quickstart measures it), with three of the replies as read.
 - reward: `kiln reward` from the SFT model's transformer on the hh-rlhf harmless-base pairs
   (../shared/data/preference); held-out pairwise accuracy against chance (0.5) and against "the longer reply wins".
 
@@ -152,6 +153,7 @@ def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
     stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
     room = model.config.block_size - max(map(len, prompts))
     followed = used = 0
+    examples: list[str] = []
     for seed in range(1, EVAL_SAMPLES + 1):
         params = SamplingParams(
             temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=seed, stop_token_ids=stops
@@ -159,8 +161,10 @@ def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
         replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
         followed += sum(uses_words(r, t.words) for r, t in zip(replies, held, strict=True))
         used += sum(words_used(r, t.words) for r, t in zip(replies, held, strict=True))
+        examples = examples or [f"{t.words}: {r.strip()[:120]!r}" for r, t in zip(replies[:3], held, strict=False)]
     n = EVAL_SAMPLES * len(held)
-    return {"success": followed / n, "words": used / (3 * n), "samples": n}
+    # A few replies as read: a reward can rise by listing words instead of writing a story (docs/benchmarks.md).
+    return {"success": followed / n, "words": used / (3 * n), "samples": n, "examples": examples}
 
 
 def part_grpo(ws: Path, sft: Path, args) -> dict:
@@ -172,14 +176,16 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
     run = ws / "effects" / "rl"
     cost = kiln(
         "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", f"reward={args.rl_reward}",
-        f"group={args.rl_group}", "batch_size=4", f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}",
+        f"group={args.rl_group}", f"batch_size={args.rl_batch}", f"updates_per_batch={args.rl_updates}",
+        f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}",
         f"temperature={args.rl_temperature}", f"kl_beta={args.rl_kl}", "max_steps=1000000",
         f"max_minutes={args.rl_minutes}", "eval_interval=1000000", "log_interval=1", "eval_batches=2", "threads=2",
     )  # fmt: skip
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     before, after = follow_rates(sft, held), follow_rates(run, held)
     return {
-        "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group,
+        "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group, "batch": args.rl_batch,
+        "updates_per_batch": args.rl_updates,
         "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl, **cost,
         "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
@@ -231,6 +237,8 @@ def main() -> int:
     p.add_argument("--rl-lr", type=float, default=2e-4)
     p.add_argument("--rl-reward", default="words", choices=["words", "all_words"])
     p.add_argument("--rl-group", type=int, default=8)
+    p.add_argument("--rl-batch", type=int, default=4, help="prompts per step")
+    p.add_argument("--rl-updates", type=int, default=1, help="kiln rl updates_per_batch")
     p.add_argument("--rl-tokens", type=int, default=64)
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)

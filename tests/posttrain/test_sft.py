@@ -135,3 +135,27 @@ def test_keyword_weight_trains_on_a_weighted_mean_of_the_token_losses(base_model
     assert set(weights.tolist()) == {1.0, 4.0}
     want = float((ce * weights).sum() / weights.sum())
     assert abs(logged - want) < 1e-4 and abs(logged - float(ce.mean())) > 1e-3
+
+
+def test_mfu_counts_the_lm_head_on_the_trained_tokens_only(base_model, chat_file, tmp_path):
+    """SFT runs the LM head on the assistant's tokens only, so its logged MFU counts the head's 6·V·d FLOPs for
+    that share of the tokens (counting them for every token put the quickstart's SFT at an MFU of 1.9)."""
+    from kiln.posttrain.sft_data import prepare_sft_data
+
+    run = tmp_path / "run"
+    rc, out, err = run_cli(["sft", str(base_model), str(chat_file), *FAST, "max_steps=3", "peak_tflops=0.001",
+                            f"out_dir={run}"])  # fmt: skip
+    assert rc == 0, out + err
+    logged = [m for m in metrics(run) if m.get("mfu")][-1]
+    per_token = logged["mfu"] * 1e9 / logged["tokens_per_s"]  # MFU x peak (1 GFLOP/s) / tokens per second
+
+    model, tok, _ = load_checkpoint(base_model)
+    block = model.config.block_size
+    st = prepare_sft_data(tok, [str(chat_file)], block, val_fraction=0.05, packing=True, overlong="truncate",
+                          max_examples=None, where="test").train_stats  # fmt: skip
+    share = st.trained / (st.rows * block)
+    head = 6 * model.lm_head.weight.numel()
+    want = model.flops_per_token(block) - head * (1 - share)
+    assert 0 < share < 0.9
+    assert abs(per_token - want) < 1e-3 * want  # the logged figures are rounded
+    assert abs(per_token - model.flops_per_token(block)) > 0.05 * head * (1 - share)

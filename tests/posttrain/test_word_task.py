@@ -77,3 +77,10 @@ def test_new_instructions_name_words_no_single_story_answers():
         )
     # No story of the tasks follows any of them: only the instruction says which words to use.
     assert not any(uses_words(t.story, p["words"]) for t in tasks for p in prompts)
+    # Drawn uniformly over the distinct words, not as often as the tasks use them: the most common task word is
+    # named about as often as any other, so a reply listing the common words earns little.
+    from collections import Counter
+
+    named = Counter(w for p in prompts for w in p["words"])
+    common = Counter(w for t in tasks for w in t.words).most_common(1)[0][0]
+    assert named[common] <= 3 * 900 / len(task_words) + 5

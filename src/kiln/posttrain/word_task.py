@@ -158,19 +158,23 @@ def swapped_tasks(tasks: Sequence[WordTask], per_task: int = 3, seed: int = 0) -
 
 
 def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[dict]:
-    """`n` RL prompts (`{"prompt", "words"}`, as `kiln rl reward=words` reads them) whose three words come from three
-    different tasks, so no story the model was fine-tuned on answers them.
+    """`n` RL prompts (`{"prompt", "words"}`, as `kiln rl reward=words` reads them): three distinct words drawn
+    uniformly from all the tasks' words, no story the model was fine-tuned on using all three.
 
-    Why: on the fine-tuning tasks' own prompts, GRPO's reward rose by recalling the memorised stories, and the
-    held-out success rate did not follow (docs/benchmarks.md); with new triples the reward is earned only by using
-    the words the prompt names, which is what the held-out check measures. Deterministic for a seed."""
+    Why new triples: on the fine-tuning tasks' own prompts, GRPO's reward rose by recalling the memorised stories,
+    and the held-out success rate did not follow (docs/benchmarks.md); with new triples the reward is earned only
+    by using the words the prompt names, which is what the held-out check measures.
+    Why uniformly over the distinct words: drawn as the tasks use them, a few words are common ("girl", "park",
+    "friends": the top 30 made 22% of the prompts' words), and GRPO learned to list those in every reply whatever
+    the prompt asked (docs/benchmarks.md); drawn uniformly, no fixed list of words earns much. Deterministic for a
+    seed."""
     rng = random.Random(seed)
     vocab = _story_words(tasks)
+    pool = sorted({w for t in tasks for w in t.words})
     out: list[dict] = []
     while len(out) < n:
-        picks = rng.sample(range(len(tasks)), 3)
-        words = tuple(rng.choice(tasks[i].words) for i in picks)
-        if len(set(words)) == 3 and not any(v.issuperset(words) for v in vocab):
+        words = tuple(rng.sample(pool, 3))
+        if not any(v.issuperset(words) for v in vocab):
             out.append({"prompt": WordTask(words, "").prompt, "words": list(words)})  # type: ignore[arg-type]
     return out
 

@@ -137,7 +137,7 @@ class Trainer:
         self.val = self.build_val_batches()
         self.val_bytes_per_token = self.measure_val_bytes()
         self.tokens_per_step = cfg.batch_size * self.block * info.world_size * self.accum
-        self.flops_per_token = self.raw.flops_per_token(self.block)
+        self.flops_per_token = self.model_flops_per_token()
         # Before the RNG states are restored: on CPU this may time a matmul of random matrices.
         self.peak = peak_tflops(device, self.precision, cfg.peak_tflops)
         if saved is not None:
@@ -178,6 +178,11 @@ class Trainer:
         return TokenLoader(
             self.shards.train, cfg.batch_size, self.block, seed=cfg.seed, rank=info.rank, world_size=info.world_size
         )
+
+    def model_flops_per_token(self) -> float:
+        """Training FLOPs per token for MFU (`GPT.flops_per_token`); a stage that skips part of the model on some
+        tokens counts only what it computes, so its MFU stays a share of the peak (<= 1)."""
+        return self.raw.flops_per_token(self.block)
 
     def measure_val_bytes(self) -> float:
         """UTF-8 bytes per validation token, which turns val loss into bits per byte."""
