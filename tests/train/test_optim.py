@@ -423,6 +423,35 @@ def test_flatten_keeps_non_tensor_state_in_meta() -> None:
 # ------------------------------------------------------------------------------------------------ metrics
 
 
+def test_cpu_peak_is_the_fastest_matmul_not_the_mean(monkeypatch) -> None:
+    """A slow moment during the probe (another process, a throttled VM) must not lower the CPU ceiling: with
+    repetitions of 50, 10, 50 and 1,000 ms the peak is the 10 ms one's rate. The mean (the old probe) read 28x
+    lower, and training in a faster minute then logged an MFU above 1."""
+
+    class Clock:  # a clock that moves only when a matmul runs
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    real_matmul = torch.Tensor.__matmul__
+    steps = iter([0.0, 0.05, 0.01, 0.05, 1.0])  # the warm-up, three timed repetitions, then past the budget
+
+    def timed_matmul(a, b):
+        clock.now += next(steps)
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(metrics_mod, "time", clock)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", timed_matmul)
+    metrics_mod.measured_cpu_tflops.cache_clear()
+    try:
+        got = metrics_mod.measured_cpu_tflops(torch.float32, n=8, seconds=0.2)
+    finally:
+        metrics_mod.measured_cpu_tflops.cache_clear()
+    assert got == pytest.approx(2 * 8**3 / 0.01 / 1e12)
+
+
 def test_peak_tflops_override_wins(monkeypatch) -> None:
     def no_gpu(*_a, **_k):
         raise AssertionError("the override must win without querying the device")
