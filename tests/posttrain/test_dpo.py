@@ -194,3 +194,67 @@ def test_loader_batches_end_at_the_longest_reply_and_score_as_full_windows(make_
             full = selected_logps(model(torch.from_numpy(xs[idx.numpy()]), logits_at=full_keep)[0],
                                   torch.from_numpy(ys[idx.numpy()]), full_keep)[0]  # fmt: skip
         assert torch.allclose(cut, full, atol=1e-4)
+
+
+def _reply_rows(g: torch.Generator, prompt: torch.Tensor, lengths: list[int], block: int) -> tuple[torch.Tensor, ...]:
+    """(x, y) rows: the prompt, then a reply of each length (trained), then padding."""
+    xs, ys = [], []
+    for n in lengths:
+        x = torch.zeros(block, dtype=torch.long)
+        y = torch.full((block,), -1, dtype=torch.long)
+        seq = torch.cat([prompt, torch.randint(1, 64, (n,), generator=g)])
+        x[: len(seq) - 1] = seq[:-1]
+        y[len(prompt) - 1 : len(seq) - 1] = seq[len(prompt) :]
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
+
+
+def test_pair_work_counts_the_tokens_the_forward_runs():
+    """tokens/s and MFU count a DPO batch's real tokens (padding out, the prompt once when shared) and its
+    targets: checked against the rows `share_prompts` builds and a count by hand of the separate rows."""
+    from kiln.posttrain.dpo_data import pair_work
+    from kiln.posttrain.shared_prompt import PAD, share_prompts
+
+    g = torch.Generator().manual_seed(11)
+    prompt = torch.randint(1, 64, (7,), generator=g)
+    xc, yc = _reply_rows(g, prompt, [5, 12, 3], block=24)
+    xr, yr = _reply_rows(g, prompt, [9, 2, 14], block=24)
+    for extra in (0, 1):
+        s = share_prompts(xc, yc, xr, yr, extra=extra)
+        assert pair_work(xc, yc, xr, yr, shared=True, extra=extra) == (
+            int((s.branches != PAD).sum()),
+            7 + 14 - 1 + extra,
+            len(s.targets),
+        )
+    by_hand = sum(7 + n - 1 for n in [5, 12, 3, 9, 2, 14])  # each row: prompt + reply, less the last token
+    assert pair_work(xc, yc, xr, yr, shared=False) == (by_hand, 7 + 14 - 1, 5 + 12 + 3 + 9 + 2 + 14)
+
+
+def test_logged_tokens_are_the_pairs_real_tokens(base_model, tmp_path):
+    """`tokens` and MFU in metrics.jsonl count what the steps ran (they counted batch x context before, which put
+    a DPO run's tokens/s at several times the truth): the loader's batches replayed give the logged total."""
+    from kiln.model.checkpoint import load_checkpoint
+    from kiln.posttrain.dpo_data import PairLoader, pair_work, prepare_dpo_data
+
+    data = pairs_file(tmp_path / "pairs.jsonl", 40)
+    out = tmp_path / "dpo"
+    rc, _, err = run_cli(["dpo", str(base_model), str(data), *FAST, "max_steps=3", "seed=5", "peak_tflops=0.001",
+                          f"out_dir={out}"])  # fmt: skip
+    assert rc == 0, err
+    logged = [m for m in metrics(out) if "tokens" in m]
+    model, tok, _ = load_checkpoint(base_model)
+    block = model.config.block_size
+    d = prepare_dpo_data(tok, [str(data)], block, val_fraction=0.1, overlong="truncate", max_examples=None,
+                         where="test")  # fmt: skip
+    loader = PairLoader(d.train, 4, seed=5)
+    head = 6 * model.lm_head.weight.numel()
+    total = 0
+    for m in logged:
+        tokens, width, targets = pair_work(*loader.next_batch()[:4], shared=True)
+        total += tokens
+        assert m["tokens"] == total
+        flops = tokens * (model.flops_per_token(width) - head) + targets * head
+        per_token = m["mfu"] * 1e9 / m["tokens_per_s"]  # MFU x peak (1 GFLOP/s) / tokens per second
+        assert per_token == pytest.approx(flops / tokens, rel=2e-3)  # the logged figures are rounded
+    assert total < 0.6 * len(logged) * 4 * block  # what the old count (pairs x context) claimed

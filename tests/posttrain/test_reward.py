@@ -76,3 +76,5 @@ def test_the_prompt_shared_by_both_replies_gives_the_run_of_separate_rows(base_m
         assert a.keys() == b.keys()
         for key in {"train_loss", "rewards/margins", "val_loss"} & a.keys():
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["step"], key)
+    # The same pairs, the prompt run once: fewer tokens counted (tokens/s and MFU count what the forward ran).
+    assert 0 < runs[0][-1]["tokens"] < runs[1][-1]["tokens"]

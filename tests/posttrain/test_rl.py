@@ -79,6 +79,16 @@ def test_a_grpo_run_logs_rewards_and_resumes_to_the_same_log(base_model, tmp_pat
     assert all(0 <= m["reward/mean"] <= 1 and m["completion_length"] > 0 for m in rows)
     assert "val_reward" in rows[1] and "held-out reward" in text
     assert all(math.isfinite(m["train_loss"]) for m in rows)
+    # tokens count each update's real tokens: its 8 completions and their prompts, less one a row (the inputs)
+    from kiln.model.checkpoint import load_checkpoint
+    from kiln.posttrain.rl_data import read_prompts
+    from kiln.tokenizer.chat import render_chat_ids
+
+    tok = load_checkpoint(base_model)[1]
+    sizes = [len(render_chat_ids(tok, p["prompt_turns"])) - 1 for p in read_prompts([str(data)], None)]
+    for before, m in zip([0] + [r["tokens"] for r in rows], rows, strict=False):
+        prompts = m["tokens"] - before - round(8 * m["completion_length"])
+        assert 8 * min(sizes) <= prompts <= 8 * max(sizes), (m["step"], prompts, sizes)
 
     run = tmp_path / "cut"
     rc, _, err = run_cli(["rl", *common, f"out_dir={run}"])

@@ -14,7 +14,15 @@ from torch import Tensor
 
 from kiln.model.checkpoint import load_checkpoint
 from kiln.posttrain.dpo_config import DPOConfig
-from kiln.posttrain.dpo_data import DPOData, PairLoader, PairWindows, evaluate_pairs, prepare_dpo_data, used_length
+from kiln.posttrain.dpo_data import (
+    DPOData,
+    PairLoader,
+    PairWindows,
+    evaluate_pairs,
+    pair_work,
+    prepare_dpo_data,
+    used_length,
+)
 from kiln.posttrain.dpo_loss import owned_logps, preference_loss, selected_logps
 from kiln.posttrain.finetune import FineTuner
 from kiln.posttrain.packing import IGNORE
@@ -87,6 +95,15 @@ class DPOTrainer(FineTuner):
     # ------------------------------------------------------------------------------------------------ a step
     def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]
         return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())
+
+    def batch_work(self, batch: tuple[Tensor, ...]) -> tuple[int, float]:
+        """The pairs' real tokens (the prompt once per pair when shared) and their FLOPs, the LM head on the
+        replies' tokens only (`logits_at`); the reference's precomputed log-probs cost nothing here."""
+        tokens, width, targets = pair_work(*batch[:4], shared=self.cfg.share_prompt)
+        flops = self.work_flops(tokens, width, targets)
+        if self.reference is not None:  # reference=live: one more forward (a third of a forward and backward)
+            flops += self.work_flops(tokens, width, targets) / 3
+        return tokens, flops
 
     def pair_logps(self, model: torch.nn.Module, xc: Tensor, yc: Tensor, xr: Tensor, yr: Tensor) -> tuple[Tensor, ...]:
         """The summed log-probs of the chosen replies then the rejected ones (2B), and their token counts."""

@@ -51,6 +51,12 @@ class FineTuner(Trainer):
     def measure_val_bytes(self) -> float:
         return math.nan  # fine-tuning reports its own held-out metrics, not bits per byte
 
+    def work_flops(self, tokens: int, width: int, head_tokens: int) -> float:
+        """Training FLOPs of `tokens` real tokens in rows `width` wide whose LM head (6·V·d a token) runs on
+        `head_tokens` of them: the fine-tuning stages compute logits only where a target is scored."""
+        head = 6 * self.raw.lm_head.weight.numel()
+        return tokens * (self.raw.flops_per_token(width) - head) + head_tokens * head
+
     # ------------------------------------------------------------------------------------------------ logging
     def add_stats(self, count: bool = True, **values: Any) -> None:
         """Per micro-batch metrics; each metrics.jsonl line gets their means since the line before. `count=False`

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kiln.posttrain.dpo_data import DPOData, PairLoader, evaluate_pairs, prepare_dpo_data
+from kiln.posttrain.dpo_data import DPOData, PairLoader, evaluate_pairs, pair_work, prepare_dpo_data
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
@@ -104,6 +104,11 @@ class RewardTrainer(FineTuner):
 
     def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]
         return tuple(t.to(self.device, non_blocking=True) for t in self.loader.next_batch())
+
+    def batch_work(self, batch: tuple[Tensor, ...]) -> tuple[int, float]:
+        """The pairs' real tokens up to each closing token and their FLOPs: no LM head (one scalar a reply)."""
+        tokens, width, _ = pair_work(*batch[:4], shared=self.cfg.share_prompt, extra=1)
+        return tokens, self.work_flops(tokens, width, 0)
 
     def pair_rewards(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         xc, yc, xr, yr = batch[:4]

@@ -121,7 +121,6 @@ class RLTrainer(FineTuner):
             self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
         self._calls, self._step_seen = 0, -1
         self._replay: dict[int, dict[str, Any]] = {}  # micro-batch -> its sampled batch, for updates_per_batch > 1
-        self.tokens_per_step = cfg.batch_size * cfg.group * (cfg.max_new_tokens + 32) * info.world_size
         return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
 
     def build_val_batches(self) -> list[Any]:
@@ -198,7 +197,17 @@ class RLTrainer(FineTuner):
             "completion_length": float(np.mean(lengths)), "reward_failures": float(failed),
         }  # fmt: skip
         self.add_stats(**stats)
-        return {"x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device), "stats": stats}
+        work = (sum(len(p) + n for p, n in zip(prompts, lengths, strict=True)) - len(prompts), int((y != IGNORE).sum()))
+        return {
+            "x": x.to(self.device), "y": y.to(self.device), "adv": adv.to(self.device), "stats": stats, "work": work,
+        }  # fmt: skip
+
+    def batch_work(self, batch: dict[str, Any]) -> tuple[int, float]:
+        """The update's real tokens (prompt + completion, padding not counted) and the FLOPs of its forward and
+        backward, the LM head on the completion only. Sampling the group, a reference's forward and the old
+        log-probs are not counted: MFU here is the update's alone, below the step's use of the machine."""
+        tokens, targets = batch["work"]
+        return tokens, self.work_flops(tokens, batch["x"].shape[1], targets)
 
     @torch.no_grad()
     def _old_logps(self, batch: dict[str, Any]) -> Tensor:

@@ -59,6 +59,10 @@ class StepResult:
     """The global gradient norm before clipping; a tensor, so it is read (a device sync) only when logged."""
     stop: bool
     """Some process caught SIGINT/SIGTERM: save and stop after this step."""
+    tokens: int
+    """The tokens the step ran through the model, summed over micro-steps and processes (`batch_work`)."""
+    flops: float
+    """The model FLOPs of those tokens (for MFU), summed the same way."""
 
 
 class Throughput:
@@ -68,11 +72,13 @@ class Throughput:
     def __init__(self) -> None:
         self._run = [0, 0.0]
         self._window = [0, 0.0]
+        self._window_flops = 0.0
 
-    def add(self, tokens: int, seconds: float, warm: bool) -> None:
+    def add(self, tokens: int, seconds: float, warm: bool, flops: float = 0.0) -> None:
         if warm:
             self._run = [self._run[0] + tokens, self._run[1] + seconds]
         self._window = [self._window[0] + tokens, self._window[1] + seconds]
+        self._window_flops += flops
 
     def rate(self) -> float:
         """The run's tokens/s so far (NaN before a warm step)."""
@@ -81,5 +87,10 @@ class Throughput:
     def window_rate(self) -> float:
         return self._window[0] / max(self._window[1], 1e-9)
 
+    def window_flop_rate(self) -> float:
+        """Model FLOPs per second over the window (MFU's numerator)."""
+        return self._window_flops / max(self._window[1], 1e-9)
+
     def new_window(self) -> None:
         self._window = [0, 0.0]
+        self._window_flops = 0.0

@@ -145,7 +145,8 @@ class Trainer:
         self.metrics = self._open_run_files()
         self.budget = cfg.max_minutes * 60 if cfg.max_minutes is not None else None
         self.checkpoint_every = cfg.checkpoint_interval or cfg.eval_interval
-        self._flag = torch.zeros(2, dtype=torch.float64, device=device)  # [loss, signal], one all-reduce a step
+        # [loss, signal, tokens, FLOPs]: one all-reduce a step
+        self._flag = torch.zeros(4, dtype=torch.float64, device=device)
         self.throughput = Throughput()
         self.log(self.describe())
 
@@ -343,6 +344,13 @@ class Trainer:
         x, y = self.loader.next_batch()
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
+    def batch_work(self, batch: Any) -> tuple[int, float]:
+        """(tokens, model FLOPs) of one micro-batch, which tokens/s and MFU count: here the whole (B, T) input
+        (pretraining windows have no padding) at `flops_per_token`; a stage whose batches are ragged counts its
+        real tokens and what its forward and backward compute on them."""
+        n = batch[0].numel()
+        return n, n * self.flops_per_token
+
     def forward_loss(self, batch: Batch) -> Tensor:
         """The (scalar) training loss of one micro-batch, under autocast."""
         x, y = batch
@@ -370,8 +378,11 @@ class Trainer:
         last only), unscale and clip, check the loss, then step every optimizer and the loss scaler."""
         set_lr(self.optimizers, self.lr_multiplier())
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        tokens, flops = 0, 0.0
         for micro in range(self.accum):
             batch = self.next_batch()
+            work = self.batch_work(batch)
+            tokens, flops = tokens + work[0], flops + work[1]
             with D.grad_sync(self.module, self.cfg.parallel, sync=micro == self.accum - 1):
                 loss = self.forward_loss(batch)
                 self.scaler.scale(loss / self.accum).backward()
@@ -383,6 +394,7 @@ class Trainer:
             norm = norm.full_tensor()
         self._flag[0] = loss_sum / self.accum
         self._flag[1] = 1.0 if self.signals.caught is not None else 0.0
+        self._flag[2], self._flag[3] = tokens, flops
         D.all_reduce_sum(self._flag, self.info)
         loss = float(self._flag[0]) / self.info.world_size
         self.check_loss(loss)
@@ -391,7 +403,7 @@ class Trainer:
         self.scaler.update()
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        return StepResult(loss, norm, float(self._flag[1]) > 0)
+        return StepResult(loss, norm, float(self._flag[1]) > 0, int(self._flag[2]), float(self._flag[3]))
 
     def check_loss(self, loss: float) -> None:
         """Raise before the optimizer step, so no bad update is applied and no bad checkpoint written."""
@@ -420,7 +432,7 @@ class Trainer:
                 while p.step < cfg.max_steps:
                     t_step = time.perf_counter()
                     result = self.train_step()
-                    self._count_step(result.loss, time.perf_counter() - t_step)
+                    self._count_step(result, time.perf_counter() - t_step)
                     p.elapsed = time.perf_counter() - t0
                     out_of_time = self.budget is not None and p.elapsed > self.budget
                     last = p.step >= cfg.max_steps or out_of_time or result.stop
@@ -455,15 +467,15 @@ class Trainer:
             disable=not self.info.is_main,
         )
 
-    def _count_step(self, loss: float, seconds: float) -> None:
-        p = self.progress
+    def _count_step(self, result: StepResult, seconds: float) -> None:
+        p, loss = self.progress, result.loss
         p.step += 1
-        p.tokens += self.tokens_per_step
+        p.tokens += result.tokens
         p.train_loss = loss
         if p.step > self.cfg.warmup_steps:
             p.loss_ema = loss if p.loss_ema is None else 0.9 * p.loss_ema + 0.1 * loss
         # The first step pays for compilation and warm-up: the run's rate leaves it out.
-        self.throughput.add(self.tokens_per_step, seconds, warm=p.step > 1 or self.resume_from is not None)
+        self.throughput.add(result.tokens, seconds, warm=p.step > 1 or self.resume_from is not None, flops=result.flops)
 
     def _show_progress(self, loss: float) -> None:
         p = self.progress
@@ -507,7 +519,7 @@ class Trainer:
             "lr": self.optimizers[-1].param_groups[0]["lr"],
             "grad_norm": round(float(result.grad_norm), 5),
             "tokens_per_s": round(tok_s, 1),
-            "mfu": round(tok_s * self.flops_per_token / (self.peak * 1e12 * world), 5) if self.peak else None,
+            "mfu": round(self.throughput.window_flop_rate() / (self.peak * 1e12 * world), 5) if self.peak else None,
             "elapsed_s": round(p.elapsed, 2),
             "tokens": p.tokens,
         }
