@@ -3,8 +3,9 @@
 The gpt2 (124M) shape with random weights, copied into transformers' GPT2LMHeadModel; greedy decoding
 from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, reported apart:
 - fp32 vs fp32: greedy on identical weights must give identical tokens, so the last column counts the
-  sequences that match transformers exactly. kiln's linear-layer path (oneDNN packed or PyTorch's default)
-  is the one its own measurement picked on this CPU (printed), plus each path forced, to show the choice.
+  sequences that match transformers exactly. kiln's linear-layer path (oneDNN packed, PyTorch's default, or at
+  batch 1 kiln's own AVX2 kernel, `kiln.model.gemv`) is the one its own measurement picked on this CPU per layer
+  shape (printed), plus each path forced, to show the choice.
 - best vs best (`--bf16`, on by default where the CPU multiplies bf16 in hardware): both sides in bfloat16.
   Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
   counts sequences equal to that side's own fp32 tokens instead.
@@ -30,7 +31,7 @@ import time
 import torch
 
 from kiln.generate import SamplingParams, generate_batch
-from kiln.model import build, cpu_fast, int8_weights
+from kiln.model import build, cpu_fast, gemv, int8_weights
 from kiln.model.hf import to_hf_gpt2
 from kiln.model.inference_dtype import prepare as prepare_dtype
 
@@ -83,6 +84,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}")
     shape = f"prompt {args.prompt_tokens} tokens, {n} new tokens, best of {args.repeats}"
     print(f"gpt2 shape (124M), greedy, {shape}; native bf16: {cpu_fast.native_bf16()}")
+    if on_cpu:
+        print(f"kiln's one-row fp32 kernel (kiln.model.gemv): {gemv.unavailable_reason() or 'built, timed per shape'}")
     print(f"{'batch':>5} {'engine':<44} {'tokens/s':>9} {'vs HF':>7}  tokens match HF (same dtype)")
     for b in args.batches:
         prompts = torch.randint(0, 50257, (b, args.prompt_tokens), generator=torch.Generator().manual_seed(b))
@@ -107,7 +110,7 @@ def main() -> None:
         t_hf, ref = best_of(run_hf, args.repeats)
         rows = [("transformers GPT2LMHeadModel.generate", t_hf, ref)]
         rows.append((f"kiln, KV cache{plan}", *best_of(lambda: run_kiln(True), args.repeats)))
-        for path in ("packed", "plain") if on_cpu else ():
+        for path in cpu_fast.candidates(1 if b == 1 else 8, torch.float32) if on_cpu else ():
             cpu_fast.forced = path
             rows.append((f"kiln, KV cache, {path} forced", *best_of(lambda: run_kiln(True), args.repeats)))
         cpu_fast.forced = None

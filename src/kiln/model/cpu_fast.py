@@ -1,5 +1,6 @@
-"""Faster inference on x86 CPUs: each linear layer through oneDNN with a pre-packed weight, or PyTorch's
-default, whichever this CPU runs faster, measured once per model.
+"""Faster inference on x86 CPUs: each linear layer through oneDNN with a pre-packed weight, PyTorch's default,
+or (one fp32 row, AVX2 CPUs) kiln's own matrix-vector kernel (`kiln.model.gemv`), whichever this CPU runs
+fastest, measured once per model and layer shape.
 
 Decoding is a chain of matrix-vector products that stream every weight from memory once per token.
 PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reached ~15 GB/s for batch 1 on a 2-core
@@ -28,13 +29,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kiln.model import int8_weights
+from kiln.model import gemv, int8_weights
 
 enabled = True
 """Set False to fall back to PyTorch's default linear (the benchmark does, to show the difference)."""
 
 forced: str | None = None
-""""packed" or "plain" to skip the measurement and use one path everywhere (tests and benchmarks)."""
+""""packed", "plain" or "gemv" to skip the measurement and use one path everywhere (tests and benchmarks); "gemv"
+is for one row of fp32 only, so with it several rows (and other dtypes) run packed."""
+
+PATHS = ("packed", "plain", "gemv")
 
 REGIMES = (1, 8)
 """oneDNN packs a weight for an expected row count: 1 (one sequence decoding) or 8 (a batch, or a prefill)."""
@@ -81,9 +85,19 @@ def _packed_linear(module: nn.Linear, x: Tensor, hint: int) -> Tensor:
 
 def _forward(module: nn.Linear, x: Tensor) -> Tensor:
     hint = regime(x)
-    if module.__dict__.get("_kiln_use_packed", {}).get(hint, True):
+    path = module.__dict__.get("_kiln_path", {}).get(hint, "packed")
+    if path == "packed":
         return _packed_linear(module, x, hint)
+    if path == "gemv" and gemv.applies(module, x):
+        return gemv.linear(module, x)
     return F.linear(x, module.weight, module.bias)
+
+
+def candidates(hint: int, dtype: torch.dtype) -> tuple[str, ...]:
+    """The paths worth timing for this regime and dtype: the hand-written kernel for one fp32 row where it built."""
+    if hint == 1 and dtype == torch.float32 and gemv.library() is not None:
+        return PATHS
+    return PATHS[:2]
 
 
 def _time_best(fn, rounds: int = 3) -> float:
@@ -98,9 +112,10 @@ def _time_best(fn, rounds: int = 3) -> float:
 
 def plan(model: nn.Module) -> dict[int, str]:
     """Which path each regime uses for this model, timed once on its own linear layers and remembered on the
-    model (until its dtype changes): "packed" or "plain" where every layer shape chose the same, else "mixed
-    (packed for N of M shapes)". Costs a few passes over the weights (~0.3 s for gpt2); a layer whose packing
-    loses drops its packed copy, which costs as much memory as its weight.
+    model (until its dtype changes): "packed", "plain" or "gemv" (`kiln.model.gemv`, one fp32 row) where every
+    layer shape chose the same, else e.g. "mixed (gemv for 3, packed for 1 of 4 shapes)". Costs a few passes over
+    the weights (~0.5 s for gpt2); a layer that does not run packed drops its packed copy, which costs as much
+    memory as its weight.
 
     The choice is made per layer shape, not for the model as a whole: on a 2-core AVX2 EPYC at one row, gpt2's
     qkv projection (768 -> 2304) and LM head ran faster packed (0.77 vs 1.05 ms, 12.2 vs 15.0 ms) while its
@@ -115,19 +130,25 @@ def plan(model: nn.Module) -> dict[int, str]:
     shapes: dict[tuple[int, int], list[nn.Linear]] = {}
     for m in linears:
         shapes.setdefault((m.in_features, m.out_features), []).append(m)
-    use: dict[tuple[int, int], dict[int, bool]] = {shape: {} for shape in shapes}
+    use: dict[tuple[int, int], dict[int, str]] = {shape: {} for shape in shapes}
     chosen: dict[int, str] = {}
     for hint in REGIMES:
+        paths = candidates(hint, p.dtype)
         for shape, group in shapes.items():
-            use[shape][hint] = forced == "packed" if forced is not None else _packing_wins(group, hint, p)
-        won = sum(use[shape][hint] for shape in shapes)
-        chosen[hint] = "packed" if won == len(shapes) else "plain" if won == 0 else (
-            f"mixed (packed for {won} of {len(shapes)} shapes)")  # fmt: skip
+            if forced is not None:
+                use[shape][hint] = forced if forced in paths else "packed"
+            else:
+                use[shape][hint] = _fastest(group, hint, p, paths)
+        counts = {path: sum(use[shape][hint] == path for shape in shapes) for path in PATHS}
+        counts = {path: k for path, k in sorted(counts.items(), key=lambda kv: -kv[1]) if k}
+        only = next(iter(counts))
+        mix = ", ".join(f"{path} for {k}" for path, k in counts.items())
+        chosen[hint] = only if counts[only] == len(shapes) else f"mixed ({mix} of {len(shapes)} shapes)"
     for m in linears:
-        m.__dict__["_kiln_use_packed"] = dict(use[(m.in_features, m.out_features)])
+        m.__dict__["_kiln_path"] = dict(use[(m.in_features, m.out_features)])
         packs = m.__dict__.get("_kiln_packed", {})
-        for h, packed in m.__dict__["_kiln_use_packed"].items():
-            if not packed:
+        for h, path in m.__dict__["_kiln_path"].items():
+            if path != "packed":
                 packs.pop(h, None)
     model.__dict__["_kiln_plan"] = (key, chosen)
     return chosen
@@ -145,19 +166,22 @@ def cached_bytes(model: nn.Module) -> int:
     return total
 
 
-def _packing_wins(group: list[nn.Linear], hint: int, p: Tensor) -> bool:
-    """Whether these layers (one shape) run `hint` rows faster packed than plain, timed on their own weights."""
+def _fastest(group: list[nn.Linear], hint: int, p: Tensor, paths: tuple[str, ...]) -> str:
+    """Which of `paths` runs these layers (one shape) fastest at `hint` rows, timed on their own weights (a tie
+    goes to the earlier path)."""
     xs = [torch.randn(hint, m.in_features, dtype=p.dtype, device=p.device) for m in group]
+    run = {
+        "packed": lambda m, x: _packed_linear(m, x, hint),
+        "plain": lambda m, x: F.linear(x, m.weight, m.bias),
+        "gemv": gemv.linear,
+    }
 
-    def plain() -> None:
-        for m, x in zip(group, xs, strict=True):
-            F.linear(x, m.weight, m.bias)
+    def timed(path: str) -> float:
+        fn = run[path]
+        return _time_best(lambda: [fn(m, x) for m, x in zip(group, xs, strict=True)])
 
-    def packed() -> None:
-        for m, x in zip(group, xs, strict=True):
-            _packed_linear(m, x, hint)
-
-    return _time_best(packed) <= _time_best(plain)
+    times = {path: timed(path) for path in paths}
+    return min(paths, key=lambda path: times[path])
 
 
 def applies_to(model: nn.Module) -> bool:
@@ -211,4 +235,4 @@ def release(model: nn.Module) -> None:
     int8_weights.release(model)
     for m in model.modules():
         m.__dict__.pop("_kiln_packed", None)
-        m.__dict__.pop("_kiln_use_packed", None)
+        m.__dict__.pop("_kiln_path", None)

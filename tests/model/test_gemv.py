@@ -1,0 +1,103 @@
+"""kiln.model.gemv: the hand-written one-row fp32 kernel against float64 `F.linear`, decoding through it equal to
+the plain path, the per-shape plan offering it for one row only, and a missing compiler leaving decoding intact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kiln.generate import SamplingParams, generate_batch
+from kiln.model import cpu_fast, gemv
+
+needs_kernel = pytest.mark.skipif(gemv.library() is None, reason=f"kernel unavailable: {gemv.unavailable_reason()}")
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("out", "inp", "bias"), [(2304, 768, True), (50257, 64, False), (7, 13, True),
+                                                  (3, 5, False), (130, 1000, True), (66, 24, True)])  # fmt: skip
+def test_the_kernel_equals_float64_linear(out, inp, bias, threads):
+    """Every row-count tail (out not a multiple of 4, in not of 8 or 16) and one or several threads."""
+    g = torch.Generator().manual_seed(out + inp)
+    layer = torch.nn.Linear(inp, out, bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(out, inp, generator=g))
+        if bias:
+            layer.bias.copy_(torch.randn(out, generator=g))
+    x = torch.randn(1, 1, inp, generator=g)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = gemv.linear(layer, x)
+    finally:
+        torch.set_num_threads(before)
+    want = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    assert y.shape == want.shape and y.dtype == torch.float32
+    # fp32 sums of `inp` products of N(0, 1) numbers: rounding grows like sqrt(inp) x eps x |terms|.
+    assert (y.double() - want).abs().max() < 1e-5 * inp
+    assert not torch.equal(y, torch.zeros_like(y))
+
+
+@needs_kernel
+def test_a_transposed_weight_and_other_inputs_fall_back_or_are_made_contiguous():
+    layer = torch.nn.Linear(16, 8)
+    with torch.no_grad():
+        layer.weight = torch.nn.Parameter(torch.randn(16, 8).t())  # a view: not contiguous
+    x = torch.randn(1, 16)
+    torch.testing.assert_close(gemv.linear(layer, x), layer(x))
+    rows = torch.randn(3, 16)  # several rows: not the kernel's case, F.linear answers
+    assert not gemv.applies(layer, rows)
+    torch.testing.assert_close(gemv.linear(layer, rows), layer(rows))
+    assert not gemv.applies(layer.double(), x.double())
+
+
+@needs_kernel
+def test_decoding_through_the_kernel_gives_the_plain_paths_tokens(make_model, rand_ids, monkeypatch):
+    model = make_model(dtype=torch.float32, init_std=0.5, pos_encoding="rope", n_kv_head=2)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=12, logprobs=2)
+    prompts = [rand_ids(7, seed=3).tolist()]
+    monkeypatch.setattr(cpu_fast, "forced", "plain")
+    want = generate_batch(model, prompts, greedy)
+    cpu_fast.release(model)
+    calls = []
+    monkeypatch.setattr(cpu_fast, "forced", "gemv")
+    real = gemv.linear
+    monkeypatch.setattr(gemv, "linear", lambda m, x: calls.append(m) or real(m, x))
+    got = generate_batch(model, prompts, greedy)
+    assert cpu_fast.plan(model) == {1: "gemv", 8: "packed"}  # gemv forced: several rows (the prefill) run packed
+    assert len(calls) >= 11 * sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert got[0].tokens == want[0].tokens
+    assert got[0].logprobs == pytest.approx(want[0].logprobs, abs=1e-4)
+
+
+@needs_kernel
+def test_the_plan_times_the_kernel_for_one_fp32_row_only(make_model):
+    assert cpu_fast.candidates(1, torch.float32) == ("packed", "plain", "gemv")
+    assert cpu_fast.candidates(8, torch.float32) == ("packed", "plain")
+    assert cpu_fast.candidates(1, torch.bfloat16) == ("packed", "plain")
+    model = make_model(dtype=torch.float32)
+    with torch.inference_mode(), cpu_fast.packed_linears(model):
+        model(torch.zeros(1, 1, dtype=torch.long))
+    chosen = cpu_fast.plan(model)
+    assert "gemv" not in chosen[8]
+    for m in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+        assert m.__dict__["_kiln_path"][1] in cpu_fast.PATHS
+        assert (1 in m.__dict__.get("_kiln_packed", {})) == (m.__dict__["_kiln_path"][1] == "packed")
+
+
+def test_without_a_compiler_the_kernel_is_off_and_decoding_goes_on(make_model, rand_ids, tmp_path, monkeypatch):
+    """No C compiler (or a failing one): `library()` is None with the reason, the plan times the library paths
+    only, and generation works as before."""
+    monkeypatch.setenv("KILN_CACHE", str(tmp_path / "cache"))  # nothing built there yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    gemv.library.cache_clear()
+    try:
+        assert gemv.library() is None and gemv.unavailable_reason()
+        assert cpu_fast.candidates(1, torch.float32) == ("packed", "plain")
+        model = make_model(dtype=torch.float32)
+        out = generate_batch(model, [rand_ids(5).tolist()], SamplingParams(temperature=0.0, max_new_tokens=4))
+        assert len(out[0].tokens) == 4
+        assert not list((tmp_path / "cache").glob("*.so*")), "a failed build leaves no library or temporary file"
+    finally:
+        gemv.library.cache_clear()
