@@ -178,7 +178,9 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
         "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", f"reward={args.rl_reward}",
         f"group={args.rl_group}", f"batch_size={args.rl_batch}", f"updates_per_batch={args.rl_updates}",
         f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}",
-        f"temperature={args.rl_temperature}", f"kl_beta={args.rl_kl}", "max_steps=1000000",
+        f"temperature={args.rl_temperature}", f"kl_beta={args.rl_kl}",
+        f"scale_rewards={str(not args.rl_no_scale).lower()}",
+        "max_steps=1000000",
         f"max_minutes={args.rl_minutes}", "eval_interval=1000000", "log_interval=1", "eval_batches=2", "threads=2",
     )  # fmt: skip
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
@@ -186,7 +188,8 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
     return {
         "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group, "batch": args.rl_batch,
         "updates_per_batch": args.rl_updates,
-        "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl, **cost,
+        "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl,
+        "scale_rewards": not args.rl_no_scale, **cost,
         "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
     }  # fmt: skip
@@ -242,6 +245,7 @@ def main() -> int:
     p.add_argument("--rl-tokens", type=int, default=64)
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)
+    p.add_argument("--rl-no-scale", action="store_true", help="kiln rl scale_rewards=false (Dr. GRPO's advantages)")
     p.add_argument("--rm-steps", type=int, default=100)
     p.add_argument("--rm-lr", type=float, default=1e-4)
     args = p.parse_args()
