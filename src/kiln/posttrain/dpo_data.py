@@ -109,14 +109,14 @@ def pair_work(xc: torch.Tensor, yc: torch.Tensor, xr: torch.Tensor, yr: torch.Te
     """(real tokens, width of the separate rows, trained targets) of a forward over these pairs, for tokens/s and
     MFU: each sequence up to its last target (and `extra` tokens after it), the common prefix of a pair once when
     the two share one row (`share_prompts`), padding not counted."""
-    xc_, yc_, xr_, yr_ = (a.cpu().numpy() for a in (xc, yc, xr, yr))
+    yc_, yr_ = yc.cpu().numpy(), yr.cpu().numpy()
     w = yc_.shape[1]
     kc, kr = yc_ != IGNORE, yr_ != IGNORE
     ec = np.minimum(w - np.argmax(kc[:, ::-1], axis=1) + extra, w)
     er = np.minimum(w - np.argmax(kr[:, ::-1], axis=1) + extra, w)
     lengths = ec + er
     if shared:
-        differ = (xc_ != xr_) | (np.arange(w) >= np.minimum(ec, er)[:, None])
+        differ = (xc.cpu().numpy() != xr.cpu().numpy()) | (np.arange(w) >= np.minimum(ec, er)[:, None])
         lengths = lengths - np.where(differ.any(axis=1), np.argmax(differ, axis=1), w)
     # The width is the separate rows' in both cases: a shared row is wider, but each reply in it attends to the
     # prompt and itself only, the keys its separate row has (PaLM's attention term counts those).

@@ -100,10 +100,8 @@ class DPOTrainer(FineTuner):
         """The pairs' real tokens (the prompt once per pair when shared) and their FLOPs, the LM head on the
         replies' tokens only (`logits_at`); the reference's precomputed log-probs cost nothing here."""
         tokens, width, targets = pair_work(*batch[:4], shared=self.cfg.share_prompt)
-        flops = self.work_flops(tokens, width, targets)
-        if self.reference is not None:  # reference=live: one more forward (a third of a forward and backward)
-            flops += self.work_flops(tokens, width, targets) / 3
-        return tokens, flops
+        # reference=live: one more forward, a third of a forward and backward
+        return tokens, self.work_flops(tokens, width, targets) * (4 / 3 if self.reference is not None else 1)
 
     def pair_logps(self, model: torch.nn.Module, xc: Tensor, yc: Tensor, xr: Tensor, yr: Tensor) -> tuple[Tensor, ...]:
         """The summed log-probs of the chosen replies then the rejected ones (2B), and their token counts."""

@@ -95,12 +95,11 @@ class SFTTrainer(FineTuner):
         """The LM head runs only on the trained (assistant) tokens (`forward_loss`'s logits_at): its 6·V·d
         FLOPs count for that share of the tokens. Counting them for every token, as pretraining does, put the
         quickstart's SFT at an MFU of 1.9."""
-        full = super().model_flops_per_token()
         if self.model_config.n_experts and not self.shards.weighted:  # the full-logits path
-            return full
+            return super().model_flops_per_token()
         st = self.shards.train_stats
-        share = st.trained / max(1, st.rows * self.block)
-        return full - 6 * self.raw.lm_head.weight.numel() * (1 - share)
+        tokens = max(1, st.rows * self.block)
+        return self.work_flops(tokens, self.block, st.trained) / tokens
 
     def describe(self) -> str:
         d: SFTData = self.shards
