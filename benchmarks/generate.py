@@ -3,9 +3,9 @@
 The gpt2 (124M) shape with random weights, copied into transformers' GPT2LMHeadModel; greedy decoding
 from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, reported apart:
 - fp32 vs fp32: greedy on identical weights must give identical tokens, so the last column counts the
-  sequences that match transformers exactly. kiln's linear-layer path (oneDNN packed, PyTorch's default, or at
-  batch 1 kiln's own AVX2 kernel, `kiln.model.gemv`) is the one its own measurement picked on this CPU per layer
-  shape (printed), plus each path forced, to show the choice.
+  sequences that match transformers exactly. kiln's linear-layer path (oneDNN packed, PyTorch's default, or
+  kiln's own kernels, `kiln.model.gemv`: one row on AVX2, up to 8 rows on AVX-512) is the one its own
+  measurement picked on this CPU per layer shape (printed), plus each path forced, to show the choice.
 - best vs best (`--bf16`, on by default where the CPU multiplies bf16 in hardware): both sides in bfloat16.
   Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
   counts sequences equal to that side's own fp32 tokens instead.
@@ -85,7 +85,9 @@ def main() -> None:
     shape = f"prompt {args.prompt_tokens} tokens, {n} new tokens, best of {args.repeats}"
     print(f"gpt2 shape (124M), greedy, {shape}; native bf16: {cpu_fast.native_bf16()}")
     if on_cpu:
-        print(f"kiln's one-row fp32 kernel (kiln.model.gemv): {gemv.unavailable_reason() or 'built, timed per shape'}")
+        several = " and for 2-8 rows (AVX-512)" if gemv.several_rows() else ""
+        built = f"built for one row{several}, timed per shape"
+        print(f"kiln's fp32 kernels (kiln.model.gemv): {gemv.unavailable_reason() or built}")
     print(f"{'batch':>5} {'engine':<44} {'tokens/s':>9} {'vs HF':>7}  tokens match HF (same dtype)")
     for b in args.batches:
         prompts = torch.randint(0, 50257, (b, args.prompt_tokens), generator=torch.Generator().manual_seed(b))

@@ -1,5 +1,6 @@
-"""kiln.model.gemv: the hand-written one-row fp32 kernel against float64 `F.linear`, decoding through it equal to
-the plain path, the per-shape plan offering it for one row only, and a missing compiler leaving decoding intact."""
+"""kiln.model.gemv: the hand-written fp32 kernels (one row; up to eight on AVX-512 CPUs) against float64 `F.linear`,
+decoding through them equal to the plain path, the per-shape plan offering them for the rows they take, and a
+missing compiler leaving decoding intact."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kiln.generate import SamplingParams, generate_batch
 from kiln.model import cpu_fast, gemv
 
 needs_kernel = pytest.mark.skipif(gemv.library() is None, reason=f"kernel unavailable: {gemv.unavailable_reason()}")
+needs_rows = pytest.mark.skipif(not gemv.several_rows(), reason="the several-rows kernel is built for AVX-512 CPUs")
 
 
 @needs_kernel
@@ -37,6 +39,40 @@ def test_the_kernel_equals_float64_linear(out, inp, bias, threads):
     # fp32 sums of `inp` products of N(0, 1) numbers: rounding grows like sqrt(inp) x eps x |terms|.
     assert (y.double() - want).abs().max() < 1e-5 * inp
     assert not torch.equal(y, torch.zeros_like(y))
+    if gemv.several_rows():  # AVX-512: linear() took kiln_rows; the AVX2 one-row kernel is in the build too
+        w, b = layer.weight.detach(), None if layer.bias is None else layer.bias.detach()
+        y2 = torch.empty_like(y)
+        gemv.library().kiln_gemv(w.data_ptr(), x.data_ptr(), None if b is None else b.data_ptr(), y2.data_ptr(),
+                                 out, inp, threads)  # fmt: skip
+        assert (y2.double() - want).abs().max() < 1e-5 * inp
+
+
+@needs_rows
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [2, 3, 7, 8])
+@pytest.mark.parametrize(("out", "inp", "bias"), [(2304, 768, True), (3, 5, False), (131, 1000, True),
+                                                  (65, 24, True), (1000, 3072, False)])  # fmt: skip
+def test_the_several_rows_kernel_equals_float64_linear(out, inp, bias, rows, threads):
+    """Odd weight-row counts (the last row alone), inputs not a multiple of 16 (the masked tail), every row count."""
+    g = torch.Generator().manual_seed(out * rows + inp)
+    layer = torch.nn.Linear(inp, out, bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(out, inp, generator=g))
+        if bias:
+            layer.bias.copy_(torch.randn(out, generator=g))
+    x = torch.randn(rows, 1, inp, generator=g)  # (batch, one position, features), as a decode step has it
+    assert gemv.applies(layer, x)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = gemv.linear(layer, x)
+    finally:
+        torch.set_num_threads(before)
+    want = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    assert y.shape == want.shape and y.dtype == torch.float32
+    assert (y.double() - want).abs().max() < 1e-5 * inp
+    for r in range(rows):  # each row its own: no row's sums leak into another's
+        assert (gemv.linear(layer, x[r]).double() - want[r]).abs().max() < 1e-5 * inp
 
 
 @needs_kernel
@@ -46,9 +82,12 @@ def test_a_transposed_weight_and_other_inputs_fall_back_or_are_made_contiguous()
         layer.weight = torch.nn.Parameter(torch.randn(16, 8).t())  # a view: not contiguous
     x = torch.randn(1, 16)
     torch.testing.assert_close(gemv.linear(layer, x), layer(x))
-    rows = torch.randn(3, 16)  # several rows: not the kernel's case, F.linear answers
-    assert not gemv.applies(layer, rows)
-    torch.testing.assert_close(gemv.linear(layer, rows), layer(rows))
+    many = torch.randn(gemv.MAX_ROWS + 1, 16)  # more rows than the kernels take: F.linear answers
+    assert not gemv.applies(layer, many)
+    torch.testing.assert_close(gemv.linear(layer, many), layer(many))
+    few = torch.randn(3, 16)  # a few rows: the several-rows kernel where it was built, else F.linear
+    assert gemv.applies(layer, few) == gemv.several_rows()
+    torch.testing.assert_close(gemv.linear(layer, few), layer(few))
     assert not gemv.applies(layer.double(), x.double())
 
 
@@ -56,31 +95,38 @@ def test_a_transposed_weight_and_other_inputs_fall_back_or_are_made_contiguous()
 def test_decoding_through_the_kernel_gives_the_plain_paths_tokens(make_model, rand_ids, monkeypatch):
     model = make_model(dtype=torch.float32, init_std=0.5, pos_encoding="rope", n_kv_head=2)
     greedy = SamplingParams(temperature=0.0, max_new_tokens=12, logprobs=2)
-    prompts = [rand_ids(7, seed=3).tolist()]
+    linears = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    one = [rand_ids(7, seed=3).tolist()]
+    batch = [rand_ids(n, seed=n).tolist() for n in (12, 9, 14)]  # prefills of 35 rows, decode steps of 3
     monkeypatch.setattr(cpu_fast, "forced", "plain")
-    want = generate_batch(model, prompts, greedy)
+    want = generate_batch(model, one, greedy) + generate_batch(model, batch, greedy)
     cpu_fast.release(model)
     calls = []
     monkeypatch.setattr(cpu_fast, "forced", "gemv")
     real = gemv.linear
-    monkeypatch.setattr(gemv, "linear", lambda m, x: calls.append(m) or real(m, x))
-    got = generate_batch(model, prompts, greedy)
-    assert cpu_fast.plan(model) == {1: "gemv", 8: "packed"}  # gemv forced: several rows (the prefill) run packed
-    assert len(calls) >= 11 * sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
-    assert got[0].tokens == want[0].tokens
-    assert got[0].logprobs == pytest.approx(want[0].logprobs, abs=1e-4)
+    monkeypatch.setattr(gemv, "linear", lambda m, x: calls.append(x.numel() // x.shape[-1]) or real(m, x))
+    got = generate_batch(model, one, greedy)
+    # gemv forced: the regimes of rows the kernels do not take (the batch's prefill) run packed
+    assert cpu_fast.plan(model) == {1: "gemv", 8: "gemv" if gemv.several_rows() else "packed", 64: "packed"}
+    assert calls.count(1) >= 11 * linears
+    got += generate_batch(model, batch, greedy)
+    assert (calls.count(3) >= 11 * linears) == gemv.several_rows()
+    for g, w in zip(got, want, strict=True):
+        assert g.tokens == w.tokens
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4)
 
 
 @needs_kernel
-def test_the_plan_times_the_kernel_for_one_fp32_row_only(make_model):
+def test_the_plan_times_the_kernels_for_the_fp32_rows_they_take(make_model):
     assert cpu_fast.candidates(1, torch.float32) == ("packed", "plain", "gemv")
-    assert cpu_fast.candidates(8, torch.float32) == ("packed", "plain")
-    assert cpu_fast.candidates(1, torch.bfloat16) == ("packed", "plain")
+    assert cpu_fast.candidates(8, torch.float32) == (cpu_fast.PATHS if gemv.several_rows() else ("packed", "plain"))
+    assert cpu_fast.candidates(64, torch.float32) == ("packed", "plain")
+    assert cpu_fast.candidates(1, torch.bfloat16) == cpu_fast.candidates(8, torch.bfloat16) == ("packed", "plain")
     model = make_model(dtype=torch.float32)
     with torch.inference_mode(), cpu_fast.packed_linears(model):
         model(torch.zeros(1, 1, dtype=torch.long))
     chosen = cpu_fast.plan(model)
-    assert "gemv" not in chosen[8]
+    assert "gemv" not in chosen[64]
     for m in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
         assert m.__dict__["_kiln_path"][1] in cpu_fast.PATHS
         assert (1 in m.__dict__.get("_kiln_packed", {})) == (m.__dict__["_kiln_path"][1] == "packed")

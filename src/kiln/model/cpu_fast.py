@@ -1,6 +1,6 @@
 """Faster inference on x86 CPUs: each linear layer through oneDNN with a pre-packed weight, PyTorch's default,
-or (one fp32 row, AVX2 CPUs) kiln's own matrix-vector kernel (`kiln.model.gemv`), whichever this CPU runs
-fastest, measured once per model and layer shape.
+or kiln's own fp32 kernels (`kiln.model.gemv`: one row on AVX2 CPUs, up to eight on AVX-512 ones), whichever
+this CPU runs fastest, measured once per model, batch regime and layer shape.
 
 Decoding is a chain of matrix-vector products that stream every weight from memory once per token.
 PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reached ~15 GB/s for batch 1 on a 2-core
@@ -36,12 +36,13 @@ enabled = True
 
 forced: str | None = None
 """"packed", "plain" or "gemv" to skip the measurement and use one path everywhere (tests and benchmarks); "gemv"
-is for one row of fp32 only, so with it several rows (and other dtypes) run packed."""
+is for fp32 and the row counts the kernels take (`candidates`), so with it the other regimes run packed."""
 
 PATHS = ("packed", "plain", "gemv")
 
-REGIMES = (1, 8)
-"""oneDNN packs a weight for an expected row count: 1 (one sequence decoding) or 8 (a batch, or a prefill)."""
+REGIMES = (1, 8, 64)
+"""Row counts timed apart: 1 (one sequence decoding), 8 (two to eight rows: a small batch) and 64 (more: a big
+batch or a prefill). oneDNN packs a weight for an expected row count; the last two share one packed copy."""
 
 
 def available() -> bool:
@@ -64,12 +65,20 @@ def native_bf16() -> bool:
 
 
 def regime(x: Tensor) -> int:
-    """The packing regime for an input: 1 for a single row, 8 for several."""
-    return 1 if x.numel() == x.shape[-1] else 8
+    """The regime of an input: 1 for a single row, 8 for up to `gemv.MAX_ROWS`, 64 for more."""
+    rows = x.numel() // max(1, x.shape[-1])
+    return 1 if rows == 1 else 8 if rows <= gemv.MAX_ROWS else 64
+
+
+def pack_hint(hint: int) -> int:
+    """The row count a regime's packed weight is made for: one copy serves 8 and 64 rows (each costs as much memory
+    as the weight)."""
+    return min(hint, 8)
 
 
 def _packed(module: nn.Linear, hint: int) -> Tensor:
     """`module`'s weight in oneDNN's blocked layout for `hint` rows, made on first use, cached on the module."""
+    hint = pack_hint(hint)
     w = module.weight
     key = (w.data_ptr(), w._version, w.dtype, hint)
     packs = module.__dict__.setdefault("_kiln_packed", {})
@@ -94,8 +103,9 @@ def _forward(module: nn.Linear, x: Tensor) -> Tensor:
 
 
 def candidates(hint: int, dtype: torch.dtype) -> tuple[str, ...]:
-    """The paths worth timing for this regime and dtype: the hand-written kernel for one fp32 row where it built."""
-    if hint == 1 and dtype == torch.float32 and gemv.library() is not None:
+    """The paths worth timing for this regime and dtype: kiln's kernels for fp32, one row where they built and a
+    few rows where the several-rows kernel did (AVX-512)."""
+    if dtype == torch.float32 and ((hint == 1 and gemv.library() is not None) or (hint == 8 and gemv.several_rows())):
         return PATHS
     return PATHS[:2]
 
@@ -112,10 +122,10 @@ def _time_best(fn, rounds: int = 3) -> float:
 
 def plan(model: nn.Module) -> dict[int, str]:
     """Which path each regime uses for this model, timed once on its own linear layers and remembered on the
-    model (until its dtype changes): "packed", "plain" or "gemv" (`kiln.model.gemv`, one fp32 row) where every
-    layer shape chose the same, else e.g. "mixed (gemv for 3, packed for 1 of 4 shapes)". Costs a few passes over
-    the weights (~0.5 s for gpt2); a layer that does not run packed drops its packed copy, which costs as much
-    memory as its weight.
+    model (until its dtype changes): "packed", "plain" or "gemv" (`kiln.model.gemv`, fp32 kernels for one row or
+    a few) where every layer shape chose the same, else e.g. "mixed (gemv for 3, packed for 1 of 4 shapes)". Costs
+    a few passes over the weights per regime (~1-2 s for gpt2); a layer that runs packed in no regime drops its
+    packed copy, which costs as much memory as its weight.
 
     The choice is made per layer shape, not for the model as a whole: on a 2-core AVX2 EPYC at one row, gpt2's
     qkv projection (768 -> 2304) and LM head ran faster packed (0.77 vs 1.05 ms, 12.2 vs 15.0 ms) while its
@@ -147,9 +157,9 @@ def plan(model: nn.Module) -> dict[int, str]:
     for m in linears:
         m.__dict__["_kiln_path"] = dict(use[(m.in_features, m.out_features)])
         packs = m.__dict__.get("_kiln_packed", {})
-        for h, path in m.__dict__["_kiln_path"].items():
-            if path != "packed":
-                packs.pop(h, None)
+        kept = {pack_hint(h) for h, path in m.__dict__["_kiln_path"].items() if path == "packed"}
+        for h in [h for h in packs if h not in kept]:
+            packs.pop(h)
     model.__dict__["_kiln_plan"] = (key, chosen)
     return chosen
 

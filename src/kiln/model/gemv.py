@@ -1,4 +1,5 @@
-"""A hand-written fp32 matrix-vector product for decoding one sequence on x86 CPUs with AVX2 (`gemv.c`).
+"""Hand-written fp32 kernels for decoding on x86 CPUs (`gemv.c`): one row with AVX2, and (AVX-512 CPUs) two to
+eight rows, a small batch, reading each weight once for all of them.
 
 Why by hand: at one row a linear layer is a matrix-vector product whose speed is the rate its weight streams from
 memory, and the libraries PyTorch calls leave much of that rate unused on the CPUs we see. Microbenchmark on a
@@ -7,6 +8,9 @@ of 7, three rounds: MKL's sgemv (`F.linear`) 47-57 ms (~10 GB/s), oneDNN with a 
 (~14 GB/s), this kernel on 2 threads 25-30 ms (~19 GB/s; a plain `torch.sum` read 14-25 GB/s the same minutes).
 `cpu_fast.plan` still times it against the other two paths per layer shape, so where a library wins (a CPU with
 AMX or AVX-512, say) the library is used.
+
+On AVX-512 CPUs the source is built with `-mavx512f` as well, which adds `kiln_rows` for a few rows: on a 2-core
+Intel Xeon (AMX, AVX-512) ... (measurement below in `rows`).
 
 The C source is compiled on first use with the system's C compiler into kiln's cache directory (`$KILN_CACHE`, else
 `$XDG_CACHE_HOME/kiln` or `~/.cache/kiln`), named by a hash of the source and flags, and loaded with ctypes (the
@@ -32,6 +36,8 @@ from torch import Tensor, nn
 
 SOURCE = Path(__file__).with_name("gemv.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
+MAX_ROWS = 8
+"""The most input rows `kiln_rows` takes (its accumulators fill AVX-512's registers)."""
 _why_not: list[str] = []
 
 
@@ -42,6 +48,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kiln"
 
 
+def flags() -> tuple[str, ...]:
+    """The compiler flags for this CPU: AVX-512 adds the several-rows kernel."""
+    return FLAGS + (("-mavx512f",) if torch.backends.cpu.get_cpu_capability() == "AVX512" else ())
+
+
 def _compile(cc: str, out: Path) -> None:
     """Build the shared library next to its final name, then rename: a build killed midway, or two processes
     building at once, never leave a half-written library under the name that is loaded."""
@@ -49,7 +60,7 @@ def _compile(cc: str, out: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run([cc, *flags(), str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True, timeout=120)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -70,7 +81,7 @@ def library() -> ctypes.CDLL | None:
     if not cc:
         _why_not.append("no C compiler (cc or gcc) on PATH")
         return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags()).encode()).hexdigest()[:16]
     out = cache_dir() / f"gemv-{key}.so"
     try:
         if not out.exists():
@@ -83,7 +94,16 @@ def library() -> ctypes.CDLL | None:
     fn = lib.kiln_gemv
     fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_int]
     fn.restype = None
+    if hasattr(lib, "kiln_rows"):  # built with AVX-512
+        lib.kiln_rows.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t] * 3 + [ctypes.c_int]
+        lib.kiln_rows.restype = None
     return lib
+
+
+def several_rows() -> bool:
+    """Whether the several-rows kernel was built here (an AVX-512 CPU)."""
+    lib = library()
+    return lib is not None and hasattr(lib, "kiln_rows")
 
 
 def unavailable_reason() -> str | None:
@@ -92,10 +112,13 @@ def unavailable_reason() -> str | None:
 
 
 def applies(module: nn.Linear, x: Tensor) -> bool:
-    """One row of fp32 on the CPU, into an fp32 CPU weight: the case the kernel is written for."""
+    """fp32 on the CPU into an fp32 CPU weight, one row (or up to `MAX_ROWS` where `several_rows`): the cases the
+    kernels are written for."""
     w = module.weight
+    rows = x.numel() // max(1, x.shape[-1])
     return (
-        x.numel() == x.shape[-1] == w.shape[1]
+        x.shape[-1] == w.shape[1]
+        and (rows == 1 or (1 < rows <= MAX_ROWS and several_rows()))
         and x.dtype == w.dtype == torch.float32
         and x.device.type == w.device.type == "cpu"
         and (module.bias is None or module.bias.dtype == torch.float32)
@@ -103,7 +126,7 @@ def applies(module: nn.Linear, x: Tensor) -> bool:
 
 
 def linear(module: nn.Linear, x: Tensor) -> Tensor:
-    """`module(x)` for a single row through the kernel (`F.linear` where it does not apply)."""
+    """`module(x)` through the kernels (`F.linear` where they do not apply)."""
     lib = library()
     if lib is None or not applies(module, x):
         return F.linear(x, module.weight, module.bias)
@@ -112,8 +135,11 @@ def linear(module: nn.Linear, x: Tensor) -> Tensor:
     xc = x.detach().contiguous()
     b = None if module.bias is None else module.bias.detach().contiguous()  # held: the kernel reads it
     y = torch.empty(*x.shape[:-1], w.shape[0], dtype=torch.float32)
-    lib.kiln_gemv(
-        w.data_ptr(), xc.data_ptr(), None if b is None else b.data_ptr(), y.data_ptr(), w.shape[0], w.shape[1],
-        torch.get_num_threads(),
-    )  # fmt: skip
+    rows, bias = x.numel() // x.shape[-1], None if b is None else b.data_ptr()
+    if rows == 1 and not hasattr(lib, "kiln_rows"):  # AVX-512 builds take one row through kiln_rows too (faster)
+        lib.kiln_gemv(w.data_ptr(), xc.data_ptr(), bias, y.data_ptr(), w.shape[0], w.shape[1], torch.get_num_threads())
+    else:
+        lib.kiln_rows(
+            w.data_ptr(), xc.data_ptr(), bias, y.data_ptr(), rows, w.shape[0], w.shape[1], torch.get_num_threads()
+        )
     return y
