@@ -11,6 +11,7 @@ from kiln.generate.sampling import (
     apply_top_k,
     apply_top_p,
     draw,
+    greedy_pick,
     make_generators,
     process_logits,
     sample_next,
@@ -315,3 +316,16 @@ def test_top_logprobs_sorted_and_raw():
 def test_apply_temperature_rejects_zero():
     with pytest.raises(ValueError, match="temperature"):
         apply_temperature(torch.zeros(1, 3), 0.0)
+
+
+def test_greedy_pick_is_argmax_and_takes_the_first_of_tied_maxima():
+    """Greedy decoding's pick equals torch.argmax (the first maximal index) on rows full of ties, over a
+    vocabulary-sized row where the reduction is split across vector lanes and threads."""
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, 4, (8, 50257), generator=g).float()  # thousands of tied maxima per row
+        assert torch.equal(greedy_pick(x), torch.argmax(x, dim=-1))
+    y = torch.zeros(2, 50257)
+    y[0, [40000, 7, 123]] = 5.0
+    y[1, [50256, 3]] = 1.0
+    assert greedy_pick(y).tolist() == [7, 3]

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from kiln.generate.engine import Decoder, TokenEvent, _TextStream
-from kiln.generate.sampling import SamplingParams, sample_next
+from kiln.generate.sampling import SamplingParams, greedy_pick, sample_next
 from kiln.model.cpu_fast import packed_linears
 from kiln.model.gpt import GPT
 from kiln.model.kv_cache import KVCache
@@ -292,7 +292,7 @@ class ContinuousBatcher:
         """Pick each row's next token with its own parameters and generator, then emit its event."""
         logp = torch.log_softmax(logits.float(), dim=-1)
         greedy = [r.params.temperature == 0 and r.params.repetition_penalty == 1.0 for r in reqs]
-        argmax = logits.argmax(dim=-1).tolist() if any(greedy) else []
+        argmax = greedy_pick(logits).tolist() if any(greedy) else []
         chosen: list[int] = []
         for i, r in enumerate(reqs):
             if greedy[i]:
