@@ -15,26 +15,38 @@ needs_kernel = pytest.mark.skipif(gemv.library() is None, reason=f"kernel unavai
 needs_rows = pytest.mark.skipif(not gemv.several_rows(), reason="the several-rows kernel is built for AVX-512 CPUs")
 
 
+def random_layer(out: int, inp: int, bias: bool, rows: int, seed: int) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """A layer with N(0, 1) weights and an input of `rows` rows shaped (rows, 1, inp), as a decode step has it."""
+    g = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(inp, out, bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(out, inp, generator=g))
+        if bias:
+            layer.bias.copy_(torch.randn(out, generator=g))
+    return layer, torch.randn(rows, 1, inp, generator=g)
+
+
+def on_threads(threads: int, layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return gemv.linear(layer, x)
+    finally:
+        torch.set_num_threads(before)
+
+
+def float64_linear(layer: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+
+
 @needs_kernel
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(("out", "inp", "bias"), [(2304, 768, True), (50257, 64, False), (7, 13, True),
                                                   (3, 5, False), (130, 1000, True), (66, 24, True)])  # fmt: skip
 def test_the_kernel_equals_float64_linear(out, inp, bias, threads):
     """Every row-count tail (out not a multiple of 4, in not of 8 or 16) and one or several threads."""
-    g = torch.Generator().manual_seed(out + inp)
-    layer = torch.nn.Linear(inp, out, bias=bias)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randn(out, inp, generator=g))
-        if bias:
-            layer.bias.copy_(torch.randn(out, generator=g))
-    x = torch.randn(1, 1, inp, generator=g)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        y = gemv.linear(layer, x)
-    finally:
-        torch.set_num_threads(before)
-    want = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    layer, x = random_layer(out, inp, bias, rows=1, seed=out + inp)
+    y, want = on_threads(threads, layer, x), float64_linear(layer, x)
     assert y.shape == want.shape and y.dtype == torch.float32
     # fp32 sums of `inp` products of N(0, 1) numbers: rounding grows like sqrt(inp) x eps x |terms|.
     assert (y.double() - want).abs().max() < 1e-5 * inp
@@ -54,21 +66,9 @@ def test_the_kernel_equals_float64_linear(out, inp, bias, threads):
                                                   (65, 24, True), (1000, 3072, False)])  # fmt: skip
 def test_the_several_rows_kernel_equals_float64_linear(out, inp, bias, rows, threads):
     """Odd weight-row counts (the last row alone), inputs not a multiple of 16 (the masked tail), every row count."""
-    g = torch.Generator().manual_seed(out * rows + inp)
-    layer = torch.nn.Linear(inp, out, bias=bias)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randn(out, inp, generator=g))
-        if bias:
-            layer.bias.copy_(torch.randn(out, generator=g))
-    x = torch.randn(rows, 1, inp, generator=g)  # (batch, one position, features), as a decode step has it
+    layer, x = random_layer(out, inp, bias, rows=rows, seed=out * rows + inp)
     assert gemv.applies(layer, x)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        y = gemv.linear(layer, x)
-    finally:
-        torch.set_num_threads(before)
-    want = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    y, want = on_threads(threads, layer, x), float64_linear(layer, x)
     assert y.shape == want.shape and y.dtype == torch.float32
     assert (y.double() - want).abs().max() < 1e-5 * inp
     for r in range(rows):  # each row its own: no row's sums leak into another's
