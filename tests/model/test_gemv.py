@@ -4,6 +4,8 @@ missing compiler leaving decoding intact."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,5 +147,26 @@ def test_without_a_compiler_the_kernel_is_off_and_decoding_goes_on(make_model, r
         out = generate_batch(model, [rand_ids(5).tolist()], SamplingParams(temperature=0.0, max_new_tokens=4))
         assert len(out[0].tokens) == 4
         assert not list((tmp_path / "cache").glob("*.so*")), "a failed build leaves no library or temporary file"
+    finally:
+        gemv.library.cache_clear()
+
+
+@needs_kernel
+def test_a_compiler_without_avx512_still_builds_the_one_row_kernel(tmp_path, monkeypatch):
+    """Where the AVX-512 build fails (an old compiler), the AVX2 build is tried next: the one-row kernel works and
+    the several-rows one is simply absent."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc to wrap")
+    cc = tmp_path / "cc-without-avx512"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -mavx512f ] && exit 1; done\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("KILN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    gemv.library.cache_clear()
+    try:
+        assert gemv.library() is not None, gemv.unavailable_reason()
+        assert not gemv.several_rows()
+        layer, x = random_layer(40, 24, True, rows=1, seed=0)
+        assert (gemv.linear(layer, x).double() - float64_linear(layer, x)).abs().max() < 1e-5 * 24
     finally:
         gemv.library.cache_clear()

@@ -6,8 +6,9 @@
  * OpenMP threads in blocks of four. On a 2-core AVX2 EPYC this read gpt2's linear layers at ~19 GB/s where MKL's
  * sgemv read ~10 and oneDNN's packed path ~14 (kiln/model/gemv.py has the measurement).
  *
- * Built with AVX-512 (-mavx512f, where the CPU has it), the file also has `kiln_rows`: two to eight rows (a small
- * decoding batch) against the same weights, each weight read once for all of them. */
+ * Built with AVX-512 (-mavx512f, where the CPU has it), the file also has `kiln_rows`: one to eight rows (a small
+ * decoding batch) against the same weights, each weight read once for all of them; gemv.py sends one row there
+ * too on such CPUs, where it read faster than the loop below. */
 #include <immintrin.h>
 #include <stddef.h>
 

@@ -55,14 +55,14 @@ def flags() -> tuple[str, ...]:
     return FLAGS + (("-mavx512f",) if torch.backends.cpu.get_cpu_capability() == "AVX512" else ())
 
 
-def _compile(cc: str, out: Path) -> None:
+def _compile(cc: str, out: Path, build: tuple[str, ...]) -> None:
     """Build the shared library next to its final name, then rename: a build killed midway, or two processes
     building at once, never leave a half-written library under the name that is loaded."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        subprocess.run([cc, *flags(), str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run([cc, *build, str(SOURCE), "-o", tmp], check=True, capture_output=True, text=True, timeout=120)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -83,16 +83,22 @@ def library() -> ctypes.CDLL | None:
     if not cc:
         _why_not.append("no C compiler (cc or gcc) on PATH")
         return None
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags()).encode()).hexdigest()[:16]
-    out = cache_dir() / f"gemv-{key}.so"
-    try:
-        if not out.exists():
-            _compile(cc, out)
-        lib = ctypes.CDLL(str(out))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = getattr(e, "stderr", "") or str(e)
-        _why_not.append(f"building {out.name} with {cc} failed: {detail.strip()[:300]}")
+    lib = None
+    # AVX-512 first where the CPU has it; a compiler that cannot target it still builds the AVX2 kernel.
+    for build in dict.fromkeys((flags(), FLAGS)):
+        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(build).encode()).hexdigest()[:16]
+        out = cache_dir() / f"gemv-{key}.so"
+        try:
+            if not out.exists():
+                _compile(cc, out, build)
+            lib = ctypes.CDLL(str(out))
+            break
+        except (OSError, subprocess.SubprocessError) as e:
+            detail = getattr(e, "stderr", "") or str(e)
+            _why_not.append(f"building {out.name} with {cc} failed: {detail.strip()[:300]}")
+    if lib is None:
         return None
+    _why_not.clear()
     fn = lib.kiln_gemv
     fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_ssize_t, ctypes.c_ssize_t, ctypes.c_int]
     fn.restype = None
