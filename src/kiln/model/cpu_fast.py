@@ -66,8 +66,8 @@ def native_bf16() -> bool:
 
 def regime(x: Tensor) -> int:
     """The regime of an input: 1 for a single row, 8 for up to `gemv.MAX_ROWS`, 64 for more."""
-    rows = x.numel() // max(1, x.shape[-1])
-    return 1 if rows == 1 else 8 if rows <= gemv.MAX_ROWS else 64
+    n = gemv.rows(x)
+    return 1 if n == 1 else 8 if n <= gemv.MAX_ROWS else 64
 
 
 def pack_hint(hint: int) -> int:

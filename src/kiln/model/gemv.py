@@ -1,4 +1,4 @@
-"""Hand-written fp32 kernels for decoding on x86 CPUs (`gemv.c`): one row with AVX2, and (AVX-512 CPUs) two to
+"""Hand-written fp32 kernels for decoding on x86 CPUs (`gemv.c`): one row with AVX2, and (AVX-512 CPUs) one to
 eight rows, a small batch, reading each weight once for all of them.
 
 Why by hand: at one row a linear layer is a matrix-vector product whose speed is the rate its weight streams from
@@ -83,10 +83,10 @@ def library() -> ctypes.CDLL | None:
     if not cc:
         _why_not.append("no C compiler (cc or gcc) on PATH")
         return None
-    lib = None
+    lib, source = None, SOURCE.read_bytes()
     # AVX-512 first where the CPU has it; a compiler that cannot target it still builds the AVX2 kernel.
     for build in dict.fromkeys((flags(), FLAGS)):
-        key = hashlib.sha256(SOURCE.read_bytes() + " ".join(build).encode()).hexdigest()[:16]
+        key = hashlib.sha256(source + " ".join(build).encode()).hexdigest()[:16]
         out = cache_dir() / f"gemv-{key}.so"
         try:
             if not out.exists():
@@ -119,14 +119,19 @@ def unavailable_reason() -> str | None:
     return None if library() is not None else "; ".join(_why_not) or "unavailable"
 
 
+def rows(x: Tensor) -> int:
+    """How many input rows `x` holds (its leading dimensions flattened): what decides which kernel, if any, runs."""
+    return x.numel() // max(1, x.shape[-1])
+
+
 def applies(module: nn.Linear, x: Tensor) -> bool:
     """fp32 on the CPU into an fp32 CPU weight, one row (or up to `MAX_ROWS` where `several_rows`): the cases the
     kernels are written for."""
     w = module.weight
-    rows = x.numel() // max(1, x.shape[-1])
+    n = rows(x)
     return (
         x.shape[-1] == w.shape[1]
-        and (rows == 1 or (1 < rows <= MAX_ROWS and several_rows()))
+        and (n == 1 or (1 < n <= MAX_ROWS and several_rows()))
         and x.dtype == w.dtype == torch.float32
         and x.device.type == w.device.type == "cpu"
         and (module.bias is None or module.bias.dtype == torch.float32)
@@ -143,11 +148,11 @@ def linear(module: nn.Linear, x: Tensor) -> Tensor:
     xc = x.detach().contiguous()
     b = None if module.bias is None else module.bias.detach().contiguous()  # held: the kernel reads it
     y = torch.empty(*x.shape[:-1], w.shape[0], dtype=torch.float32)
-    rows, bias = x.numel() // x.shape[-1], None if b is None else b.data_ptr()
-    if rows == 1 and not hasattr(lib, "kiln_rows"):  # AVX-512 builds take one row through kiln_rows too (faster)
+    n, bias = rows(x), None if b is None else b.data_ptr()
+    if n == 1 and not hasattr(lib, "kiln_rows"):  # AVX-512 builds take one row through kiln_rows too (faster)
         lib.kiln_gemv(w.data_ptr(), xc.data_ptr(), bias, y.data_ptr(), w.shape[0], w.shape[1], torch.get_num_threads())
     else:
         lib.kiln_rows(
-            w.data_ptr(), xc.data_ptr(), bias, y.data_ptr(), rows, w.shape[0], w.shape[1], torch.get_num_threads()
+            w.data_ptr(), xc.data_ptr(), bias, y.data_ptr(), n, w.shape[0], w.shape[1], torch.get_num_threads()
         )
     return y
