@@ -21,7 +21,8 @@ on by SFT, DPO or GRPO); whether a reply follows it is checked by a program (`ki
   (`word_task.new_instructions`: words drawn uniformly from the training tasks' words, no training story using
   all three) for `--rl-minutes` of wall clock; the success rate (all three words used) and the share of words
   used, SFT model vs GRPO model, on the 48 held-out instructions x 4 samples (temperature 0.7, top-k 50, as the
-  quickstart measures it), with three of the replies as read.
+  quickstart measures it), with three of the replies as read; with `--pass-k N`, also pass@1..N of both models from
+  N samples per instruction (the SFT model's pass@k bounds what sharpening alone can reach).
 - reward: `kiln reward` from the SFT model's transformer on the hh-rlhf harmless-base pairs
   (../shared/data/preference); held-out pairwise accuracy against chance (0.5) and against "the longer reply wins".
 
@@ -140,31 +141,61 @@ def part_dpo(ws: Path, sft: Path, args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------- GRPO
-def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
-    """(all three words used, share of the words used) over the held-out instructions, EVAL_SAMPLES seeds each,
-    sampled as the quickstart samples them."""
+def sample_replies(checkpoint: Path, held: list, seeds: range) -> list[list[str]]:
+    """Replies to the held-out instructions, one list per seed, sampled as the quickstart samples them (temperature
+    0.7, top-k 50, at most 160 tokens)."""
     from kiln.generate import SamplingParams, generate_batch
     from kiln.model.checkpoint import load_checkpoint
-    from kiln.posttrain.word_task import uses_words, words_used
     from kiln.tokenizer.chat import render_chat_ids
 
     model, tok, _ = load_checkpoint(checkpoint)
     prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held]
     stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
     room = model.config.block_size - max(map(len, prompts))
-    followed = used = 0
-    examples: list[str] = []
-    for seed in range(1, EVAL_SAMPLES + 1):
+    out = []
+    for seed in seeds:
         params = SamplingParams(
             temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=seed, stop_token_ids=stops
         )
-        replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
+        out.append([c.text for c in generate_batch(model, prompts, params, tokenizer=tok)])
+    return out
+
+
+def follow_rates(checkpoint: Path, held: list) -> dict[str, float]:
+    """(all three words used, share of the words used) over the held-out instructions, EVAL_SAMPLES seeds each,
+    sampled as the quickstart samples them."""
+    from kiln.posttrain.word_task import uses_words, words_used
+
+    followed = used = 0
+    examples: list[str] = []
+    for replies in sample_replies(checkpoint, held, range(1, EVAL_SAMPLES + 1)):
         followed += sum(uses_words(r, t.words) for r, t in zip(replies, held, strict=True))
         used += sum(words_used(r, t.words) for r, t in zip(replies, held, strict=True))
         examples = examples or [f"{t.words}: {r.strip()[:120]!r}" for r, t in zip(replies[:3], held, strict=False)]
     n = EVAL_SAMPLES * len(held)
     # A few replies as read: a reward can rise by listing words instead of writing a story (docs/benchmarks.md).
     return {"success": followed / n, "words": used / (3 * n), "samples": n, "examples": examples}
+
+
+def pass_at_k(checkpoint: Path, held: list, n: int) -> dict[str, float]:
+    """pass@k of the held-out instructions from n samples each (other seeds than follow_rates'), with the unbiased
+    estimator of Chen et al. 2021, 1 - C(n - c, k) / C(n, k) for c successes: the share of instructions that k
+    tries would follow at least once. RL that sharpens what a model already does moves pass@1 towards pass@k of
+    the starting model and rarely beyond it (Yue et al. 2025), so the SFT model's pass@k bounds what a short GRPO
+    run can reach; also the share of (instruction, word) pairs never used in n samples."""
+    from math import comb
+
+    from kiln.posttrain.word_task import words_used
+
+    runs = sample_replies(checkpoint, held, range(1000, 1000 + n))
+    succ = np.array([[words_used(run[i], t.words) == 3 for run in runs] for i, t in enumerate(held)])
+    never = np.mean([not any(words_used(run[i], [w]) for run in runs) for i, t in enumerate(held) for w in t.words])
+    c = succ.sum(axis=1)
+    ks = [k for k in (1, 4, 8, 16, 32, 64) if k <= n]
+    return {
+        **{f"pass@{k}": round(float(np.mean([1 - comb(n - int(ci), k) / comb(n, k) for ci in c])), 3) for k in ks},
+        "words_never_used": round(float(never), 3), "samples_each": n,
+    }  # fmt: skip
 
 
 def part_grpo(ws: Path, sft: Path, args) -> dict:
@@ -179,17 +210,19 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
         f"group={args.rl_group}", f"batch_size={args.rl_batch}", f"updates_per_batch={args.rl_updates}",
         f"max_new_tokens={args.rl_tokens}", f"lr={args.rl_lr}",
         f"temperature={args.rl_temperature}", f"kl_beta={args.rl_kl}",
-        f"scale_rewards={str(not args.rl_no_scale).lower()}",
+        f"scale_rewards={str(not args.rl_no_scale).lower()}", f"loss_type={args.rl_loss_type}",
         "max_steps=1000000",
         f"max_minutes={args.rl_minutes}", "eval_interval=1000000", "log_interval=1", "eval_batches=2", "threads=2",
     )  # fmt: skip
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
     before, after = follow_rates(sft, held), follow_rates(run, held)
+    if args.pass_k:
+        before["pass_at_k"], after["pass_at_k"] = pass_at_k(sft, held, args.pass_k), pass_at_k(run, held, args.pass_k)
     return {
         "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group, "batch": args.rl_batch,
         "updates_per_batch": args.rl_updates,
         "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl,
-        "scale_rewards": not args.rl_no_scale, **cost,
+        "scale_rewards": not args.rl_no_scale, "loss_type": args.rl_loss_type, **cost,
         "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
     }  # fmt: skip
@@ -238,7 +271,8 @@ def main() -> int:
     p.add_argument("--dpo-lr", type=float, default=2e-4)
     p.add_argument("--rl-minutes", type=float, default=10.0)
     p.add_argument("--rl-lr", type=float, default=2e-4)
-    p.add_argument("--rl-reward", default="words", choices=["words", "all_words"])
+    p.add_argument("--rl-reward", default="words", help="kiln rl reward: words, all_words, words+repetition, ...")
+    p.add_argument("--rl-loss-type", default="grpo", choices=["grpo", "bnpo", "dr_grpo"], help="kiln rl loss_type")
     p.add_argument("--rl-group", type=int, default=8)
     p.add_argument("--rl-batch", type=int, default=4, help="prompts per step")
     p.add_argument("--rl-updates", type=int, default=1, help="kiln rl updates_per_batch")
@@ -246,6 +280,7 @@ def main() -> int:
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)
     p.add_argument("--rl-no-scale", action="store_true", help="kiln rl scale_rewards=false (Dr. GRPO's advantages)")
+    p.add_argument("--pass-k", type=int, default=0, help="also pass@k from this many samples each (0 = off)")
     p.add_argument("--rm-steps", type=int, default=100)
     p.add_argument("--rm-lr", type=float, default=1e-4)
     args = p.parse_args()

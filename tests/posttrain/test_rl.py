@@ -14,7 +14,14 @@ from test_dpo import metrics
 
 from helpers import CHAT_WORDS, run_cli
 from kiln.posttrain.grpo import group_advantages, grpo_loss
-from kiln.posttrain.rl_rewards import get_reward, number_reward, safe_rewards, words_reward
+from kiln.posttrain.rl_rewards import (
+    SumReward,
+    get_reward,
+    number_reward,
+    repetition_reward,
+    safe_rewards,
+    words_reward,
+)
 
 
 def test_group_advantages_by_hand():
@@ -37,6 +44,12 @@ def test_clipped_surrogate_by_hand():
     row1 = -(-1.6 - 2.2) / 2
     assert loss.item() == pytest.approx((row0 + row1) / 2)
     assert stats["clip_fraction"].item() == pytest.approx(2 / 5)  # 1.5 and 0.5 lie outside [0.8, 1.2]
+    # DAPO's token-level mean: every token of the batch weighs the same (5 tokens); Dr. GRPO's: sums over 2 x 4.
+    sums = -(1.2 + 1.0 + 0.9) - (-1.6 - 2.2)
+    assert grpo_loss(logp, old, adv, mask, clip=0.2, loss_type="bnpo")[0].item() == pytest.approx(sums / 5)
+    assert grpo_loss(logp, old, adv, mask, 0.2, loss_type="dr_grpo", max_tokens=4)[0].item() == pytest.approx(sums / 8)
+    with pytest.raises(ValueError, match="loss_type"):
+        grpo_loss(logp, old, adv, mask, loss_type="ppo")
     kl_loss, kl_stats = grpo_loss(logp, old, adv, mask, clip=0.2, ref_logp=torch.zeros(2, 3), kl_beta=0.1)
     assert kl_stats["kl"].item() > 0 and kl_loss.item() > loss.item()
 
@@ -56,6 +69,30 @@ def test_rewards_check_replies():
         return 1.0
 
     assert safe_rewards(flaky, [{}, {}, {}], ["ok", "boom", "ok"]) == ([1.0, 0.0, 1.0], 1)
+
+
+def test_repetition_penalty_and_summed_rewards_by_hand():
+    # "a b c a b c": 3-grams abc, bca, cab, abc -> 3 distinct of 4, penalty -(1 - 3/4).
+    assert repetition_reward({}, "A b c a B c") == pytest.approx(-0.25)
+    assert repetition_reward({}, "no repeats at all here") == 0.0
+    assert repetition_reward({}, "too short") == 0.0
+    record, reply = {"words": ["walk", "monkey", "tree"]}, "the walk was the walk was the walk"  # 2/3 of 3-grams repeat
+    both = get_reward("words+0.5*repetition")
+    expected = 1 / 3 + 0.5 * -(1 - 3 / 6)
+    assert both(record, reply) == pytest.approx(expected)
+    assert both.batch([record, record], [reply, "a monkey in a tree"]) == pytest.approx([expected, 2 / 3])
+    for bad, message in (("words+x*repetition", "not a number"), ("words+colour", "unknown reward")):
+        with pytest.raises(ValueError, match=message):
+            get_reward(bad)
+
+    def flaky(record, reply):
+        if "boom" in reply:
+            raise RuntimeError("a bug in the reward")
+        return 1.0
+
+    # A term that raises for one reply costs that reply its whole reward (0), counted; the others are summed.
+    summed = SumReward([(1.0, words_reward), (1.0, flaky)])
+    assert safe_rewards(summed, [record, record], ["a tree", "boom tree"]) == ([1 / 3 + 1.0, 0.0], 1)
 
 
 def prompts_file(path: Path, n: int = 24) -> Path:
@@ -108,11 +145,14 @@ def test_a_prompt_must_end_with_the_user(base_model, tmp_path):
     bad.write_text(json.dumps({"messages": [{"role": "system", "content": "x"}]}) + "\n", encoding="utf-8")
     rc, _, err = run_cli(["rl", str(base_model), str(bad), f"out_dir={tmp_path / 'o'}"])
     assert rc == 2 and "bad.jsonl:1" in err
+    rc, _, err = run_cli(["rl", str(base_model), str(bad), f"out_dir={tmp_path / 'o'}", "loss_type=ppo"])
+    assert rc == 2 and "loss_type must be grpo, bnpo or dr_grpo" in err and "Traceback" not in err
 
 
 def test_a_reward_that_raises_scores_zero_is_counted_and_the_run_goes_on(base_model, tmp_path):
     """Half the prompts lack the `words` the reward reads: their samples score 0 and are counted, and the run
-    finishes its steps."""
+    finishes its steps. The reward is a sum (words + the repetition penalty) and the loss DAPO's token mean: a
+    failing term fails its reply alone, and the other options run end to end."""
     rows = [json.loads(line) for line in prompts_file(tmp_path / "p.jsonl", 16).read_text().splitlines()]
     for row in rows[::2]:
         del row["words"]
@@ -121,7 +161,8 @@ def test_a_reward_that_raises_scores_zero_is_counted_and_the_run_goes_on(base_mo
     out = tmp_path / "run"
     rc, _, err = run_cli(["rl", str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1",
                           "batch_size=4", "group=2", "max_new_tokens=4", "max_steps=3", "log_interval=1",
-                          "eval_interval=100", "val_fraction=0.1", f"out_dir={out}"])  # fmt: skip
+                          "eval_interval=100", "val_fraction=0.1", "reward=words+repetition", "loss_type=bnpo",
+                          f"out_dir={out}"])  # fmt: skip
     assert rc == 0, err
     got = metrics(out)
     assert [m["step"] for m in got] == [1, 2, 3]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
-from kiln.posttrain.grpo import group_advantages, grpo_loss
+from kiln.posttrain.grpo import LOSS_TYPES, group_advantages, grpo_loss
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.rl_data import PromptLoader, read_prompts
 from kiln.posttrain.rl_rewards import get_reward, safe_rewards
@@ -35,7 +35,8 @@ class RLConfig(FineTuneConfig):
     """The run directory: checkpoints, metrics.jsonl, kiln-rl.toml."""
     reward: str = "words"
     """words (the share of the record's `words` used), all_words (1 when every one is used, else 0), number (the
-    last number equals `answer`'s), or model:PATH (a `kiln reward` model)."""
+    last number equals `answer`'s), model:PATH (a `kiln reward` model), repetition (minus the share of repeated
+    word 3-grams); several add up with optional weights: words+repetition, all_words+0.5*repetition."""
     group: int = 8
     """Completions sampled per prompt (GRPO's G)."""
     batch_size: int = 4
@@ -55,6 +56,9 @@ class RLConfig(FineTuneConfig):
     """Weight of the KL penalty to the starting model (0 = none, as recent GRPO practice; > 0 keeps a frozen copy)."""
     scale_rewards: bool = True
     """Divide advantages by the group's reward std (GRPO); false = Dr. GRPO's centring only."""
+    loss_type: str = "grpo"
+    """How the per-token loss is averaged (TRL's names): grpo (per completion, then over completions), bnpo (over
+    all the batch's completion tokens, DAPO's), dr_grpo (summed per completion, divided by max_new_tokens)."""
     max_steps: int = 50
     """Optimizer steps."""
     lr: float = 1e-5
@@ -77,6 +81,7 @@ class RLConfig(FineTuneConfig):
         require(0 < self.clip < 1, f"clip must be in (0, 1), got {self.clip}")
         require(self.updates_per_batch >= 1, f"updates_per_batch must be >= 1, got {self.updates_per_batch}")
         require(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
+        require(self.loss_type in LOSS_TYPES, f"loss_type must be grpo, bnpo or dr_grpo, got {self.loss_type!r}")
         super().validate()
         return self
 
@@ -242,8 +247,9 @@ class RLTrainer(FineTuner):
                 ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask)
         # With one update per sampling (the default) pi_old is the policy itself, detached: the ratio is 1.
         old = batch.get("old")
-        loss, stats = grpo_loss(logp, logp.detach() if old is None else old, adv, mask, self.cfg.clip, ref,
-                                self.cfg.kl_beta)  # fmt: skip
+        cfg = self.cfg
+        loss, stats = grpo_loss(logp, logp.detach() if old is None else old, adv, mask, cfg.clip, ref, cfg.kl_beta,
+                                cfg.loss_type, cfg.max_new_tokens)  # fmt: skip
         self.add_stats(count=False, **stats)  # the same micro-batch as its sampling stats, counted there
         return loss
 

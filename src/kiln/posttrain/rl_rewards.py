@@ -6,8 +6,13 @@
   the binary verifiable reward, for a model that sometimes succeeds;
 - `number`: 1.0 when the reply's last number equals the answer's (GSM8K's "#### 72", or a bare number);
 - `model:PATH`: a `kiln reward` checkpoint's score of the reply (a step's replies scored together, one batched
-  forward per prompt, not one per reply).
-A reward function that raises gives that sample 0 and is counted: one bad sample never stops a run.
+  forward per prompt, not one per reply);
+- `repetition`: a penalty in [-1, 0], minus the share of the reply's word 3-grams that repeat an earlier one (Yeo
+  et al. 2025, appendix C.2, as open-r1 has it): not a task of its own, a term to add to one, since a policy can
+  raise a task reward and drift into repeating itself (docs/benchmarks.md, post-training effects).
+Rewards add up, each with an optional weight: `words+repetition`, `all_words+0.5*repetition` (TRL sums its
+reward functions the same way). A reward function that raises gives that sample 0 and is counted: one bad sample
+never stops a run.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from kiln.posttrain.word_task import uses_words, words_used
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 RewardFn = Callable[[dict[str, Any], str], float]
+
+
+REPETITION_NGRAM = 3
 
 
 def last_number(text: str) -> str | None:
@@ -42,6 +50,14 @@ def number_reward(record: dict[str, Any], reply: str) -> float:
     target = answer.split("####")[-1] if "####" in answer else answer
     want, got = last_number(target), last_number(reply)
     return 1.0 if want is not None and got is not None and float(want) == float(got) else 0.0
+
+
+def repetition_reward(record: dict[str, Any], reply: str) -> float:
+    """-(1 - distinct / total) over the reply's lower-cased, whitespace-split word 3-grams; 0 for a reply with
+    fewer than three words."""
+    words = reply.lower().split()
+    grams = list(zip(*(words[i:] for i in range(REPETITION_NGRAM)), strict=False))
+    return -(1.0 - len(set(grams)) / len(grams)) if grams else 0.0
 
 
 class ModelReward:
@@ -70,13 +86,48 @@ class ModelReward:
         return out
 
 
+class SumReward:
+    """Weighted rewards added up; each scored with `safe_rewards`, so one term that raises costs only its share."""
+
+    def __init__(self, terms: list[tuple[float, RewardFn]]) -> None:
+        self.terms = terms
+
+    def __call__(self, record: dict[str, Any], reply: str) -> float:
+        return sum(w * fn(record, reply) for w, fn in self.terms)
+
+    def batch(self, records: Sequence[dict[str, Any]], replies: Sequence[str]) -> list[float]:
+        out = [0.0] * len(replies)
+        for w, fn in self.terms:
+            scores, failed = safe_rewards(fn, records, replies)
+            if failed:  # the caller counts failures reply by reply: let it score them one at a time
+                raise RuntimeError(f"{failed} replies failed a reward term")
+            out = [o + w * v for o, v in zip(out, scores, strict=True)]
+        return out
+
+
 def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardFn:
-    """A reward function (record, reply) -> float by name; `model:PATH` loads a reward model."""
+    """A reward function (record, reply) -> float by name; `model:PATH` loads a reward model; `a+0.5*b` adds
+    rewards with weights."""
+    terms = [t.strip() for t in name.split("+")] if "+" in name else []
+    if terms:
+        weighted = []
+        for term in terms:
+            weight, _, fn_name = term.rpartition("*")
+            try:
+                w = float(weight) if weight else 1.0
+            except ValueError:
+                raise ValueError(f"reward {name!r}: {weight!r} is not a number (write 0.5*repetition)") from None
+            weighted.append((w, get_reward(fn_name.strip(), tokenizer, device)))
+        return SumReward(weighted)
     if name.startswith("model:"):
         return ModelReward(name[len("model:") :], tokenizer, device)
-    fns: dict[str, RewardFn] = {"words": words_reward, "all_words": all_words_reward, "number": number_reward}
+    fns: dict[str, RewardFn] = {
+        "words": words_reward, "all_words": all_words_reward, "number": number_reward, "repetition": repetition_reward,
+    }  # fmt: skip
     if name not in fns:
-        raise ValueError(f"unknown reward {name!r}; choose words, all_words, number or model:PATH")
+        raise ValueError(
+            f"unknown reward {name!r}; choose words, all_words, number, repetition or model:PATH (a+b adds)"
+        )
     return fns[name]
 
 
