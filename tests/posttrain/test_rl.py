@@ -81,6 +81,7 @@ def test_repetition_penalty_and_summed_rewards_by_hand():
     expected = 1 / 3 + 0.5 * -(1 - 3 / 6)
     assert both(record, reply) == pytest.approx(expected)
     assert both.batch([record, record], [reply, "a monkey in a tree"]) == pytest.approx([expected, 2 / 3])
+    assert get_reward("2*words")(record, reply) == pytest.approx(2 / 3)
     for bad, message in (("words+x*repetition", "not a number"), ("words+colour", "unknown reward")):
         with pytest.raises(ValueError, match=message):
             get_reward(bad)

@@ -108,8 +108,8 @@ class SumReward:
 def get_reward(name: str, tokenizer: Any = None, device: Any = "cpu") -> RewardFn:
     """A reward function (record, reply) -> float by name; `model:PATH` loads a reward model; `a+0.5*b` adds
     rewards with weights."""
-    terms = [t.strip() for t in name.split("+")] if "+" in name else []
-    if terms:
+    if ("+" in name or "*" in name) and not name.startswith("model:"):  # a sum, or one weighted term
+        terms = [t.strip() for t in name.split("+")]
         weighted = []
         for term in terms:
             weight, _, fn_name = term.rpartition("*")
