@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kiln.posttrain.grpo import LOSS_TYPES
+
 ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "preference" / "hh-rlhf_harmless-base_test.jsonl.gz"
 EVAL_SAMPLES = 4
@@ -188,13 +190,14 @@ def pass_at_k(checkpoint: Path, held: list, n: int) -> dict[str, float]:
     from kiln.posttrain.word_task import words_used
 
     runs = sample_replies(checkpoint, held, range(1000, 1000 + n))
-    succ = np.array([[words_used(run[i], t.words) == 3 for run in runs] for i, t in enumerate(held)])
-    never = np.mean([not any(words_used(run[i], [w]) for run in runs) for i, t in enumerate(held) for w in t.words])
-    c = succ.sum(axis=1)
+    # used[i, j, s]: instruction i's word j appears in sample s; every word in one sample is a success
+    used = np.array([[[words_used(run[i], [w]) == 1 for run in runs] for w in t.words] for i, t in enumerate(held)])
+    never = float(np.mean(~used.any(axis=2)))
+    c = used.all(axis=1).sum(axis=1)
     ks = [k for k in (1, 4, 8, 16, 32, 64) if k <= n]
     return {
         **{f"pass@{k}": round(float(np.mean([1 - comb(n - int(ci), k) / comb(n, k) for ci in c])), 3) for k in ks},
-        "words_never_used": round(float(never), 3), "samples_each": n,
+        "words_never_used": round(never, 3), "samples_each": n,
     }  # fmt: skip
 
 
@@ -272,7 +275,7 @@ def main() -> int:
     p.add_argument("--rl-minutes", type=float, default=10.0)
     p.add_argument("--rl-lr", type=float, default=2e-4)
     p.add_argument("--rl-reward", default="words", help="kiln rl reward: words, all_words, words+repetition, ...")
-    p.add_argument("--rl-loss-type", default="grpo", choices=["grpo", "bnpo", "dr_grpo"], help="kiln rl loss_type")
+    p.add_argument("--rl-loss-type", default="grpo", choices=LOSS_TYPES, help="kiln rl loss_type")
     p.add_argument("--rl-group", type=int, default=8)
     p.add_argument("--rl-batch", type=int, default=4, help="prompts per step")
     p.add_argument("--rl-updates", type=int, default=1, help="kiln rl updates_per_batch")

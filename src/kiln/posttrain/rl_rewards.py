@@ -87,7 +87,9 @@ class ModelReward:
 
 
 class SumReward:
-    """Weighted rewards added up; each scored with `safe_rewards`, so one term that raises costs only its share."""
+    """Weighted rewards added up. Scored in a batch, each term uses its own `batch` where it has one (a reward
+    model's); a term that raises for a reply makes the batch fall back to reply-by-reply scoring, where that reply
+    alone gets 0 and is counted (`safe_rewards`)."""
 
     def __init__(self, terms: list[tuple[float, RewardFn]]) -> None:
         self.terms = terms
