@@ -86,8 +86,9 @@ def test_a_stop_string_over_the_cap_is_a_400_naming_stop(server) -> None:
 @pytest.fixture(scope="module")
 def busy_server(serve_models: Path):
     """The real models behind `kiln serve`'s default read deadline (10 s). The module's `server` has a 1 s deadline
-    for the half-request tests; eight concurrent 1 MB uploads to a 2-core machine that is tokenizing megabytes can
-    take longer than that to read (a run was reset mid-upload), which tests the deadline, not /api/tokenize."""
+    for the half-request tests; eight concurrent 1 MB uploads to a 2-core machine whose event loop is busy
+    tokenizing megabytes can take longer than that to read (a run was reset mid-upload), which tests the deadline,
+    not /api/tokenize (test_read_deadline.py has the deadline's part: server-side pauses do not count)."""
     with run_server(serve_models) as running:
         yield running
 

@@ -44,7 +44,8 @@ class ServeConfig:
     """The largest request body accepted; a bigger one gets 413 before it is parsed."""
     read_timeout_s: float = 10.0
     """Seconds a client has to send a whole request (headers and body), and an idle keep-alive connection stays
-    open; a slower one is closed, so slow or stalled clients cannot hold connections forever."""
+    open; a slower one is closed, so slow or stalled clients cannot hold connections forever. Time while the server
+    has paused reading a large body (its handler has not asked for more yet) does not count."""
     vocab_dir: Path | None = None
     """GPT-2 / cl100k_base / o200k_base files for the tokenizer visualiser (unset: $KILN_VOCAB_DIR, if set)."""
     device: str = "cpu"
