@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-import uvicorn
+from serve_support import serve_app
 
 from kiln.serve import ServeConfig
-from kiln.serve.connections import uvicorn_options
 
 DEADLINE_S = 1.0
 HANDLER_DELAY_S = 2.5  # the handler waits this long before reading: 2.5 deadlines of server-side time
@@ -42,25 +38,9 @@ async def slow_reader(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@contextmanager
-def serving() -> Iterator[int]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    options = uvicorn_options(ServeConfig(models=".", read_timeout_s=DEADLINE_S))
-    server = uvicorn.Server(uvicorn.Config(slow_reader, log_level="warning", timeout_graceful_shutdown=1, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
-        time.sleep(0.02)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+def serving():
+    """The test's app behind `kiln serve`'s connection options with a 1 s read deadline; yields the port."""
+    return serve_app(slow_reader, ServeConfig(models=".", read_timeout_s=DEADLINE_S))
 
 
 def post_head(length: int) -> bytes:

@@ -55,11 +55,19 @@ def run_server(models: Path, **options) -> Iterator[RunningServer]:
     options.setdefault("vocab_dir", VOCABS)
     config = ServeConfig(models=models, **options)
     app = create_app(config)
+    with serve_app(app, config) as port:
+        yield RunningServer(f"http://127.0.0.1:{port}", app)
+
+
+@contextmanager
+def serve_app(app, config: ServeConfig) -> Iterator[int]:
+    """Any ASGI `app` behind uvicorn with the connection limits `kiln serve` runs with for `config`, on a free
+    127.0.0.1 port (yielded) for the duration of the block."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    limits = uvicorn_options(config)  # the connection limits `kiln serve` runs with
+    limits = uvicorn_options(config)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, **limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -69,7 +77,7 @@ def run_server(models: Path, **options) -> Iterator[RunningServer]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", app)
+        yield port
     finally:
         server.should_exit = True
         thread.join(timeout=15)

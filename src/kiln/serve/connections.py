@@ -49,7 +49,7 @@ class ReadDeadline(HttpToolsProtocol):
 
     def _arm(self) -> None:
         if self._deadline is None and self._left is None:
-            if self.flow is not None and self.flow.read_paused:
+            if self.flow.read_paused:  # set in connection_made, before the first _arm
                 self._left = self.read_timeout_s  # a pipelined request parsed while paused: starts when reading does
             else:
                 self._deadline = self.loop.call_later(self.read_timeout_s, self._expired)
