@@ -159,3 +159,13 @@ def test_mfu_counts_the_lm_head_on_the_trained_tokens_only(base_model, chat_file
     assert 0 < share < 0.9
     assert abs(per_token - want) < 1e-3 * want  # the logged figures are rounded
     assert abs(per_token - model.flops_per_token(block)) > 0.05 * head * (1 - share)
+
+
+def test_a_small_set_keeps_an_item_on_each_side_of_the_held_out_split() -> None:
+    """Three items can all hash to one side (an arena export did, all held out, and kiln dpo refused it)."""
+    from kiln.posttrain.sft_data import split_held_out
+
+    items = ["a", "b", "c"]
+    assert split_held_out(items, str, 1.0) == (["a"], ["b", "c"])  # all would be held out: one trains
+    assert split_held_out(items, str, 0.0) == (["a", "b"], ["c"])  # none would be: one is held out
+    assert split_held_out(["a"], str, 1.0) == ([], ["a"])  # one item cannot be both: the caller says so

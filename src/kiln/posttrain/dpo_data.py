@@ -11,7 +11,7 @@ import torch
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.pairs import Pair, read_pairs
 from kiln.posttrain.render import render_for_training, require_chat_tokens
-from kiln.posttrain.sft_data import held_out
+from kiln.posttrain.sft_data import split_held_out
 from kiln.tokenizer import Tokenizer
 
 
@@ -86,10 +86,7 @@ def prepare_dpo_data(
 ) -> DPOData:  # fmt: skip
     require_chat_tokens(tok, where)
     pairs = read_pairs(inputs)[:max_examples]
-    val = [p for p in pairs if held_out(p.key, val_fraction)]
-    train = [p for p in pairs if not held_out(p.key, val_fraction)]
-    if not val:
-        val, train = train[-1:], train[:-1]
+    train, val = split_held_out(pairs, lambda p: p.key, val_fraction)
     if not train:
         raise ValueError(f"{', '.join(inputs)}: too few pairs to hold {val_fraction:.0%} out and train")
     tw, t_trunc, t_drop = windows(tok, train, block, overlong)

@@ -103,16 +103,13 @@ class RLTrainer(FineTuner):
 
     def setup_data(self) -> RLData:
         from kiln.posttrain.render import require_chat_tokens
-        from kiln.posttrain.sft_data import held_out
+        from kiln.posttrain.sft_data import split_held_out
 
         cfg = self.cfg
         source, _, tok = self.source()
         require_chat_tokens(tok, str(cfg.checkpoint or source))
         prompts = read_prompts(cfg.inputs, cfg.max_examples)
-        val = [p for p in prompts if held_out(tuple(p["prompt_turns"]), cfg.val_fraction)]
-        train = [p for p in prompts if not held_out(tuple(p["prompt_turns"]), cfg.val_fraction)]
-        if not val:
-            val, train = train[-1:], train[:-1]
+        train, val = split_held_out(prompts, lambda p: tuple(p["prompt_turns"]), cfg.val_fraction)
         require(bool(train), f"{', '.join(cfg.inputs)}: too few prompts to hold {cfg.val_fraction:.0%} out and train")
         return RLData(tok, train, val)
 

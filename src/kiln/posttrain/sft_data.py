@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -13,6 +14,8 @@ from kiln.posttrain.conversations import Conversation, read_conversations
 from kiln.posttrain.packing import IGNORE, PackStats, Windows, pack
 from kiln.posttrain.render import render_for_training, require_chat_tokens, weigh_words
 from kiln.tokenizer import Tokenizer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +35,19 @@ def held_out(key: Any, fraction: float) -> bool:
     its position, so adding files does not reshuffle it."""
     digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") / 2**64 < fraction
+
+
+def split_held_out(items: list[T], key: Callable[[T], Any], fraction: float) -> tuple[list[T], list[T]]:
+    """(train, held out) by `held_out`, with at least one item on each side where there are two or more: a small
+    set can hash wholly to one side (an arena export of three pairs did, all held out), which left nothing to
+    train on or nothing to evaluate."""
+    val = [x for x in items if held_out(key(x), fraction)]
+    train = [x for x in items if not held_out(key(x), fraction)]
+    if not val:
+        val, train = train[-1:], train[:-1]
+    elif not train and len(val) > 1:
+        train, val = val[:1], val[1:]
+    return train, val
 
 
 def prepare_sft_data(
