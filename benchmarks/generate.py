@@ -8,7 +8,8 @@ from a 32-token prompt for 64 new tokens at batch 1 and 8. Two comparisons, repo
   measurement picked on this CPU per layer shape (printed), plus each path forced, to show the choice.
 - best vs best (`--bf16`, on by default where the CPU multiplies bf16 in hardware): both sides in bfloat16.
   Tokens then match fp32 only until a near-tie that bf16's rounding decides differently, so the column
-  counts sequences equal to that side's own fp32 tokens instead.
+  counts sequences equal to that side's own fp32 tokens instead. On a CPU, kiln's bf16 row shows its measured
+  choice (oneDNN packed, plain, or kiln's bf16 kernel where the CPU has AVX512-BF16) and each path forced.
 
 `--int8` (on by default where PyTorch's int8 CPU kernel runs) adds kiln's weight-only int8 decode (`dtype=int8`:
 a quarter of fp32's bytes per step, bf16 activations into each linear layer), which transformers has no built-in
@@ -86,8 +87,9 @@ def main() -> None:
     print(f"gpt2 shape (124M), greedy, {shape}; native bf16: {cpu_fast.native_bf16()}")
     if on_cpu:
         several = " and for 2-8 rows (AVX-512)" if gemv.several_rows() else ""
-        built = f"built for one row{several}, timed per shape"
-        print(f"kiln's fp32 kernels (kiln.model.gemv): {gemv.unavailable_reason() or built}")
+        bf16 = "; bf16 for 1-8 rows (AVX512-BF16)" if gemv.bf16_rows() else ""
+        built = f"built: fp32 for one row{several}{bf16}; timed per shape"
+        print(f"kiln's kernels (kiln.model.gemv): {gemv.unavailable_reason() or built}")
     print(f"{'batch':>5} {'engine':<44} {'tokens/s':>9} {'vs HF':>7}  tokens match HF (same dtype)")
     for b in args.batches:
         prompts = torch.randint(0, 50257, (b, args.prompt_tokens), generator=torch.Generator().manual_seed(b))
@@ -177,16 +179,24 @@ def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) 
 
     run_hf()
     run_kiln()
+    on_cpu = prompts.device.type == "cpu"
+    hint = 1 if b == 1 else 8
+    plan = f" (measured: {cpu_fast.plan(kb)[hint]})" if on_cpu and cpu_fast.native_bf16() else ""
     t_hf, hf_toks = best_of(run_hf, args.repeats)
     t_k, k_toks = best_of(run_kiln, args.repeats)
-    rows = [("transformers GPT2LMHeadModel.generate", t_hf, hf_toks), ("kiln, KV cache", t_k, k_toks)]
+    rows = [("transformers GPT2LMHeadModel.generate", t_hf, hf_toks), (f"kiln, KV cache{plan}", t_k, k_toks)]
+    for path in cpu_fast.candidates(hint, torch.bfloat16) if plan else ():
+        cpu_fast.forced = path
+        rows.append((f"kiln, KV cache, {path} forced", *best_of(run_kiln, args.repeats)))
+    cpu_fast.forced = None
+    cpu_fast.release(kb)
     if args.static_decode:
         run_kiln(True)  # captures the bucket's graph
         rows.append(("kiln, static decode", *best_of(lambda: run_kiln(True), args.repeats)))
     for name, t, toks in rows:
         match = sum(a == r for a, r in zip(toks, fp32_ref, strict=True))
         print(f"{b:>5} {'bf16 ' + name:<44} {b * n / t:>9.1f} {t_hf / t:>6.2f}x  {match}/{b} equal to fp32")
-    return t_hf, min(t for _, t, _ in rows[1:])
+    return t_hf, min(t for name, t, _ in rows[1:] if "forced" not in name)
 
 
 def int8_row(model, prompts, fp32_ref, greedy, args, b: int, n: int, t_hf_best: float) -> float:

@@ -1,9 +1,11 @@
 """kiln.model.gemv: the hand-written fp32 kernels (one row; up to eight on AVX-512 CPUs) against float64 `F.linear`,
-decoding through them equal to the plain path, the per-shape plan offering them for the rows they take, and a
-missing compiler leaving decoding intact."""
+the bf16 kernel (AVX512-BF16 CPUs) against exact sums rounded as PyTorch rounds, decoding through them equal to
+the plain path (fp32) or near-optimal under fp32 logits (bf16), the per-shape plan offering them for the rows and
+dtypes they take, and a missing compiler leaving decoding intact."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 
 import pytest
@@ -15,6 +17,7 @@ from kiln.model import cpu_fast, gemv
 
 needs_kernel = pytest.mark.skipif(gemv.library() is None, reason=f"kernel unavailable: {gemv.unavailable_reason()}")
 needs_rows = pytest.mark.skipif(not gemv.several_rows(), reason="the several-rows kernel is built for AVX-512 CPUs")
+needs_bf16 = pytest.mark.skipif(not gemv.bf16_rows(), reason="the bf16 kernel is built for CPUs with AVX512-BF16")
 
 
 def random_layer(out: int, inp: int, bias: bool, rows: int, seed: int) -> tuple[torch.nn.Linear, torch.Tensor]:
@@ -123,7 +126,9 @@ def test_the_plan_times_the_kernels_for_the_fp32_rows_they_take(make_model):
     assert cpu_fast.candidates(1, torch.float32) == ("packed", "plain", "gemv")
     assert cpu_fast.candidates(8, torch.float32) == (cpu_fast.PATHS if gemv.several_rows() else ("packed", "plain"))
     assert cpu_fast.candidates(64, torch.float32) == ("packed", "plain")
-    assert cpu_fast.candidates(1, torch.bfloat16) == cpu_fast.candidates(8, torch.bfloat16) == ("packed", "plain")
+    bf16 = cpu_fast.PATHS if gemv.bf16_rows() else ("packed", "plain")
+    assert cpu_fast.candidates(1, torch.bfloat16) == cpu_fast.candidates(8, torch.bfloat16) == bf16
+    assert cpu_fast.candidates(64, torch.bfloat16) == ("packed", "plain")
     model = make_model(dtype=torch.float32)
     with torch.inference_mode(), cpu_fast.packed_linears(model):
         model(torch.zeros(1, 1, dtype=torch.long))
@@ -168,5 +173,111 @@ def test_a_compiler_without_avx512_still_builds_the_one_row_kernel(tmp_path, mon
         assert not gemv.several_rows()
         layer, x = random_layer(40, 24, True, rows=1, seed=0)
         assert (gemv.linear(layer, x).double() - float64_linear(layer, x)).abs().max() < 1e-5 * 24
+    finally:
+        gemv.library.cache_clear()
+
+
+def small_integer_layer(out: int, inp: int, bias: bool, rows: int, seed: int) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """A bf16 layer whose weights, bias and inputs are integers in [-8, 8]: every product and partial sum is an
+    integer below 2^24, so fp32 adds them exactly in any order and the one rounding left is fp32 -> bf16."""
+    g = torch.Generator().manual_seed(seed)
+    layer = torch.nn.Linear(inp, out, bias=bias, dtype=torch.bfloat16)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-8, 9, (out, inp), generator=g))
+        if bias:
+            layer.bias.copy_(torch.randint(-8, 9, (out,), generator=g))
+    return layer, torch.randint(-8, 9, (rows, 1, inp), generator=g).to(torch.bfloat16)
+
+
+@needs_bf16
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("rows", [1, 2, 7, 8])
+@pytest.mark.parametrize(("out", "inp", "bias"), [(2304, 768, True), (3, 5, False), (131, 1000, True),
+                                                  (65, 24, True), (1000, 3072, False), (64, 33, False)])  # fmt: skip
+def test_the_bf16_kernel_rounds_exact_sums_as_pytorch_does(out, inp, bias, rows, threads):
+    """Sums exact in fp32 (integers), so the kernel must return exactly PyTorch's round-to-nearest-even of them:
+    checks every product is counted once (masked tails of 1-31 values, odd weight-row counts, 1-8 rows, one or two
+    threads) and the final rounding (integer sums past 256 need it)."""
+    layer, x = small_integer_layer(out, inp, bias, rows=rows, seed=out * rows + inp)
+    assert gemv.applies(layer, x)
+    y = on_threads(threads, layer, x)
+    exact = float64_linear(layer, x)
+    assert y.shape == exact.shape and y.dtype == torch.bfloat16
+    assert inp < 24 or exact.abs().max() > 256, "the longer sums should need rounding to bf16"
+    assert torch.equal(y, exact.float().to(torch.bfloat16))
+    for r in range(rows):  # each row its own: no row's sums leak into another's
+        assert torch.equal(gemv.linear(layer, x[r]), y[r])
+
+
+@needs_bf16
+@pytest.mark.parametrize(("out", "inp"), [(2304, 768), (50257, 64), (7, 45)])
+def test_the_bf16_kernel_on_random_weights_is_within_bf16_rounding_of_float64(out, inp):
+    g = torch.Generator().manual_seed(out)
+    layer = torch.nn.Linear(inp, out, dtype=torch.bfloat16)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(out, inp, generator=g))
+        layer.bias.copy_(torch.randn(out, generator=g))
+    x = torch.randn(8, 1, inp, generator=g).to(torch.bfloat16)
+    y, want = gemv.linear(layer, x).double(), float64_linear(layer, x)
+    # one bf16 rounding (half a unit in the 8th bit: 2^-8 of the value) after fp32 sums of N(0, 1) products
+    assert ((y - want).abs() <= want.abs() * 2**-8 + 1e-5 * inp).all()
+    assert not torch.equal(y, torch.zeros_like(y))
+
+
+@needs_bf16
+def test_bf16_inputs_the_kernel_does_not_take_fall_back(monkeypatch):
+    layer = torch.nn.Linear(16, 8, dtype=torch.bfloat16)
+    assert not gemv.applies(layer, torch.randn(gemv.MAX_ROWS + 1, 16, dtype=torch.bfloat16))
+    assert not gemv.applies(layer, torch.randn(1, 16))  # fp32 input into a bf16 weight
+    mixed = torch.nn.Linear(16, 8, dtype=torch.bfloat16)
+    mixed.bias = torch.nn.Parameter(torch.zeros(8))  # an fp32 bias
+    assert not gemv.applies(mixed, torch.randn(1, 16, dtype=torch.bfloat16))
+    many = torch.randn(gemv.MAX_ROWS + 1, 16, dtype=torch.bfloat16)
+    torch.testing.assert_close(gemv.linear(layer, many), layer(many))
+
+
+@needs_bf16
+def test_bf16_decoding_through_the_kernel_picks_tokens_fp32_rates_near_best(make_model, rand_ids, monkeypatch):
+    """bf16 greedy decoding (one sequence, then three at once) with the kernel forced: every token it picks is
+    within bf16's error of the best token under the fp32 model's logits on the same sequence."""
+    model = make_model(dtype=torch.float32, init_std=0.5, pos_encoding="rope", n_kv_head=2)
+    bf16_model = copy.deepcopy(model).to(torch.bfloat16)
+    linears = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    monkeypatch.setattr(cpu_fast, "forced", "gemv")
+    calls = []
+    real = gemv.linear
+    monkeypatch.setattr(gemv, "linear", lambda m, x: calls.append((gemv.rows(x), x.dtype)) or real(m, x))
+    prompts = [rand_ids(7, seed=3).tolist()] + [rand_ids(n, seed=n).tolist() for n in (12, 9, 14)]
+    n = 12
+    got = generate_batch(bf16_model, prompts[:1], SamplingParams(temperature=0.0, max_new_tokens=n))
+    got += generate_batch(bf16_model, prompts[1:], SamplingParams(temperature=0.0, max_new_tokens=n))
+    assert cpu_fast.plan(bf16_model) == {1: "gemv", 8: "gemv", 64: "packed"}
+    assert calls.count((1, torch.bfloat16)) >= (n - 1) * linears
+    assert calls.count((3, torch.bfloat16)) >= (n - 1) * linears
+    near = []
+    for prompt, out in zip(prompts, got, strict=True):
+        with torch.inference_mode():
+            logits = model(torch.tensor([prompt + out.tokens]), all_logits=True)[0][0, len(prompt) - 1 : -1]
+        slack = 0.02 * float(logits.abs().max())  # bf16's logits stray from fp32's by less (test_bf16.py)
+        best = logits.max(dim=-1).values
+        picked = logits.gather(1, torch.tensor(out.tokens)[:, None])[:, 0]
+        assert (picked >= best - slack).all(), f"a token fp32 rates more than {slack:.3f} below the best"
+        near.append(float((logits >= best[:, None] - slack).float().sum(dim=-1).mean()))
+    assert max(near) < 0.1 * logits.shape[-1], "the check should rule out most of the vocabulary"
+
+
+def test_a_compiler_without_avx512_bf16_still_builds_the_fp32_kernels(tmp_path, monkeypatch):
+    """Where the AVX512-BF16 build fails (an older compiler), the AVX-512 build is tried next."""
+    if not gemv.bf16_rows() or shutil.which("gcc") is None:
+        pytest.skip("needs a CPU with AVX512-BF16 and gcc to wrap")
+    cc = tmp_path / "cc-without-bf16"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -mavx512bf16 ] && exit 1; done\nexec gcc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setenv("KILN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    gemv.library.cache_clear()
+    try:
+        assert gemv.library() is not None and gemv.several_rows() and not gemv.bf16_rows()
+        assert cpu_fast.candidates(1, torch.bfloat16) == ("packed", "plain")
     finally:
         gemv.library.cache_clear()

@@ -1,6 +1,7 @@
 """Faster inference on x86 CPUs: each linear layer through oneDNN with a pre-packed weight, PyTorch's default,
-or kiln's own fp32 kernels (`kiln.model.gemv`: one row on AVX2 CPUs, up to eight on AVX-512 ones), whichever
-this CPU runs fastest, measured once per model, batch regime and layer shape.
+or kiln's own kernels (`kiln.model.gemv`: fp32, one row on AVX2 CPUs, up to eight on AVX-512 ones; bf16 up to
+eight rows on AVX512-BF16 ones), whichever this CPU runs fastest, measured once per model, batch regime and
+layer shape.
 
 Decoding is a chain of matrix-vector products that stream every weight from memory once per token.
 PyTorch's default CPU path (MKL sgemm on the (out, in) weight) reached ~15 GB/s for batch 1 on a 2-core
@@ -15,6 +16,9 @@ bfloat16 weights go through the same packed path where the CPU computes in bf16 
 AVX512-BF16): on that Xeon, gpt2 decoding went from 36 to 50 tokens/s at batch 1 and from 179 to 341 at batch 8
 (benchmarks/generate.py). This is what torch.compile's CPU backend does with frozen weights, without the
 compile time. It is inference only: the packed copy is not a parameter and is rebuilt when a weight changes.
+Where the CPU has AVX512-BF16, `plan` times kiln's bf16 kernel too: on a 2-core Zen 4 EPYC it took every layer
+at batch 1 (gpt2 bf16 decoding 52 -> 100 tokens/s against packed forced) and all but the LM head at batch 8
+(364 -> 413).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ enabled = True
 
 forced: str | None = None
 """"packed", "plain" or "gemv" to skip the measurement and use one path everywhere (tests and benchmarks); "gemv"
-is for fp32 and the row counts the kernels take (`candidates`), so with it the other regimes run packed."""
+is for the dtypes and row counts the kernels take (`candidates`), so with it the other regimes run packed."""
 
 PATHS = ("packed", "plain", "gemv")
 
@@ -104,8 +108,11 @@ def _forward(module: nn.Linear, x: Tensor) -> Tensor:
 
 def candidates(hint: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The paths worth timing for this regime and dtype: kiln's kernels for fp32, one row where they built and a
-    few rows where the several-rows kernel did (AVX-512)."""
+    few rows where the several-rows kernel did (AVX-512); for bf16, one row or a few where the bf16 kernel built
+    (AVX512-BF16)."""
     if dtype == torch.float32 and ((hint == 1 and gemv.library() is not None) or (hint == 8 and gemv.several_rows())):
+        return PATHS
+    if dtype == torch.bfloat16 and hint in (1, 8) and gemv.bf16_rows():
         return PATHS
     return PATHS[:2]
 
@@ -122,7 +129,7 @@ def _time_best(fn, rounds: int = 3) -> float:
 
 def plan(model: nn.Module) -> dict[int, str]:
     """Which path each regime uses for this model, timed once on its own linear layers and remembered on the
-    model (until its dtype changes): "packed", "plain" or "gemv" (`kiln.model.gemv`, fp32 kernels for one row or
+    model (until its dtype changes): "packed", "plain" or "gemv" (`kiln.model.gemv`, kernels for one row or
     a few) where every layer shape chose the same, else e.g. "mixed (gemv for 3, packed for 1 of 4 shapes)". Costs
     a few passes over the weights per regime (~1-2 s for gpt2); a layer that runs packed in no regime drops its
     packed copy, which costs as much memory as its weight.
