@@ -90,7 +90,25 @@ def machine() -> str:
         pass
     import torch
 
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+    return (
+        f"{model} ({cpu_features()}), {os.cpu_count()} cores, Python {platform.python_version()}, torch"
+        f" {torch.__version__}"
+    )
+
+
+def cpu_features() -> str:
+    """The vector and matrix units that decide kiln's CPU paths: one CPU model name ("AMD EPYC") covers machines
+    with and without AVX-512 and bf16, so the report names them."""
+    import torch
+
+    has = {
+        "AVX-512": torch.backends.cpu.get_cpu_capability() == "AVX512",
+        "AVX512-BF16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
+        "AMX": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
+    }
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return f"capability {torch.backends.cpu.get_cpu_capability()}"
+    return "AVX2" + "".join(f", {'' if on else 'no '}{name}" for name, on in has.items())
 
 
 def main() -> None:
