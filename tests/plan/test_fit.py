@@ -58,3 +58,21 @@ def test_a_budget_without_an_interior_minimum_is_left_out() -> None:
     c = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
     n = np.array([1.0, 2.0, 4.0, 1.0, 2.0, 4.0])
     assert fit_approach2(c, n, np.array([3.0, 2.0, 1.0, 3.0, 2.0, 1.5])) is None  # decreasing, no vertex
+
+
+def test_bootstrap_starts_from_a_fit_whose_floor_underflowed_to_zero() -> None:
+    """A real sweep's runs (tiny models, 2026-12-06) whose fitted E came out as exp(< -745) = 0.0: the bootstrap's
+    refits start from the full fit in log space and must not fail on log(0)."""
+    from kiln.plan.fit import LawFit
+
+    c = np.array([5e9, 5e9, 1e10, 1e10, 2e10, 2e10, 2e10])
+    n = np.array([20640.0, 115136.0, 20640.0, 115136.0, 20640.0, 115136.0, 344928.0])
+    d = np.array([35840.0, 6144.0, 72704.0, 12288.0, 146432.0, 25600.0, 8192.0])
+    loss = np.array([3.12986469, 3.58350742, 2.80122209, 3.25203514, 2.50678194, 2.92820907, 3.31890237])
+    law = LawFit(E=0.0, A=9.79214549730838, B=13.329520864007048, alpha=0.25984843995470913,
+                 beta=0.1667805160594454, objective=5.058232522277013e-05)  # fmt: skip
+    ci = bootstrap(c, n, d, loss, law, samples=3, seed=1337)
+    for key in ("A", "B", "alpha", "beta"):
+        lo, hi = ci[key]
+        assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi
+    assert ci["E"][0] >= 0.0

@@ -140,6 +140,13 @@ def _interval(values: list[float]) -> list[float]:
     return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
+def _log(v: float) -> float:
+    """log(v), or the log of the smallest normal double where a fitted term underflowed to 0: the fit works in log
+    space, and a sweep whose losses carry no floor (E) drives log E past -745, where exp gives 0.0 (seen on a sweep
+    of one- to three-layer models, 2026-12-06); refits then start from "E as small as a double goes"."""
+    return math.log(v) if v > 0 else math.log(np.finfo(float).tiny)
+
+
 def bootstrap(c: np.ndarray, n: np.ndarray, d: np.ndarray, loss: np.ndarray, law: LawFit | None, *,
               samples: int, seed: int = 0) -> dict[str, list[float]]:  # fmt: skip
     """95% percentile intervals of approach 2's exponent and approach 3's parameters over `samples` resamples of
@@ -149,7 +156,7 @@ def bootstrap(c: np.ndarray, n: np.ndarray, d: np.ndarray, loss: np.ndarray, law
     out: dict[str, list[float]] = {k: [] for k in ("approach2_a", "E", "A", "B", "alpha", "beta", "approach3_a")}
     starts = None
     if law is not None:
-        starts = [[math.log(law.A), math.log(law.B), math.log(law.E), law.alpha, law.beta]]
+        starts = [[_log(law.A), _log(law.B), _log(law.E), law.alpha, law.beta]]
     for _ in range(samples):
         idx = np.concatenate([rng.choice(np.flatnonzero(c == b), size=int((c == b).sum())) for b in np.unique(c)])
         fit2 = fit_approach2(c[idx], n[idx], loss[idx])
