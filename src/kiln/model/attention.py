@@ -42,6 +42,9 @@ class Attention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
+            if k.dtype != q.dtype:  # a bf16 model's fp32 cache on a CPU (gpt.cache_dtype): attend in fp32
+                q = q.to(k.dtype)
+                mask = mask.to(k.dtype) if mask is not None and mask.is_floating_point() else mask
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -51,4 +54,4 @@ class Attention(nn.Module):
             is_causal=is_causal,
             enable_gqa=self.n_kv_head != self.n_head,
         )
-        return self.proj(y.transpose(1, 2).reshape(b, t, self.n_head * hd))
+        return self.proj(y.transpose(1, 2).reshape(b, t, self.n_head * hd).to(x.dtype))

@@ -201,6 +201,22 @@ def _fastest(group: list[nn.Linear], hint: int, p: Tensor, paths: tuple[str, ...
     return min(paths, key=lambda path: times[path])
 
 
+@functools.cache
+def fp32_attention_faster() -> bool:
+    """Whether this CPU attends faster in fp32 than in bf16 for one query a row, timed once per process (a few ms):
+    a bf16 model then keeps an fp32 KV cache (`gpt.cache_dtype`). On a 2-core Zen 4 EPYC (AVX512-BF16, torch
+    2.13.0) PyTorch's bf16 SDPA was 2.5-4x slower than fp32 (gpt2's heads, batch 8 over 96 keys: 497 us against
+    139); a CPU whose bf16 attention runs on AMX may differ, hence the measurement rather than a rule."""
+    q = torch.randn(8, 12, 1, 64)
+    k, v = torch.randn(8, 12, 256, 64), torch.randn(8, 12, 256, 64)
+    times = {}
+    with torch.inference_mode():
+        for dtype in (torch.bfloat16, torch.float32):
+            args = (q.to(dtype), k.to(dtype), v.to(dtype))
+            times[dtype] = _time_best(lambda args=args: F.scaled_dot_product_attention(*args), rounds=5)
+    return times[torch.float32] < times[torch.bfloat16]
+
+
 def applies_to(model: nn.Module) -> bool:
     p = next(model.parameters())
     if not (enabled and available() and p.device.type == "cpu" and not torch.is_grad_enabled()):
