@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -156,25 +158,33 @@ def test_without_a_compiler_the_kernel_is_off_and_decoding_goes_on(make_model, r
         gemv.library.cache_clear()
 
 
-@needs_kernel
-def test_a_compiler_without_avx512_still_builds_the_one_row_kernel(tmp_path, monkeypatch):
-    """Where the AVX-512 build fails (an old compiler), the AVX2 build is tried next: the one-row kernel works and
-    the several-rows one is simply absent."""
+@contextmanager
+def compiler_refusing(flag: str, tmp_path, monkeypatch) -> Iterator[None]:
+    """gcc behind a wrapper that fails every build asking for `flag` (an older compiler), with an empty kernel
+    cache, so `gemv.library()` builds afresh within the block."""
     if shutil.which("gcc") is None:
         pytest.skip("no gcc to wrap")
-    cc = tmp_path / "cc-without-avx512"
-    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -mavx512f ] && exit 1; done\nexec gcc "$@"\n')
+    cc = tmp_path / f"cc-without{flag}"
+    cc.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = {flag} ] && exit 1; done\nexec gcc "$@"\n')
     cc.chmod(0o755)
     monkeypatch.setenv("KILN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(cc))
     gemv.library.cache_clear()
     try:
+        yield
+    finally:
+        gemv.library.cache_clear()
+
+
+@needs_kernel
+def test_a_compiler_without_avx512_still_builds_the_one_row_kernel(tmp_path, monkeypatch):
+    """Where the AVX-512 build fails (an old compiler), the AVX2 build is tried next: the one-row kernel works and
+    the several-rows one is simply absent."""
+    with compiler_refusing("-mavx512f", tmp_path, monkeypatch):
         assert gemv.library() is not None, gemv.unavailable_reason()
         assert not gemv.several_rows()
         layer, x = random_layer(40, 24, True, rows=1, seed=0)
         assert (gemv.linear(layer, x).double() - float64_linear(layer, x)).abs().max() < 1e-5 * 24
-    finally:
-        gemv.library.cache_clear()
 
 
 def small_integer_layer(out: int, inp: int, bias: bool, rows: int, seed: int) -> tuple[torch.nn.Linear, torch.Tensor]:
@@ -266,18 +276,9 @@ def test_bf16_decoding_through_the_kernel_picks_tokens_fp32_rates_near_best(make
     assert max(near) < 0.1 * logits.shape[-1], "the check should rule out most of the vocabulary"
 
 
+@needs_bf16
 def test_a_compiler_without_avx512_bf16_still_builds_the_fp32_kernels(tmp_path, monkeypatch):
     """Where the AVX512-BF16 build fails (an older compiler), the AVX-512 build is tried next."""
-    if not gemv.bf16_rows() or shutil.which("gcc") is None:
-        pytest.skip("needs a CPU with AVX512-BF16 and gcc to wrap")
-    cc = tmp_path / "cc-without-bf16"
-    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -mavx512bf16 ] && exit 1; done\nexec gcc "$@"\n')
-    cc.chmod(0o755)
-    monkeypatch.setenv("KILN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("CC", str(cc))
-    gemv.library.cache_clear()
-    try:
+    with compiler_refusing("-mavx512bf16", tmp_path, monkeypatch):
         assert gemv.library() is not None and gemv.several_rows() and not gemv.bf16_rows()
         assert cpu_fast.candidates(1, torch.bfloat16) == ("packed", "plain")
-    finally:
-        gemv.library.cache_clear()

@@ -124,33 +124,47 @@ static inline __attribute__((always_inline)) void rows_m(const float *W, const f
     }
 }
 
-static void rows_of(const float *W, const float *X, const float *b, float *Y, ptrdiff_t out, ptrdiff_t n,
-                    ptrdiff_t r0, ptrdiff_t r1, int m) {
-    switch (m) { /* a constant m in each case: the loops over j unroll and the accumulators stay in registers */
-    case 1: rows_m(W, X, b, Y, out, n, r0, r1, 1); break;
-    case 2: rows_m(W, X, b, Y, out, n, r0, r1, 2); break;
-    case 3: rows_m(W, X, b, Y, out, n, r0, r1, 3); break;
-    case 4: rows_m(W, X, b, Y, out, n, r0, r1, 4); break;
-    case 5: rows_m(W, X, b, Y, out, n, r0, r1, 5); break;
-    case 6: rows_m(W, X, b, Y, out, n, r0, r1, 6); break;
-    case 7: rows_m(W, X, b, Y, out, n, r0, r1, 7); break;
-    default: rows_m(W, X, b, Y, out, n, r0, r1, 8); break;
+/* m as a constant in each case: the loops over j unroll and the accumulators stay in registers. */
+#define WITH_CONSTANT_M(kernel, ...)                                                                                 \
+    switch (m) {                                                                                                     \
+    case 1: kernel(__VA_ARGS__, 1); break;                                                                           \
+    case 2: kernel(__VA_ARGS__, 2); break;                                                                           \
+    case 3: kernel(__VA_ARGS__, 3); break;                                                                           \
+    case 4: kernel(__VA_ARGS__, 4); break;                                                                           \
+    case 5: kernel(__VA_ARGS__, 5); break;                                                                           \
+    case 6: kernel(__VA_ARGS__, 6); break;                                                                           \
+    case 7: kernel(__VA_ARGS__, 7); break;                                                                           \
+    default: kernel(__VA_ARGS__, 8); break;                                                                          \
     }
+
+/* One thread's share, weight rows [r0, r1), for m input rows; the pointers are typed by the kernel behind it. */
+typedef void (*rows_fn)(const void *W, const void *X, const void *b, void *Y, ptrdiff_t out, ptrdiff_t n,
+                        ptrdiff_t r0, ptrdiff_t r1, int m);
+
+static void rows_of(const void *W, const void *X, const void *b, void *Y, ptrdiff_t out, ptrdiff_t n, ptrdiff_t r0,
+                    ptrdiff_t r1, int m) {
+    WITH_CONSTANT_M(rows_m, (const float *)W, (const float *)X, (const float *)b, (float *)Y, out, n, r0, r1)
 }
 
-/* X is (m, n), Y (m, out), both row-major; 1 <= m <= 8; b may be NULL. Threads split the weight rows in pairs. */
-void kiln_rows(const float *W, const float *X, const float *b, float *Y, ptrdiff_t m, ptrdiff_t out, ptrdiff_t n,
-               int threads) {
+/* Threads split the weight rows in pairs (one thread or a small layer: no parallel region at all). */
+static void split_pairs(rows_fn f, const void *W, const void *X, const void *b, void *Y, ptrdiff_t m, ptrdiff_t out,
+                        ptrdiff_t n, int threads) {
     if (threads <= 1 || out < 64) {
-        rows_of(W, X, b, Y, out, n, 0, out, (int)m);
+        f(W, X, b, Y, out, n, 0, out, (int)m);
         return;
     }
     ptrdiff_t pairs = (out + 1) / 2;
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int t = 0; t < threads; t++) {
         ptrdiff_t r0 = pairs * t / threads * 2, r1 = pairs * (t + 1) / threads * 2;
-        rows_of(W, X, b, Y, out, n, r0, r1 < out ? r1 : out, (int)m);
+        f(W, X, b, Y, out, n, r0, r1 < out ? r1 : out, (int)m);
     }
+}
+
+/* X is (m, n), Y (m, out), both row-major; 1 <= m <= 8; b may be NULL. */
+void kiln_rows(const float *W, const float *X, const float *b, float *Y, ptrdiff_t m, ptrdiff_t out, ptrdiff_t n,
+               int threads) {
+    split_pairs(rows_of, W, X, b, Y, m, out, n, threads);
 }
 #endif
 
@@ -214,32 +228,15 @@ static inline __attribute__((always_inline)) void rows_bf16_m(const uint16_t *W,
     }
 }
 
-static void rows_bf16_of(const uint16_t *W, const uint16_t *X, const uint16_t *b, uint16_t *Y, ptrdiff_t out,
-                         ptrdiff_t n, ptrdiff_t r0, ptrdiff_t r1, int m) {
-    switch (m) {
-    case 1: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 1); break;
-    case 2: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 2); break;
-    case 3: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 3); break;
-    case 4: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 4); break;
-    case 5: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 5); break;
-    case 6: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 6); break;
-    case 7: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 7); break;
-    default: rows_bf16_m(W, X, b, Y, out, n, r0, r1, 8); break;
-    }
+static void rows_bf16_of(const void *W, const void *X, const void *b, void *Y, ptrdiff_t out, ptrdiff_t n,
+                         ptrdiff_t r0, ptrdiff_t r1, int m) {
+    WITH_CONSTANT_M(rows_bf16_m, (const uint16_t *)W, (const uint16_t *)X, (const uint16_t *)b, (uint16_t *)Y, out,
+                    n, r0, r1)
 }
 
 /* As kiln_rows, on bfloat16 (raw 16-bit) W, X, b and Y. */
 void kiln_rows_bf16(const uint16_t *W, const uint16_t *X, const uint16_t *b, uint16_t *Y, ptrdiff_t m, ptrdiff_t out,
                     ptrdiff_t n, int threads) {
-    if (threads <= 1 || out < 64) {
-        rows_bf16_of(W, X, b, Y, out, n, 0, out, (int)m);
-        return;
-    }
-    ptrdiff_t pairs = (out + 1) / 2;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int t = 0; t < threads; t++) {
-        ptrdiff_t r0 = pairs * t / threads * 2, r1 = pairs * (t + 1) / threads * 2;
-        rows_bf16_of(W, X, b, Y, out, n, r0, r1 < out ? r1 : out, (int)m);
-    }
+    split_pairs(rows_bf16_of, W, X, b, Y, m, out, n, threads);
 }
 #endif
