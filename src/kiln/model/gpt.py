@@ -282,7 +282,8 @@ class GPT(nn.Module):
     # ------------------------------------------------------------------ inference helpers
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         """An empty KV cache on this model's device, for up to `max_len` (default block_size) tokens, in the
-        model's dtype except for a bf16 model on a CPU, whose cache is fp32 (`cache_dtype`)."""
+        model's dtype except for a bf16 model on a CPU that attends faster in fp32, whose cache is fp32
+        (`cache_dtype`)."""
         cfg = self.config
         p = self.lm_head.weight
         return KVCache(
