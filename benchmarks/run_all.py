@@ -97,17 +97,17 @@ def machine() -> str:
 
 
 def cpu_features() -> str:
-    """The vector and matrix units that decide kiln's CPU paths: one CPU model name ("AMD EPYC") covers machines
-    with and without AVX-512 and bf16, so the report names them."""
+    """The vector and matrix units that decide kiln's CPU paths (asked the way kiln's own choices ask): one CPU model
+    name ("AMD EPYC") covers machines with and without AVX-512 and bf16, so the report names them."""
     import torch
 
-    has = {
-        "AVX-512": torch.backends.cpu.get_cpu_capability() == "AVX512",
-        "AVX512-BF16": bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()),
-        "AMX": bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()),
-    }
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
-        return f"capability {torch.backends.cpu.get_cpu_capability()}"
+    from kiln.model.gemv import cpu_bf16
+    from kiln.train.precision import cpu_has_amx
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):
+        return f"capability {capability}"
+    has = {"AVX-512": capability == "AVX512", "AVX512-BF16": cpu_bf16(), "AMX": cpu_has_amx()}
     return "AVX2" + "".join(f", {'' if on else 'no '}{name}" for name, on in has.items())
 
 

@@ -60,10 +60,10 @@ def flags() -> tuple[str, ...]:
     """The compiler flags for this CPU: AVX-512 adds the several-rows kernel, AVX512-BF16 its bfloat16 twin."""
     if torch.backends.cpu.get_cpu_capability() != "AVX512":
         return FLAGS
-    return FLAGS + (("-mavx512f", "-mavx512bw", "-mavx512bf16") if _cpu_bf16() else ("-mavx512f",))
+    return FLAGS + (("-mavx512f", "-mavx512bw", "-mavx512bf16") if cpu_bf16() else ("-mavx512f",))
 
 
-def _cpu_bf16() -> bool:
+def cpu_bf16() -> bool:
     """Whether the CPU has AVX512-BF16 (asked of PyTorch's cpuinfo; an internal check, so guarded)."""
     check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
     return bool(check and check())

@@ -41,8 +41,9 @@ def split_held_out(items: list[T], key: Callable[[T], Any], fraction: float) -> 
     """(train, held out) by `held_out`, with at least one item on each side where there are two or more: a small
     set can hash wholly to one side (an arena export of three pairs did, all held out), which left nothing to
     train on or nothing to evaluate."""
-    val = [x for x in items if held_out(key(x), fraction)]
-    train = [x for x in items if not held_out(key(x), fraction)]
+    out = [held_out(key(x), fraction) for x in items]  # one hash an item
+    val = [x for x, o in zip(items, out, strict=True) if o]
+    train = [x for x, o in zip(items, out, strict=True) if not o]
     if not val:
         val, train = train[-1:], train[:-1]
     elif not train and len(val) > 1:
