@@ -274,3 +274,23 @@ def test_bf16_packed_linears_match_bf16_plain_forward(make_model, rand_ids, monk
     assert "_kiln_packed" in model.lm_head.__dict__, "bf16 on a bf16 CPU should use the packed path"
     # Both round to bf16 after each product, in different summation orders: equal to bf16's precision.
     assert (packed - plain).abs().max() <= 0.02 * plain.abs().max()
+
+
+def test_the_plan_times_its_candidates_in_turns_so_a_burst_of_load_cannot_pick_the_slower():
+    """A neighbour's burst of load that covers three timed calls in a row: timed one path after another it would
+    fall on all three of the faster path's rounds; in turns each path keeps a quiet round and the faster one wins."""
+    n = 0
+
+    def call(seconds: float):
+        def run() -> None:
+            nonlocal n
+            n += 1
+            # calls 2-4: one path's timed rounds had it been timed after its own warm-up, before the other's
+            time.sleep(seconds + (0.05 if 2 <= n <= 4 else 0.0))
+
+        return run
+
+    best = cpu_fast._best_times({"fast": call(0.002), "slow": call(0.01)}, rounds=3)
+    assert n == 8
+    assert best["fast"] < 0.01 < best["slow"] < 0.05
+    assert min(best, key=best.get) == "fast"

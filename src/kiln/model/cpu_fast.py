@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -117,13 +117,19 @@ def candidates(hint: int, dtype: torch.dtype) -> tuple[str, ...]:
     return PATHS[:2]
 
 
-def _time_best(fn, rounds: int = 3) -> float:
-    fn()  # warm-up: packs the weights, touches the memory
-    best = float("inf")
+def _best_times(calls: dict[str, Callable[[], object]], rounds: int = 3) -> dict[str, float]:
+    """Each call's best time over `rounds`, after a warm-up call each (it packs weights and touches the memory).
+    The calls take turns, round by round: timed one after another, a burst of load from a neighbour on a shared VM
+    (the machines kiln is measured on vary 2x in memory bandwidth from minute to minute) fell on one call's rounds
+    only and could pick the slower path."""
+    for call in calls.values():
+        call()
+    best = dict.fromkeys(calls, float("inf"))
     for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
+        for name, call in calls.items():
+            t = time.perf_counter()
+            call()
+            best[name] = min(best[name], time.perf_counter() - t)
     return best
 
 
@@ -194,13 +200,9 @@ def _fastest(group: list[nn.Linear], hint: int, p: Tensor, paths: tuple[str, ...
         "plain": lambda m, x: F.linear(x, m.weight, m.bias),
         "gemv": gemv.linear,
     }
-
-    def timed(path: str) -> float:
-        fn = run[path]
-        return _time_best(lambda: [fn(m, x) for m, x in zip(group, xs, strict=True)])
-
-    times = {path: timed(path) for path in paths}
-    return min(paths, key=lambda path: times[path])
+    calls = {path: (lambda fn=run[path]: [fn(m, x) for m, x in zip(group, xs, strict=True)]) for path in paths}
+    best = _best_times(calls)
+    return min(paths, key=lambda path: best[path])
 
 
 @functools.cache
@@ -211,12 +213,13 @@ def fp32_attention_faster() -> bool:
     139); a CPU whose bf16 attention runs on AMX may differ, hence the measurement rather than a rule."""
     q = torch.randn(8, 12, 1, 64)
     k, v = torch.randn(8, 12, 256, 64), torch.randn(8, 12, 256, 64)
-    times = {}
+    calls = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        args = (q.to(dtype), k.to(dtype), v.to(dtype))
+        calls[str(dtype)] = lambda args=args: F.scaled_dot_product_attention(*args)
     with torch.inference_mode():
-        for dtype in (torch.bfloat16, torch.float32):
-            args = (q.to(dtype), k.to(dtype), v.to(dtype))
-            times[dtype] = _time_best(lambda args=args: F.scaled_dot_product_attention(*args), rounds=5)
-    return times[torch.float32] < times[torch.bfloat16]
+        times = _best_times(calls, rounds=5)
+    return times[str(torch.float32)] < times[str(torch.bfloat16)]
 
 
 def applies_to(model: nn.Module) -> bool:
