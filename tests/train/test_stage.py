@@ -164,3 +164,41 @@ def test_the_state_dict_is_what_a_checkpoint_holds(finished: tuple[TrainConfig, 
     assert set(saved) - set(state) == {"reason", "train_config", "optimizer_sha256"}
     assert {k: state[k] for k in trainer.progress.SAVED} == {k: saved[k] for k in trainer.progress.SAVED}
     assert state["loader"] == saved["loader"] and state["rng"] == saved["rng"]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_decoding_after_an_optimizer_step_uses_the_updated_weights(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, optimizer: str
+) -> None:
+    """The CPU decode path caches oneDNN-packed copies of the weights, keyed on each weight's version counter, and
+    torch's fused CPU AdamW updates weights without bumping it: a policy sampled in process (kiln rl, the trainer's
+    samples) decoded with the weights it started from while training moved the real ones. Each step now bumps the
+    counters, so decoding between steps uses the weights of that step."""
+    import torch
+
+    from kiln.model import cpu_fast
+    from kiln.train import distributed as D
+    from kiln.train.trainer import Trainer
+
+    if not cpu_fast.available():
+        pytest.skip("this PyTorch has no oneDNN packed linear")
+    monkeypatch.setattr(cpu_fast, "forced", "packed")
+    cfg = load_train_config(None, [*TINY, f"data={corpus}", f"out_dir={tmp_path / 'run'}", f"optimizer={optimizer}",
+                                   "lr=0.05", "precision=fp32"])  # fmt: skip
+    info, device = D.init_distributed("cpu")
+    trainer = Trainer(cfg, info, device, log=lambda _: None)
+    model, idx = trainer.raw, torch.tensor([[1, 2, 3, 4, 5]])
+
+    def logits(packed: bool) -> torch.Tensor:
+        model.eval()
+        with torch.inference_mode(), cpu_fast.packed_linears(model) if packed else contextlib.nullcontext():
+            out = model(idx, all_logits=True)[0]
+        model.train()
+        return out
+
+    before = logits(packed=True)  # packs the weights
+    trainer.train_step()
+    after_plain, after_packed = logits(packed=False), logits(packed=True)
+    trainer.metrics.close()
+    assert not torch.allclose(after_plain, before, atol=1e-3), "the step should have moved the logits"
+    torch.testing.assert_close(after_packed, after_plain, rtol=1e-4, atol=1e-4)

@@ -81,7 +81,10 @@ def pack_hint(hint: int) -> int:
 
 
 def _packed(module: nn.Linear, hint: int) -> Tensor:
-    """`module`'s weight in oneDNN's blocked layout for `hint` rows, made on first use, cached on the module."""
+    """`module`'s weight in oneDNN's blocked layout for `hint` rows, made on first use, cached on the module until
+    the weight changes, which its version counter says: an in-place update that does not bump it (torch's fused
+    CPU AdamW) must call `torch.autograd.graph.increment_version` on the weights, as kiln's Trainer does after
+    every step, or decoding keeps the old weights."""
     hint = pack_hint(hint)
     w = module.weight
     key = (w.data_ptr(), w._version, w.dtype, hint)

@@ -401,6 +401,10 @@ class Trainer:
         for opt in self.optimizers:
             self.scaler.step(opt)
         self.scaler.update()
+        # torch's fused CPU AdamW writes the weights without bumping their version counters, and the CPU decode
+        # path's packed copies (`cpu_fast`) are keyed on them: without this, a policy sampled between steps (kiln
+        # rl, the trainer's samples) decoded with the weights it started from.
+        torch.autograd.graph.increment_version(self.params)
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         return StepResult(loss, norm, float(self._flag[1]) > 0, int(self._flag[2]), float(self._flag[3]))
