@@ -68,7 +68,7 @@ def test_the_kernel_equals_float64_linear(out, inp, bias, threads):
 
 @needs_rows
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("rows", [2, 3, 7, 8])
+@pytest.mark.parametrize("rows", [2, 3, 4, 7, 8])
 @pytest.mark.parametrize(("out", "inp", "bias"), [(2304, 768, True), (3, 5, False), (131, 1000, True),
                                                   (65, 24, True), (1000, 3072, False)])  # fmt: skip
 def test_the_several_rows_kernel_equals_float64_linear(out, inp, bias, rows, threads):
