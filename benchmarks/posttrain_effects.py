@@ -201,6 +201,22 @@ def pass_at_k(checkpoint: Path, held: list, n: int) -> dict[str, float]:
     }  # fmt: skip
 
 
+def sft_rates(ws: Path, sft: Path, held: list, k: int) -> dict:
+    """The SFT model's follow_rates (and pass@k): the same seeded samples every run, so they are computed once per
+    SFT checkpoint and kept in the workspace (a few minutes saved on every GRPO run of a round; delete
+    effects/sft_rates.json to measure again, after a change to decoding, say)."""
+    steps = sorted((sft / "checkpoints").glob("step_*"))
+    key = {"checkpoint": str(steps[-1] if steps else sft), "pass_k": k}
+    cache = ws / "effects" / "sft_rates.json"
+    if cache.exists() and (kept := json.loads(cache.read_text()))["key"] == key:
+        return kept["rates"]
+    rates = follow_rates(sft, held)
+    if k:
+        rates["pass_at_k"] = pass_at_k(sft, held, k)
+    cache.write_text(json.dumps({"key": key, "rates": rates}))
+    return rates
+
+
 def part_grpo(ws: Path, sft: Path, args) -> dict:
     train, held = tasks()
     from kiln.posttrain.word_task import new_instructions
@@ -216,16 +232,17 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
         f"scale_rewards={str(not args.rl_no_scale).lower()}", f"loss_type={args.rl_loss_type}",
         "max_steps=1000000",
         f"max_minutes={args.rl_minutes}", "eval_interval=1000000", "log_interval=1", "eval_batches=2", "threads=2",
+        *args.rl_set,
     )  # fmt: skip
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-    before, after = follow_rates(sft, held), follow_rates(run, held)
+    before, after = sft_rates(ws, sft, held, args.pass_k), follow_rates(run, held)
     if args.pass_k:
-        before["pass_at_k"], after["pass_at_k"] = pass_at_k(sft, held, args.pass_k), pass_at_k(run, held, args.pass_k)
+        after["pass_at_k"] = pass_at_k(run, held, args.pass_k)
     return {
         "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group, "batch": args.rl_batch,
         "updates_per_batch": args.rl_updates,
         "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl,
-        "scale_rewards": not args.rl_no_scale, "loss_type": args.rl_loss_type, **cost,
+        "scale_rewards": not args.rl_no_scale, "loss_type": args.rl_loss_type, "settings": args.rl_set, **cost,
         "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
     }  # fmt: skip
@@ -283,6 +300,7 @@ def main() -> int:
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)
     p.add_argument("--rl-no-scale", action="store_true", help="kiln rl scale_rewards=false (Dr. GRPO's advantages)")
+    p.add_argument("--rl-set", action="append", default=[], metavar="KEY=VALUE", help="more kiln rl settings")
     p.add_argument("--pass-k", type=int, default=0, help="also pass@k from this many samples each (0 = off)")
     p.add_argument("--rm-steps", type=int, default=100)
     p.add_argument("--rm-lr", type=float, default=1e-4)

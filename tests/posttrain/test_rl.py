@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -52,6 +53,42 @@ def test_clipped_surrogate_by_hand():
         grpo_loss(logp, old, adv, mask, loss_type="ppo")
     kl_loss, kl_stats = grpo_loss(logp, old, adv, mask, clip=0.2, ref_logp=torch.zeros(2, 3), kl_beta=0.1)
     assert kl_stats["kl"].item() > 0 and kl_loss.item() > loss.item()
+
+
+def test_log_probs_are_the_tempered_sampling_policys_as_trl_scores_them():
+    """Completions drawn at temperature T come from softmax(logits / T); the loss scores them under that policy
+    (TRL divides the logits by the sampling temperature too), so the gradient of a token's log-prob is
+    (onehot - softmax(z / T)) / T, worked by hand here, not the untempered (onehot - softmax(z))."""
+    from types import SimpleNamespace
+
+    from kiln.posttrain.packing import IGNORE
+    from kiln.posttrain.rl import RLTrainer, _token_logps
+
+    torch.manual_seed(0)
+    z = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([[2, 6, IGNORE], [0, 3, 1]])  # two rows, the first with one masked position
+    mask = y != IGNORE
+    t = 0.7
+    lp = _token_logps(z, y, mask, t)
+    want = torch.distributions.Categorical(logits=z.detach() / t).log_prob(y[mask])
+    assert lp[mask].tolist() == pytest.approx(want.tolist(), abs=1e-6)  # scored in fp32
+    assert lp[0, 2].item() == 0.0
+    lp[1, 1].backward()  # the 4th scored position (logits row 3): row 1, column 1, target 3
+    grad = (torch.nn.functional.one_hot(torch.tensor(3), 7) - torch.softmax(z.detach()[3] / t, -1)) / t
+    assert z.grad[3].tolist() == pytest.approx(grad.tolist(), abs=1e-6)  # scored in fp32
+    assert z.grad[[0, 1, 2, 4]].abs().max().item() == 0.0
+
+    # The trainer's own scoring applies its config's temperature to the model's logits.
+    model = torch.nn.Linear(3, 7, bias=False).double()
+    x = torch.randn(2, 3, 3, dtype=torch.float64)
+
+    def fwd(inputs: torch.Tensor, logits_at: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return model(inputs[logits_at]), None
+
+    trainer = SimpleNamespace(fwd=fwd, precision="fp32", device=torch.device("cpu"), cfg=SimpleNamespace(temperature=t))
+    got = RLTrainer._logps(trainer, x, y)
+    ref = torch.log_softmax(model(x).detach() / t, -1).gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    assert got[mask].tolist() == pytest.approx(ref[mask].tolist(), abs=1e-6)  # scored in fp32
 
 
 def test_rewards_check_replies():
@@ -236,3 +273,44 @@ def test_a_reward_model_scores_a_steps_replies_together_and_trains_a_policy(base
     assert rc == 0, err
     got = metrics(out)
     assert [m["step"] for m in got] == [1, 2] and all(m["reward/mean"] != 0 for m in got)
+
+
+def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_path):
+    """sample_dtype=bfloat16 samples from a bf16 copy of the policy; after an optimizer step the copy holds the
+    step's weights (each rounded to bf16, none left from the checkpoint) and decodes as a fresh bf16 cast of the
+    policy does, so the CPU decode path's packed weights were renewed too. auto keeps fp32 under an fp32 update."""
+    from kiln.generate import SamplingParams, generate_batch
+    from kiln.posttrain.rl import RLTrainer, load_rl_config
+    from kiln.train import distributed as D
+
+    common = ["the", "and", "of", "a", "to", "in", "is", "it"]  # rewards that differ within a group: see above
+    rows = [{"messages": [{"role": "user", "content": f"Write about {common[i % 8]}."}], "words": common}
+            for i in range(24)]  # fmt: skip
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = load_rl_config(None, [
+        f"checkpoint={base_model}", f'inputs=["{data}"]', "device=cpu", "precision=fp32", "threads=1", "batch_size=4",
+        "group=4", "max_new_tokens=16", "max_steps=2", "lr=3e-2", "val_fraction=0.2", f"out_dir={tmp_path / 'r'}",
+    ])  # fmt: skip
+    info, device = D.init_distributed("cpu")
+    trainer = RLTrainer(cfg.validate(), info, device, log=lambda _: None)
+    try:
+        assert trainer.sampler() is trainer.raw  # auto under an fp32 update
+        trainer.cfg.sample_dtype = "bfloat16"
+        start = {k: v.clone() for k, v in trainer.raw.state_dict().items()}
+        bf16 = trainer.sampler()
+        assert bf16 is not trainer.raw and next(bf16.parameters()).dtype == torch.bfloat16
+        prompts = [[1, 2, 3, 4], [5, 6, 7, 8, 9, 10]]
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+        generate_batch(bf16, prompts, greedy)  # the decode path packs the first weights
+        trainer.train_step()  # samples through the copy, then moves the policy
+        assert trainer.sampler() is bf16
+        now = trainer.raw.state_dict()
+        assert any(not torch.equal(start[k], now[k]) for k in now), "the step should move the policy"
+        for k, v in bf16.state_dict().items():
+            assert torch.equal(v, now[k].to(torch.bfloat16)), k
+        fresh = copy.deepcopy(trainer.raw).to(torch.bfloat16).eval()
+        got = [c.tokens for c in generate_batch(bf16, prompts, greedy)]
+        assert got == [c.tokens for c in generate_batch(fresh, prompts, greedy)]
+    finally:
+        trainer.metrics.close()

@@ -8,6 +8,7 @@ is seeded by (seed, step), so a resumed run samples what the uninterrupted run s
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from kiln.model.inference_dtype import resolve as resolve_inference_dtype
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.grpo import LOSS_TYPES, group_advantages, grpo_loss
 from kiln.posttrain.packing import IGNORE
@@ -25,6 +27,8 @@ from kiln.posttrain.rl_rewards import get_reward, safe_rewards
 from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
 from kiln.train.precision import autocast
 from kiln.utils.checks import require
+
+SAMPLE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
@@ -44,7 +48,13 @@ class RLConfig(FineTuneConfig):
     max_new_tokens: int = 96
     """Most tokens per completion."""
     temperature: float = 1.0
-    """Sampling temperature of the completions."""
+    """Sampling temperature of the completions. The loss scores them under that same tempered policy (logits /
+    temperature, as TRL's GRPOTrainer does), so its gradient is the sampling policy's."""
+    sample_dtype: str = "auto"
+    """Precision the completions are sampled in: float32; bfloat16 (a bf16 copy of the policy, refreshed from its
+    weights before every sampling: on CPUs that multiply bf16 in hardware, sampling is about 1.4x faster); or auto
+    (bfloat16 where the update itself autocasts to bf16 and the hardware has bf16, so sampling is no less exact
+    than the update; float32 elsewhere)."""
     clip: float = 0.2
     """PPO-style clipping of the probability ratio."""
     updates_per_batch: int = 1
@@ -81,6 +91,8 @@ class RLConfig(FineTuneConfig):
         require(0 < self.clip < 1, f"clip must be in (0, 1), got {self.clip}")
         require(self.updates_per_batch >= 1, f"updates_per_batch must be >= 1, got {self.updates_per_batch}")
         require(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
+        require(self.sample_dtype in SAMPLE_DTYPES,
+                f"sample_dtype must be {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")  # fmt: skip
         require(self.loss_type in LOSS_TYPES, f"loss_type must be grpo, bnpo or dr_grpo, got {self.loss_type!r}")
         super().validate()
         return self
@@ -123,6 +135,7 @@ class RLTrainer(FineTuner):
             self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
         self._calls, self._step_seen = 0, -1
         self._replay: dict[int, dict[str, Any]] = {}  # micro-batch -> its sampled batch, for updates_per_batch > 1
+        self._bf16_policy: nn.Module | None = None
         return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
 
     def build_val_batches(self) -> list[Any]:
@@ -136,7 +149,7 @@ class RLTrainer(FineTuner):
         return (
             f"rl (GRPO, reward {cfg.reward}, group {cfg.group}): {self.raw.num_params():,} parameters from "
             f"{cfg.checkpoint}; {len(self.shards.train):,} prompts, {len(self.shards.val)} held out; device "
-            f"{self.device}, {self.precision}"
+            f"{self.device}, {self.precision}, sampling in {self.sample_precision()}"
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
 
@@ -162,9 +175,29 @@ class RLTrainer(FineTuner):
         )  # fmt: skip
         self.raw.eval()
         try:
-            return generate_batch(self.raw, prompts, params, tokenizer=self.tokenizer)
+            return generate_batch(self.sampler(), prompts, params, tokenizer=self.tokenizer)
         finally:
             self.raw.train()
+
+    def sample_precision(self) -> str:
+        """sample_dtype resolved: bfloat16 or float32 (always float32 under FSDP, whose sharded weights have no
+        whole copy here)."""
+        dtype = self.cfg.sample_dtype
+        if dtype == "auto":  # bf16 where the update is bf16 and the hardware multiplies bf16 natively
+            native = resolve_inference_dtype("auto", self.device) == torch.bfloat16
+            dtype = "bfloat16" if self.precision == "bf16" and native else "float32"
+        return "float32" if self.fsdp else dtype
+
+    def sampler(self) -> nn.Module:
+        """The policy to sample from: itself, or (bfloat16) its bf16 copy with the current weights, which takes
+        half the policy's fp32 bytes more. The copy is refreshed by copying every weight in place, which also renews
+        the CPU decode path's packed weights (keyed on the tensors' versions)."""
+        if self.sample_precision() == "float32":
+            return self.raw
+        if self._bf16_policy is None:
+            self._bf16_policy = copy.deepcopy(self.raw).to(torch.bfloat16).eval().requires_grad_(False)
+        self._bf16_policy.load_state_dict(self.raw.state_dict())
+        return self._bf16_policy
 
     def next_batch(self) -> dict[str, Any]:  # type: ignore[override]
         cfg = self.cfg
@@ -217,11 +250,12 @@ class RLTrainer(FineTuner):
         return self._logps(batch["x"], batch["y"])
 
     def _logps(self, x: Tensor, y: Tensor) -> Tensor:
-        """The policy's (B, T) log-probs of the completion tokens, the LM head on those tokens only."""
+        """The sampling policy's (B, T) log-probs of the completion tokens (at the sampling temperature), the LM
+        head on those tokens only."""
         mask = y != IGNORE
         with autocast(self.precision, self.device):
             logits, _ = self.fwd(x, logits_at=mask)
-        return _token_logps(logits, y, mask)
+        return _token_logps(logits, y, mask, self.cfg.temperature)
 
     def _windows(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[Tensor, Tensor]:
         """Prompt + completion rows (padded to the longest), targets only on the completion's tokens."""
@@ -241,7 +275,7 @@ class RLTrainer(FineTuner):
         ref = None
         if self.reference is not None:
             with torch.no_grad():
-                ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask)
+                ref = _token_logps(self.reference(x, logits_at=mask)[0], y, mask, self.cfg.temperature)
         # With one update per sampling (the default) pi_old is the policy itself, detached: the ratio is 1.
         old = batch.get("old")
         cfg = self.cfg
@@ -276,9 +310,12 @@ class RLTrainer(FineTuner):
         return out
 
 
-def _token_logps(logits: Tensor, y: Tensor, mask: Tensor) -> Tensor:
-    """(B, T) log-probs of the targets (0 where masked) from (N, V) logits at the mask's positions."""
-    lf = logits.float()
+def _token_logps(logits: Tensor, y: Tensor, mask: Tensor, temperature: float = 1.0) -> Tensor:
+    """(B, T) log-probs of the targets (0 where masked) from (N, V) logits at the mask's positions, under the policy
+    tempered by `temperature`: the completions were drawn from softmax(logits / temperature), so the policy
+    gradient is that distribution's. Scored at temperature 1 instead, the gradient would be about `temperature`
+    times the sampler's and centred on the untempered policy's expectation, not the sampler's."""
+    lf = logits.float() / temperature
     lp = lf.gather(-1, y[mask].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lf, dim=-1)
     return torch.zeros(y.shape, dtype=lp.dtype, device=lp.device).masked_scatter(mask, lp)
 
