@@ -209,18 +209,22 @@ def test_a_reward_that_raises_scores_zero_is_counted_and_the_run_goes_on(base_mo
     assert all(m["reward_failures"] in (0, 2, 4, 6, 8) for m in got)
 
 
+def common_words_prompts(path: Path) -> Path:
+    """24 prompts that each ask for eight words the English-pretrained base model writes some of the time; the reward
+    is the share used, so a group's samples score differently whatever the fixture's training run drew (one required
+    word a prompt left 1 success in 16 samples, and some builds of the fixture none)."""
+    common = ["the", "and", "of", "a", "to", "in", "is", "it"]
+    rows = [{"messages": [{"role": "user", "content": f"Write about {common[i % 8]}."}], "words": common}
+            for i in range(24)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def test_updates_per_batch_reuses_the_samples_with_the_sampling_policy_as_pi_old(base_model, tmp_path):
     """GRPO's mu = 2: steps 1-2 and 3-4 each train on one sampled batch. A sampling step's ratio is exactly 1 (its
     loss is 0 by construction and nothing is clipped); the step after it reuses the same completions (the same
     rewards and lengths are logged) under a policy one update on, so its ratio moves and clipping acts."""
-    # Each prompt asks for eight words the English-pretrained base model writes some of the time; the reward is the
-    # share used, so a group's samples score differently whatever the fixture's training run drew (one required word
-    # a prompt left 1 success in 16 samples, and some builds of the fixture none).
-    common = ["the", "and", "of", "a", "to", "in", "is", "it"]
-    rows = [{"messages": [{"role": "user", "content": f"Write about {common[i % 8]}."}], "words": common}
-            for i in range(24)]  # fmt: skip
-    data = tmp_path / "prompts.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = common_words_prompts(tmp_path / "prompts.jsonl")
     out = tmp_path / "mu"
     rc, _, err = run_cli([
         "rl", str(base_model), str(data), "device=cpu", "precision=fp32", "threads=1", "batch_size=4", "group=4",
@@ -283,11 +287,7 @@ def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_p
     from kiln.posttrain.rl import RLTrainer, load_rl_config
     from kiln.train import distributed as D
 
-    common = ["the", "and", "of", "a", "to", "in", "is", "it"]  # rewards that differ within a group: see above
-    rows = [{"messages": [{"role": "user", "content": f"Write about {common[i % 8]}."}], "words": common}
-            for i in range(24)]  # fmt: skip
-    data = tmp_path / "prompts.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = common_words_prompts(tmp_path / "prompts.jsonl")
     cfg = load_rl_config(None, [
         f"checkpoint={base_model}", f'inputs=["{data}"]', "device=cpu", "precision=fp32", "threads=1", "batch_size=4",
         "group=4", "max_new_tokens=16", "max_steps=2", "lr=3e-2", "val_fraction=0.2", f"out_dir={tmp_path / 'r'}",
