@@ -33,6 +33,7 @@ per batch bucket, replayed per token on a GPU; the same step run eagerly on a CP
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import time
 
@@ -98,8 +99,6 @@ def main() -> None:
     missing, unexpected = hf.load_state_dict(to_hf_gpt2(model.state_dict(), 12), strict=False)
     assert not [k for k in missing if not k.endswith("attn.bias")] and not unexpected, (missing, unexpected)
     model, hf = model.to(device), hf.to(device)
-    import copy
-
     # Copies before anything decodes (the first decode moves `model`'s weights into 2 MB pages).
     model_4k = copy.deepcopy(model) if on_cpu and huge_pages.available() else None
     hf_2m = copy.deepcopy(hf) if model_4k is not None else None
@@ -213,8 +212,6 @@ def roofline(model: torch.nn.Module, hf_rate: float, kiln_rate: float) -> None:
 
 def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) -> tuple[float, float]:
     """Best vs best: kiln and transformers both in bfloat16 on the same weights (copies, cast once)."""
-    import copy
-
     kb, hb = copy.deepcopy(model).to(torch.bfloat16), copy.deepcopy(hf).to(torch.bfloat16)
 
     def run_hf():
@@ -251,8 +248,6 @@ def bf16_rows(model, hf, prompts, mask, fp32_ref, greedy, args, b: int, n: int) 
 def int8_row(model, prompts, fp32_ref, greedy, args, b: int, n: int, t_hf_best: float) -> float:
     """kiln with weight-only int8 (`dtype=int8`) on a copy of the same weights; the row's ratio is against
     transformers' fastest dtype in this run."""
-    import copy
-
     kq = prepare_dtype(copy.deepcopy(model), "int8")
 
     def run_kiln():

@@ -64,6 +64,19 @@ def test_moved_weights_keep_values_identity_ties_and_views(make_model, small_sto
 
 
 @needs_thp
+def test_freed_mappings_are_forgotten():
+    """When its last tensor goes, a mapping leaves the registry: memory the allocator later reuses at that address
+    is not taken for 2 MB pages (and would then never be moved)."""
+    import gc
+
+    t = huge_pages.empty(3 << 20)
+    region = next(r for r in huge_pages._regions if r[0] <= t.data_ptr() < r[1])
+    del t
+    gc.collect()
+    assert region not in huge_pages._regions
+
+
+@needs_thp
 def test_large_weights_land_in_2mb_pages():
     """At the default threshold a 16 MB weight moves, and the kernel reports its mapping backed by huge pages (the
     point of the move); a small one stays."""

@@ -23,6 +23,7 @@ import bisect
 import ctypes
 import mmap
 import sys
+import weakref
 from pathlib import Path
 
 import torch
@@ -68,7 +69,10 @@ def _map(nbytes: int) -> tuple[mmap.mmap, int]:
     off = -addr % PAGE
     if _libc().madvise(ctypes.c_void_p(addr + off), ctypes.c_size_t(size), MADV_HUGEPAGE) != 0:
         raise OSError(ctypes.get_errno(), "madvise(MADV_HUGEPAGE) failed")
-    bisect.insort(_regions, (addr + off, addr + off + size))
+    region = (addr + off, addr + off + size)
+    bisect.insort(_regions, region)
+    # Forgotten when the mapping goes (its last tensor freed), so an address reused later is not taken for ours.
+    weakref.finalize(m, _regions.remove, region)
     return m, off
 
 
