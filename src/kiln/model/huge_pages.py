@@ -89,6 +89,11 @@ def is_huge(storage: torch.UntypedStorage) -> bool:
     return i >= 0 and _regions[i][0] <= ptr < _regions[i][1]
 
 
+def _padded(nbytes: int) -> int:
+    """A storage's share of an arena: rounded up to 64 bytes, so every copy starts on a cache line."""
+    return -(-nbytes // 64) * 64
+
+
 def _movable(p: torch.Tensor) -> bool:
     return type(p.data) is torch.Tensor and p.device.type == "cpu" and p.untyped_storage().nbytes() >= MIN_BYTES
 
@@ -115,7 +120,7 @@ def move_parameters(model: nn.Module) -> int:
             arenas.append([])
             filled = 0
         arenas[-1].append(ptr)
-        filled += -(-s.nbytes() // 64) * 64
+        filled += _padded(s.nbytes())
     moved = 0
     # Tensors made here must be ordinary ones even when called under torch.inference_mode (as decoding is): an
     # inference tensor as a parameter could not be trained afterwards.
@@ -123,7 +128,7 @@ def move_parameters(model: nn.Module) -> int:
         for arena in arenas:
             if not arena:
                 continue
-            sizes = [-(-storages[ptr].nbytes() // 64) * 64 for ptr in arena]
+            sizes = [_padded(storages[ptr].nbytes()) for ptr in arena]
             m, at = _map(sum(sizes))
             for ptr, size in zip(arena, sizes, strict=True):
                 old = storages.pop(ptr)
