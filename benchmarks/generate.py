@@ -122,9 +122,9 @@ def main() -> None:
         prompts = prompts.to(device)
         mask = torch.ones_like(prompts)
 
-        def run_hf(prompts=prompts, mask=mask):
+        def run_hf(prompts=prompts, mask=mask, m=hf):
             with torch.inference_mode():
-                return hf.generate(
+                return m.generate(
                     prompts, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
                 )[:, args.prompt_tokens :].tolist()
 
@@ -140,21 +140,15 @@ def main() -> None:
             finally:
                 huge_pages.enabled = True
 
-        def run_hf_2m(prompts=prompts, mask=mask):
-            with torch.inference_mode():
-                return hf_2m.generate(
-                    prompts, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0
-                )[:, args.prompt_tokens :].tolist()
-
         run_hf()  # warm up both (first calls allocate and pack)
         run_kiln(True)
         plan = f" (measured: {cpu_fast.plan(model)[1 if b == 1 else 8]})" if on_cpu else ""
         calls = {"transformers GPT2LMHeadModel.generate": run_hf, f"kiln, KV cache{plan}": lambda: run_kiln(True)}
         if model_4k is not None:
             run_kiln_4k()  # its own plan, timed on weights in 4 KB pages
-            run_hf_2m()
+            run_hf(m=hf_2m)
             calls["kiln, KV cache, weights in 4 KB pages"] = run_kiln_4k
-            calls["transformers, weights in 2 MB pages"] = run_hf_2m
+            calls["transformers, weights in 2 MB pages"] = lambda: run_hf(m=hf_2m)
         rows = [(name, *timed) for name, timed in best_in_turns(calls, args.repeats).items()]
         t_hf, ref = rows[0][1], rows[0][2]
         for path in cpu_fast.candidates(1 if b == 1 else 8, torch.float32) if on_cpu else ():

@@ -60,10 +60,14 @@ def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def _map(nbytes: int) -> tuple[mmap.mmap, int]:
     """An anonymous mapping with `nbytes` from a 2 MB boundary (the offset returned) on, advised MADV_HUGEPAGE before
     first touch, so the kernel backs it with 2 MB pages as it is written."""
-    size = -(-max(nbytes, 1) // PAGE) * PAGE
+    size = _round_up(max(nbytes, 1), PAGE)
     m = mmap.mmap(-1, size + PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
     off = -addr % PAGE
@@ -89,11 +93,6 @@ def is_huge(storage: torch.UntypedStorage) -> bool:
     return i >= 0 and _regions[i][0] <= ptr < _regions[i][1]
 
 
-def _padded(nbytes: int) -> int:
-    """A storage's share of an arena: rounded up to 64 bytes, so every copy starts on a cache line."""
-    return -(-nbytes // 64) * 64
-
-
 def _movable(p: torch.Tensor) -> bool:
     return type(p.data) is torch.Tensor and p.device.type == "cpu" and p.untyped_storage().nbytes() >= MIN_BYTES
 
@@ -113,6 +112,8 @@ def move_parameters(model: nn.Module) -> int:
             continue
         users.setdefault(s.data_ptr(), []).append(p)
         storages[s.data_ptr()] = s
+    if not storages:
+        return 0
     arenas: list[list[int]] = [[]]
     filled = 0
     for ptr, s in storages.items():
@@ -120,15 +121,13 @@ def move_parameters(model: nn.Module) -> int:
             arenas.append([])
             filled = 0
         arenas[-1].append(ptr)
-        filled += _padded(s.nbytes())
+        filled += _round_up(s.nbytes(), 64)  # every copy starts on a cache line
     moved = 0
     # Tensors made here must be ordinary ones even when called under torch.inference_mode (as decoding is): an
     # inference tensor as a parameter could not be trained afterwards.
     with torch.inference_mode(False), torch.no_grad():
         for arena in arenas:
-            if not arena:
-                continue
-            sizes = [_padded(storages[ptr].nbytes()) for ptr in arena]
+            sizes = [_round_up(storages[ptr].nbytes(), 64) for ptr in arena]
             m, at = _map(sum(sizes))
             for ptr, size in zip(arena, sizes, strict=True):
                 old = storages.pop(ptr)
