@@ -314,3 +314,36 @@ def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_p
         assert got == [c.tokens for c in generate_batch(fresh, prompts, greedy)]
     finally:
         trainer.metrics.close()
+
+
+def test_top_k_shapes_the_sampled_groups_and_bad_values_are_named(base_model, tmp_path):
+    """top_k reaches the sampler: at temperature 1 with top_k=1 every completion of a group is the greedy one,
+    where the same seed without it draws different completions; a bad top_p is a one-line config error."""
+    from kiln.generate import SamplingParams, generate_batch
+    from kiln.posttrain.rl import RLTrainer, load_rl_config
+    from kiln.tokenizer.chat import stop_token
+    from kiln.train import distributed as D
+
+    data = common_words_prompts(tmp_path / "prompts.jsonl")
+    cfg = load_rl_config(None, [
+        f"checkpoint={base_model}", f'inputs=["{data}"]', "device=cpu", "precision=fp32", "threads=1", "batch_size=2",
+        "group=4", "max_new_tokens=12", "max_steps=1", "val_fraction=0.2", f"out_dir={tmp_path / 'r'}",
+    ])  # fmt: skip
+    info, device = D.init_distributed("cpu")
+    trainer = RLTrainer(cfg.validate(), info, device, log=lambda _: None)
+    try:
+        prompts = trainer._prompt_ids(trainer.shards.train[:2])
+        free = [c.tokens for c in trainer.sample(prompts, 4, 1.0, seed=3)]
+        assert len({tuple(t) for t in free[:4]}) > 1, "the test needs a group that differs when sampled freely"
+        trainer.cfg.top_k = 1
+        top1 = [c.tokens for c in trainer.sample(prompts, 4, 1.0, seed=3)]
+        tok = trainer.tokenizer
+        stops = tuple(t for t in (stop_token(tok), getattr(tok, "eot_id", None)) if t is not None)
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=12, stop_token_ids=stops)
+        want = [c.tokens for c in generate_batch(trainer.raw, prompts, greedy)]
+        assert top1 == [want[0]] * 4 + [want[1]] * 4
+    finally:
+        trainer.metrics.close()
+
+    rc, _, err = run_cli(["rl", str(base_model), str(data), f"out_dir={tmp_path / 'o'}", "top_p=0"])
+    assert rc == 2 and "top_p must be in (0, 1], got 0" in err and "Traceback" not in err

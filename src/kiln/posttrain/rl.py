@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kiln.generate.sampling import SamplingParams
 from kiln.model.inference_dtype import resolve as resolve_inference_dtype
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.grpo import LOSS_TYPES, group_advantages, grpo_loss
@@ -50,6 +51,15 @@ class RLConfig(FineTuneConfig):
     temperature: float = 1.0
     """Sampling temperature of the completions. The loss scores them under that same tempered policy (logits /
     temperature, as TRL's GRPOTrainer does), so its gradient is the sampling policy's."""
+    top_k: int = 0
+    """Sample among the k most likely tokens only (0 = off); with top_p and min_p, as `kiln generate`, the server
+    and TRL's GRPOConfig offer them, so the policy is trained on replies drawn the way it will be used (the
+    quickstart's check samples with top_k 50). The loss scores the completions under the whole tempered
+    distribution, as TRL's does: the truncation shapes which replies are drawn, not their log-probs."""
+    top_p: float = 1.0
+    """Sample from the smallest set of most likely tokens whose probability reaches top_p (1 = off), after top_k."""
+    min_p: float = 0.0
+    """Drop tokens less likely than min_p times the most likely one (0 = off)."""
     sample_dtype: str = "auto"
     """Precision the completions are sampled in: float32; bfloat16 (a bf16 copy of the policy, refreshed from its
     weights before every sampling: on CPUs that multiply bf16 in hardware, sampling is about 1.4x faster); or auto
@@ -89,6 +99,7 @@ class RLConfig(FineTuneConfig):
         require(self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         require(self.temperature > 0, f"temperature must be > 0 (sampling), got {self.temperature}")
         require(0 < self.clip < 1, f"clip must be in (0, 1), got {self.clip}")
+        SamplingParams(top_k=self.top_k, top_p=self.top_p, min_p=self.min_p).validate()  # names a bad value
         require(self.updates_per_batch >= 1, f"updates_per_batch must be >= 1, got {self.updates_per_batch}")
         require(self.kl_beta >= 0, f"kl_beta must be >= 0, got {self.kl_beta}")
         require(self.sample_dtype in SAMPLE_DTYPES,
@@ -161,7 +172,7 @@ class RLTrainer(FineTuner):
 
     @torch.no_grad()
     def sample(self, prompt_ids: list[list[int]], group: int, temperature: float, seed: int) -> list[Any]:
-        from kiln.generate import SamplingParams, generate_batch
+        from kiln.generate import generate_batch
         from kiln.tokenizer.chat import stop_token
 
         prompts = [p for p in prompt_ids for _ in range(group)]
@@ -170,8 +181,8 @@ class RLTrainer(FineTuner):
             raise ValueError(f"a prompt fills the whole context ({self.block} tokens): nothing left to generate")
         stops = tuple(t for t in (stop_token(self.tokenizer), getattr(self.tokenizer, "eot_id", None)) if t is not None)
         params = SamplingParams(
-            temperature=temperature, max_new_tokens=min(self.cfg.max_new_tokens, room), seed=seed,
-            stop_token_ids=stops,
+            temperature=temperature, top_k=self.cfg.top_k, top_p=self.cfg.top_p, min_p=self.cfg.min_p,
+            max_new_tokens=min(self.cfg.max_new_tokens, room), seed=seed, stop_token_ids=stops,
         )  # fmt: skip
         self.raw.eval()
         try:
