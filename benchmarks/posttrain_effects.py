@@ -148,11 +148,11 @@ def sample_replies(checkpoint: Path, held: list, seeds: range) -> list[list[str]
     0.7, top-k 50, at most 160 tokens)."""
     from kiln.generate import SamplingParams, generate_batch
     from kiln.model.checkpoint import load_checkpoint
-    from kiln.tokenizer.chat import render_chat_ids
+    from kiln.tokenizer.chat import render_chat_ids, reply_stops
 
     model, tok, _ = load_checkpoint(checkpoint)
     prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held]
-    stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
+    stops = reply_stops(tok)
     room = model.config.block_size - max(map(len, prompts))
     out = []
     for seed in seeds:

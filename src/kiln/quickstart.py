@@ -397,7 +397,7 @@ class Quickstart:
         from kiln.generate import SamplingParams, generate_batch
         from kiln.model.checkpoint import load_checkpoint
         from kiln.posttrain.word_task import uses_words, words_used
-        from kiln.tokenizer.chat import render_chat_ids
+        from kiln.tokenizer.chat import render_chat_ids, reply_stops
 
         _, held_out = self._tasks
         rates = {}
@@ -408,10 +408,9 @@ class Quickstart:
             model, tok, _ = load_checkpoint(path)
             assert tok is not None
             prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held_out]
-            stops = tuple(tok.special_tokens[t] for t in ("<|im_end|>", "<|endoftext|>") if t in tok.special_tokens)
             room = model.config.block_size - max(map(len, prompts))
             params = SamplingParams(
-                temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=1, stop_token_ids=stops
+                temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=1, stop_token_ids=reply_stops(tok)
             )
             replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
             pairs = list(zip(replies, held_out, strict=True))

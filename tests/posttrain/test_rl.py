@@ -321,7 +321,7 @@ def test_top_k_shapes_the_sampled_groups_and_bad_values_are_named(base_model, tm
     where the same seed without it draws different completions; a bad top_p is a one-line config error."""
     from kiln.generate import SamplingParams, generate_batch
     from kiln.posttrain.rl import RLTrainer, load_rl_config
-    from kiln.tokenizer.chat import stop_token
+    from kiln.tokenizer.chat import reply_stops
     from kiln.train import distributed as D
 
     data = common_words_prompts(tmp_path / "prompts.jsonl")
@@ -337,9 +337,7 @@ def test_top_k_shapes_the_sampled_groups_and_bad_values_are_named(base_model, tm
         assert len({tuple(t) for t in free[:4]}) > 1, "the test needs a group that differs when sampled freely"
         trainer.cfg.top_k = 1
         top1 = [c.tokens for c in trainer.sample(prompts, 4, 1.0, seed=3)]
-        tok = trainer.tokenizer
-        stops = tuple(t for t in (stop_token(tok), getattr(tok, "eot_id", None)) if t is not None)
-        greedy = SamplingParams(temperature=0.0, max_new_tokens=12, stop_token_ids=stops)
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=12, stop_token_ids=reply_stops(trainer.tokenizer))
         want = [c.tokens for c in generate_batch(trainer.raw, prompts, greedy)]
         assert top1 == [want[0]] * 4 + [want[1]] * 4
     finally:

@@ -173,16 +173,15 @@ class RLTrainer(FineTuner):
     @torch.no_grad()
     def sample(self, prompt_ids: list[list[int]], group: int, temperature: float, seed: int) -> list[Any]:
         from kiln.generate import generate_batch
-        from kiln.tokenizer.chat import stop_token
+        from kiln.tokenizer.chat import reply_stops
 
         prompts = [p for p in prompt_ids for _ in range(group)]
         room = self.block - max(map(len, prompts))
         if room < 1:
             raise ValueError(f"a prompt fills the whole context ({self.block} tokens): nothing left to generate")
-        stops = tuple(t for t in (stop_token(self.tokenizer), getattr(self.tokenizer, "eot_id", None)) if t is not None)
         params = SamplingParams(
             temperature=temperature, top_k=self.cfg.top_k, top_p=self.cfg.top_p, min_p=self.cfg.min_p,
-            max_new_tokens=min(self.cfg.max_new_tokens, room), seed=seed, stop_token_ids=stops,
+            max_new_tokens=min(self.cfg.max_new_tokens, room), seed=seed, stop_token_ids=reply_stops(self.tokenizer),
         )  # fmt: skip
         self.raw.eval()
         try:

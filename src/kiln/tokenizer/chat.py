@@ -131,3 +131,10 @@ def stop_token(tokenizer: Tokenizer) -> int | None:
     """The id that ends an assistant turn, if the tokenizer speaks a chat template."""
     template = template_for(tokenizer)
     return None if template is None else tokenizer.special_tokens[template.end]
+
+
+def reply_stops(tokenizer: Tokenizer) -> tuple[int, ...]:
+    """The ids that end a sampled assistant reply: the turn's end and the end of text, those the tokenizer has (a
+    fine-tuned small model sometimes closes a story with <|endoftext|>, as its pretraining documents ended)."""
+    ends = (stop_token(tokenizer), getattr(tokenizer, "eot_id", None))
+    return tuple(dict.fromkeys(t for t in ends if t is not None))
