@@ -73,3 +73,16 @@ REGISTRY: dict[str, tuple[str, str, bool]] = {
     "boom": (__name__, "Boom", False),
 }
 STEPS = [{"name": "short", "min_chars": 10}, {"name": "upper"}, {"name": "seen"}]
+
+
+def marked_job(folder: str, i: int) -> int:
+    """An executor job: job 0 fails at once, every other one sleeps a little and leaves a file named for it (so a
+    test can see which jobs ran at all)."""
+    import time
+    from pathlib import Path
+
+    if i == 0:
+        raise RuntimeError("job 0 fails")
+    time.sleep(0.3)
+    (Path(folder) / f"job_{i}").touch()
+    return i

@@ -11,7 +11,11 @@ What Ray changes, all of it in `RayExecutor`:
 - a job is a Ray task of 1 CPU, and its arguments must make sense on another machine: the runner sends
   absolute paths, and on a cluster the inputs and output must be on storage every node sees at the same path,
   with kiln (and the steps' dependencies) installed on every node;
-- on failure or Ctrl-C the pending tasks are cancelled, and Ray is shut down only if it was started here.
+- at most two tasks per cluster CPU are submitted at a time, more as they finish; on failure or Ctrl-C no
+  more are submitted (as the local pool drops the jobs not yet started), and Ray is shut down only if it was
+  started here, which ends the tasks still running. Nothing is `ray.cancel`led: cancelling a task while it
+  finishes can abort the driver inside Ray (`Check failed: it != submissible_tasks_.end()`, ray-project/ray
+  issue 54846; it killed a CI run here), so on a Ray of the caller's at most that window of tasks runs on.
 
 `per_process` (optional) is a context every process that runs jobs enters once, for as long as the executor
 lives: `kiln clean` passes `extract.reuse_workers`, so one extraction worker serves all the shards of a
@@ -22,6 +26,7 @@ kept alive), so under Ray it is entered around each job instead.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -145,20 +150,24 @@ class RayExecutor:
         ray, self._ray = self._ray, None
         if ray is None:
             return
-        try:
-            for ref in self._pending:  # a failed job (or Ctrl-C) stops the run, as with the local pool
-                ray.cancel(ref)
-            self._pending.clear()
-        finally:
-            if self._started:
-                ray.shutdown()
+        self._pending.clear()  # a failed job (or Ctrl-C) stops the run: nothing more is submitted
+        if self._started:
+            ray.shutdown()  # ends this driver's job, and with it the tasks still running
 
     def map(self, fn: Callable[..., R], jobs: Sequence[Job]) -> Iterator[tuple[int, R]]:
         ray = self._ray
         assert ray is not None, "use the executor in a with block"
         task = ray.remote(num_cpus=1)(_call_within)
-        self._pending = {task.remote(self._per_process, fn, *args): i for i, args in enumerate(jobs)}
-        while self._pending:
+        # Two a CPU keep every CPU busy while finished results travel back, and bound what a failure leaves
+        # running (see the module docstring).
+        window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        waiting = iter(enumerate(jobs))
+        self._pending = {}
+        while True:
+            for i, args in itertools.islice(waiting, window - len(self._pending)):
+                self._pending[task.remote(self._per_process, fn, *args)] = i
+            if not self._pending:
+                return
             # All that are ready, at most every half second: one ray.wait per job is quadratic in jobs.
             done, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0.5)
             for ref in done:
