@@ -78,7 +78,8 @@ def sft_model(ws: Path, sft_minutes: float) -> Path:
 def tasks() -> tuple[list, list]:
     """The quickstart's (train, held-out) instruction tasks."""
     from kiln.posttrain.word_task import make_tasks, read_tinystories
-    from kiln.quickstart import EVAL_TASKS, assets
+    from kiln.quickstart import assets
+    from kiln.quickstart.posttrain import EVAL_TASKS
 
     all_tasks = make_tasks(read_tinystories(assets() / "tinystories.txt.gz"), seed=0)
     return all_tasks[:-EVAL_TASKS], all_tasks[-EVAL_TASKS:]

@@ -33,23 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from kiln.quickstart.posttrain import InstructionTask
 from kiln.stage import Summary
 from kiln.utils.io import atomic_write_text
 
 SITE_ARCHIVE = "python-3.11.2-docs-html.tar.xz"
 PROMPTS = ("Once upon a time", "The Python interpreter")
-EVAL_TASKS = 48  # held-out instructions the follow check generates for
-SWAPS_PER_TASK = 3  # word-swapped copies of each SFT task (kiln.posttrain.word_task.swapped_tasks)
-# GRPO's settings, the best measured on this task (docs/benchmarks.md, rounds 8-14): the share of the words plus
-# success counted twice and a repetition penalty; 16 prompts x 8 replies of 64 tokens a step, sampled as the follow
-# check samples (temperature 0.7, top-k 50); Dr. GRPO's centred advantages, DAPO's token-mean loss. From the same
-# SFT model, 10 minutes of these gained 12.0 points of held-out success where the earlier settings (share of the
-# words, 4 prompts, 96 tokens, temperature 1, lr 2e-5) gained 2.6 (round 14).
-RL_RECIPE = (
-    "reward=words+2*all_words+repetition", "group=8", "batch_size=16", "max_new_tokens=64", "lr=2e-4",
-    "temperature=0.7", "top_k=50", "scale_rewards=false", "loss_type=bnpo",
-)  # fmt: skip
-KEYWORD_WEIGHT = 10.0  # SFT loss weight of the instruction's words in the reply (SFTConfig.keyword_weight)
 
 
 def assets() -> Path:
@@ -156,7 +145,7 @@ def unigram_loss(tokens_dir: Path) -> float:
     return float(-logp[val_ids].mean())
 
 
-class Quickstart:
+class Quickstart(InstructionTask):
     def __init__(self, cfg: QuickstartConfig, out: Callable[[str], None] = print) -> None:
         self.cfg = cfg
         self.ws = cfg.workspace
@@ -312,115 +301,6 @@ class Quickstart:
             f"default_prompt={PROMPTS[0]}",  # what the playground offers this model: a story opening
         ]
         return load_train_config(None, [*settings, *self.cfg.train_overrides, "overwrite=true"])
-
-    @property
-    def chat_dir(self) -> Path:
-        return self.ws / "models" / "quickstart-chat"
-
-    @functools.cached_property
-    def _tasks(self) -> tuple[list[Any], list[Any]]:
-        """The instruction task: (train, held-out) from the bundled TinyStories, the last EVAL_TASKS held out."""
-        from kiln.posttrain.word_task import make_tasks, read_tinystories
-
-        tasks = make_tasks(read_tinystories(assets() / "tinystories.txt.gz"), seed=0)
-        return tasks[:-EVAL_TASKS], tasks[-EVAL_TASKS:]
-
-    def _write_sft_data(self) -> None:
-        """The training tasks, and three copies of each with the words swapped for another task's: a swapped word
-        is predictable only from the instruction, so (with keyword_weight on the words' tokens) the small model
-        learns to copy the words from the prompt instead of only the stories (docs/benchmarks.md)."""
-        from kiln.posttrain.word_task import swapped_tasks
-
-        path = self.path("sft") / "train.jsonl"
-        if not path.is_file():
-            train, _ = self._tasks
-            tasks = [*train, *swapped_tasks(train, per_task=SWAPS_PER_TASK)]
-            atomic_write_text(path, "".join(json.dumps(t.record()) + "\n" for t in tasks))
-
-    def _write_rl_prompts(self) -> None:
-        """GRPO's prompts: new word triples (`word_task.new_instructions`), not the SFT tasks, whose stories the model
-        can recall: on those the reward rises without the instruction being followed (docs/benchmarks.md)."""
-        from kiln.posttrain.word_task import new_instructions
-
-        path = self.path("sft") / "rl_prompts.jsonl"
-        if not path.is_file():
-            train, _ = self._tasks
-            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in new_instructions(train, 4000)))
-
-    def _sft_config(self) -> Any:
-        from kiln.model.checkpoint import latest_checkpoint
-        from kiln.posttrain.sft_config import load_sft_config
-
-        if self.chat_dir.exists() and latest_checkpoint(self.chat_dir) is not None:
-            return load_sft_config(None, [f"resume={self.chat_dir}"])
-        settings = [
-            f"checkpoint={self.run_dir}",
-            f"inputs={json.dumps([str(self.path('sft') / 'train.jsonl')])}",
-            f"out_dir={self.chat_dir}",
-            "batch_size=16",
-            "lr=1e-3",
-            "warmup_steps=20",
-            f"keyword_weight={KEYWORD_WEIGHT}",
-            "max_steps=1000000",
-            f"max_minutes={self.cfg.sft_minutes}",
-            "eval_interval=1000000",
-            "overwrite=true",
-        ]
-        return load_sft_config(None, settings)
-
-    @property
-    def rl_dir(self) -> Path:
-        return self.ws / "models" / "quickstart-rl"
-
-    def _rl_config(self) -> Any:
-        from kiln.model.checkpoint import latest_checkpoint
-        from kiln.posttrain.rl import load_rl_config
-
-        if self.rl_dir.exists() and latest_checkpoint(self.rl_dir) is not None:
-            return load_rl_config(None, [f"resume={self.rl_dir}"])
-        settings = [
-            f"checkpoint={self.chat_dir}",
-            f"inputs={json.dumps([str(self.path('sft') / 'rl_prompts.jsonl')])}",
-            f"out_dir={self.rl_dir}",
-            *RL_RECIPE,
-            "max_steps=1000000",
-            f"max_minutes={self.cfg.rl_minutes}",
-            "eval_interval=1000000",
-            "eval_batches=2",
-            "overwrite=true",
-        ]
-        return load_rl_config(None, settings)
-
-    def _follow(self) -> None:
-        """Generate for the held-out instructions with the base and the fine-tuned model; count the replies that
-        use all three words (checked by a program)."""
-        from kiln.generate import SamplingParams, generate_batch
-        from kiln.model.checkpoint import load_checkpoint
-        from kiln.posttrain.word_task import uses_words, words_used
-        from kiln.tokenizer.chat import render_chat_ids, reply_stops
-
-        _, held_out = self._tasks
-        rates = {}
-        models = [("base", self.run_dir), ("sft", self.chat_dir)]
-        if self.cfg.rl_minutes > 0:
-            models.append(("rl", self.rl_dir))
-        for name, path in models:
-            model, tok, _ = load_checkpoint(path)
-            assert tok is not None
-            prompts = [render_chat_ids(tok, [("user", t.prompt)]) for t in held_out]
-            room = model.config.block_size - max(map(len, prompts))
-            params = SamplingParams(
-                temperature=0.7, top_k=50, max_new_tokens=min(160, room), seed=1, stop_token_ids=reply_stops(tok)
-            )
-            replies = [c.text for c in generate_batch(model, prompts, params, tokenizer=tok)]
-            pairs = list(zip(replies, held_out, strict=True))
-            followed = sum(uses_words(r, t.words) for r, t in pairs)
-            rates[name] = followed / len(held_out)
-            rates[f"{name}_words"] = sum(words_used(r, t.words) for r, t in pairs) / (3 * len(held_out))
-            example = replies[0].strip().replace("\n", " ")[:160]
-            share = f"{followed}/{len(held_out)} ({rates[name]:.0%}), {rates[f'{name}_words']:.0%} of the words"
-            self.out(f"{name:<5} follows {share}; e.g. {held_out[0].prompt!r} -> {example}")
-        atomic_write_text(self.ws / "follow.json", json.dumps(rates, indent=1))
 
     # ------------------------------------------------------------------ running
     def done(self, stage: str) -> bool:
