@@ -10,6 +10,7 @@ import pytest
 
 from helpers import SHARED_DATA
 from kiln.posttrain.conversations import ConversationError, read_conversations
+from kiln.posttrain.rl_data import read_prompts
 
 
 def write(path: Path, records: list) -> Path:
@@ -80,3 +81,29 @@ def test_the_shared_sft_files_all_read():
     sft = SHARED_DATA / "sft"
     assert len(read_conversations([sft / "alpaca_en_demo.json"])) == 999
     assert len(read_conversations([sft / "gsm8k_train.jsonl"])) == 7473
+    seeds = read_conversations([sft / "alpaca_seed_tasks.jsonl"])
+    first = json.loads((sft / "alpaca_seed_tasks.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert len(seeds) == 175
+    assert seeds[0].turns == (("user", first["instruction"]), ("assistant", first["instances"][0]["output"]))
+
+
+def test_a_self_instruct_task_is_one_conversation_per_instance(tmp_path):
+    task = {"id": "seed_task_9", "name": "n", "instruction": "Q", "is_classification": False,
+            "instances": [{"input": "", "output": "A1"}, {"input": "x", "output": "A2"}]}  # fmt: skip
+    convs = read_conversations([write(tmp_path / "seed.jsonl", [task])])
+    assert [c.turns for c in convs] == [(("user", "Q"), ("assistant", "A1")), (("user", "Q\n\nx"), ("assistant", "A2"))]
+    assert [c.source.rsplit("/", 1)[1] for c in convs] == ["seed.jsonl:1 instance 1", "seed.jsonl:1 instance 2"]
+    prompts = read_prompts([tmp_path / "seed.jsonl"])
+    assert [p["prompt_turns"] for p in prompts] == [[("user", "Q")], [("user", "Q\n\nx")]]
+
+
+@pytest.mark.parametrize(
+    ("instances", "message"),
+    [([], "seed.jsonl:1: 'instances' must be a non-empty list"),
+     ("A", "seed.jsonl:1: 'instances' must be a non-empty list"),
+     ([{"input": "", "output": "A"}, {"input": ""}], "seed.jsonl:1 instance 2: output must be a string")],
+)  # fmt: skip
+def test_a_bad_self_instruct_task_names_its_line_and_instance(tmp_path, instances, message):
+    path = write(tmp_path / "seed.jsonl", [{"instruction": "Q", "instances": instances}])
+    with pytest.raises(ConversationError, match=message):
+        read_conversations([path])

@@ -4,6 +4,8 @@ One record becomes one conversation, a list of (role, text) turns:
 - chat: `{"messages": [{"role": ..., "content": ...}, ...]}` (OpenAI / TRL's conversational format);
 - ShareGPT: `{"conversations": [{"from": "human"|"gpt"|"system", "value": ...}, ...]}`;
 - Alpaca: `{"instruction", "input", "output"}` -> user: instruction (+ a blank line + input), assistant: output;
+- self-instruct seed tasks: `{"instruction", "instances": [{"input", "output"}, ...]}` (Alpaca's seed_tasks.jsonl)
+  -> one Alpaca conversation per instance;
 - prompt/completion: `{"prompt", "completion"}` (TRL's prompt-completion format);
 - question/answer: `{"question", "answer"}` (GSM8K).
 Files are JSONL (a record per line) or a JSON array (Alpaca's own files); `.gz` is read transparently.
@@ -70,6 +72,23 @@ def _records(path: Path) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as e:
             raise ConversationError(f"{path}:{number}: not valid JSON ({e.msg})") from None
+
+
+def examples(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, record) of every example in a file: a self-instruct task with several instances is one example per
+    instance (`file:line instance k`), so every reader of conversations and prompts takes that format too."""
+    for number, record in _records(path):
+        where = f"{path}:{number}"
+        if not (isinstance(record, dict) and "instances" in record and "instruction" in record):
+            yield where, record
+            continue
+        instances = record["instances"]
+        if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
+            raise ConversationError(f"{where}: 'instances' must be a non-empty list of {{input, output}} objects")
+        for k, instance in enumerate(instances, start=1):
+            one = {key: value for key, value in record.items() if key != "instances"}
+            one.update(input=instance.get("input", ""), output=instance.get("output"))
+            yield (f"{where} instance {k}" if len(instances) > 1 else where), one
 
 
 def to_turns(record: Any, where: str) -> list[tuple[str, str]]:
@@ -149,8 +168,7 @@ def read_conversations(paths: list[str | Path]) -> list[Conversation]:
         path = Path(p)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        for number, record in _records(path):
-            where = f"{path}:{number}"
+        for where, record in examples(path):
             turns = to_turns(record, where)
             check_order(turns, where)
             out.append(Conversation(tuple(turns), where, _words(record, where)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kiln.posttrain.conversations import ConversationError, _records, to_turns
+from kiln.posttrain.conversations import ConversationError, examples, to_turns
 
 
 def read_prompts(paths: list[str | Path], max_examples: int | None = None) -> list[dict[str, Any]]:
@@ -17,8 +17,7 @@ def read_prompts(paths: list[str | Path], max_examples: int | None = None) -> li
         path = Path(p)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        for n, record in _records(path):
-            where = f"{path}:{n}"
+        for where, record in examples(path):
             if isinstance(record, dict) and "prompt" in record and isinstance(record["prompt"], str):
                 turns = [("user", record["prompt"])]
             else:
