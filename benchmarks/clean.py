@@ -78,10 +78,13 @@ WARC_DIR = SHARED / "web" / "warc"
 C4_DEMO = SHARED / "text" / "c4_demo.jsonl"
 LID_MODEL = SHARED / "langid" / "lid.176.ftz"
 DT_PYTHON = "/tmp/dtvenv/bin/python"
+# Two installs: datatrove[processing] 0.10.1 pins trafilatura < 1.12, and pip refuses the pair in one command;
+# the second install puts trafilatura 2.3.1 (the version kiln's side extracts with) over it, so the same-extractor
+# ratio compares one trafilatura on both sides. datatrove's Trafilatura step runs with it.
 DT_SETUP = (
     "make it with: python3 -m venv /tmp/dtvenv && /tmp/dtvenv/bin/pip install 'datatrove[processing]==0.10.1' "
     "fasttext-numpy2-wheel faust-cchardet python-magic warcio pyahocorasick fasteners lxml_html_clean 'spacy==3.8.*' "
-    "'trafilatura==2.3.1'"
+    "&& /tmp/dtvenv/bin/pip install 'trafilatura==2.3.1'"
 )
 FILTERS = ("langid", "gopher_repetition", "gopher_quality", "c4", "fineweb")
 WARMUP = 8  # texts run through the filters before timing (lazy models and tokenizers load on first use)
