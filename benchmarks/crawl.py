@@ -10,8 +10,6 @@ separate process. Both crawlers start at /html/index.html, follow every in-site 
 store what they fetch: kiln writes gzipped WARC records (fsynced) plus its SQLite state; Scrapy (a
 CrawlSpider with a LinkExtractor, HTTP cache off) writes every page's URL and body to a JSON Lines feed.
 Each crawler runs as a fresh process and is timed from launch to exit; rounds alternate; best of N.
-
-Also runs `benchmarks/ingest.py` (kiln's WARC reader vs warcio) when it is present.
 """
 
 from __future__ import annotations
@@ -130,11 +128,6 @@ def main() -> None:
         print(f"{name:<6} {pages} pages, {seconds:.2f} s, {pages / seconds:.1f} pages/s")
     ratio = (best["kiln"][1] / best["kiln"][0]) / (best["scrapy"][1] / best["scrapy"][0])
     print(f"kiln / scrapy pages/s: {ratio:.2f}x   (machine: {os.cpu_count()} CPUs)")
-
-    ingest = ROOT / "benchmarks" / "ingest.py"
-    if ingest.exists():
-        print()
-        subprocess.run([sys.executable, str(ingest)], check=False)
 
 
 if __name__ == "__main__":
