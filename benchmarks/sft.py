@@ -94,7 +94,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
     """TRL's SFTTrainer on the same rows (pre-tokenised, -100 labels), read sequentially in kiln's order."""
     from datasets import Dataset
     from torch.utils.data import SequentialSampler
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from kiln.posttrain.conversations import read_conversations
@@ -145,6 +145,7 @@ def trl_run(hf_dir: Path, trainer_kiln, order: list[int], out: Path, args) -> tu
     tok = AutoTokenizer.from_pretrained(hf_dir)
     tok.pad_token = tok.eos_token
     trainer = Sequential(model=model, args=config, train_dataset=dataset, processing_class=tok, callbacks=[Clock()])
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints every step's log dict: 40 lines of noise
     t0 = time.perf_counter()
     assert trainer.accelerator.mixed_precision == "no", "TRL would autocast: not fp32 vs fp32"
     trainer.train()
