@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from kiln.quickstart.posttrain import InstructionTask
+from kiln.quickstart.resume import resume_or_start
 from kiln.stage import Summary
 from kiln.utils.io import atomic_write_text
 
@@ -275,11 +276,8 @@ class Quickstart(InstructionTask):
         self._site_server = stack
 
     def _train_config(self) -> Any:
-        from kiln.model.checkpoint import latest_checkpoint
         from kiln.train.config import load_train_config
 
-        if self.run_dir.exists() and latest_checkpoint(self.run_dir) is not None:
-            return load_train_config(None, [f"resume={self.run_dir}"])
         settings = [
             f"data={self.path('tokens')}",
             f"out_dir={self.run_dir}",
@@ -300,7 +298,7 @@ class Quickstart(InstructionTask):
             "sample_tokens=0",
             f"default_prompt={PROMPTS[0]}",  # what the playground offers this model: a story opening
         ]
-        return load_train_config(None, [*settings, *self.cfg.train_overrides, "overwrite=true"])
+        return resume_or_start(load_train_config, self.run_dir, [*settings, *self.cfg.train_overrides])
 
     # ------------------------------------------------------------------ running
     def done(self, stage: str) -> bool:

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kiln.quickstart.resume import resume_or_start
 from kiln.utils.io import atomic_write_text
 
 EVAL_TASKS = 48  # held-out instructions the follow check generates for
@@ -71,11 +72,8 @@ class InstructionTask:
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in new_instructions(train, 4000)))
 
     def _sft_config(self) -> Any:
-        from kiln.model.checkpoint import latest_checkpoint
         from kiln.posttrain.sft_config import load_sft_config
 
-        if self.chat_dir.exists() and latest_checkpoint(self.chat_dir) is not None:
-            return load_sft_config(None, [f"resume={self.chat_dir}"])
         settings = [
             f"checkpoint={self.run_dir}",
             f"inputs={json.dumps([str(self.path('sft') / 'train.jsonl')])}",
@@ -87,20 +85,16 @@ class InstructionTask:
             "max_steps=1000000",
             f"max_minutes={self.cfg.sft_minutes}",
             "eval_interval=1000000",
-            "overwrite=true",
         ]
-        return load_sft_config(None, settings)
+        return resume_or_start(load_sft_config, self.chat_dir, settings)
 
     @property
     def rl_dir(self) -> Path:
         return self.ws / "models" / "quickstart-rl"
 
     def _rl_config(self) -> Any:
-        from kiln.model.checkpoint import latest_checkpoint
         from kiln.posttrain.rl import load_rl_config
 
-        if self.rl_dir.exists() and latest_checkpoint(self.rl_dir) is not None:
-            return load_rl_config(None, [f"resume={self.rl_dir}"])
         settings = [
             f"checkpoint={self.chat_dir}",
             f"inputs={json.dumps([str(self.path('sft') / 'rl_prompts.jsonl')])}",
@@ -110,9 +104,8 @@ class InstructionTask:
             f"max_minutes={self.cfg.rl_minutes}",
             "eval_interval=1000000",
             "eval_batches=2",
-            "overwrite=true",
         ]
-        return load_rl_config(None, settings)
+        return resume_or_start(load_rl_config, self.rl_dir, settings)
 
     def _follow(self) -> None:
         """Generate for the held-out instructions with the base and the fine-tuned model; count the replies that
