@@ -22,10 +22,11 @@ from kiln.generate.sampling import SamplingParams
 from kiln.model.inference_dtype import resolve as resolve_inference_dtype
 from kiln.posttrain.finetune import FineTuner, FineTuneSummary, run_finetune
 from kiln.posttrain.grpo import LOSS_TYPES, group_advantages, grpo_loss
+from kiln.posttrain.lora import LoraFineTuning, merged_state, without_adapters
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.rl_data import PromptLoader, read_prompts
 from kiln.posttrain.rl_rewards import get_reward, safe_rewards
-from kiln.posttrain.sft_config import FineTuneConfig, load_finetune_config
+from kiln.posttrain.sft_config import FineTuneConfig, LoraOptions, load_finetune_config
 from kiln.train.precision import autocast
 from kiln.utils.checks import require
 
@@ -33,7 +34,7 @@ SAMPLE_DTYPES = ("auto", "float32", "bfloat16")
 
 
 @dataclass
-class RLConfig(FineTuneConfig):
+class RLConfig(LoraOptions, FineTuneConfig):
     """GRPO on prompts with a verifiable reward."""
 
     out_dir: Path = Path("runs/rl")
@@ -105,6 +106,7 @@ class RLConfig(FineTuneConfig):
         require(self.sample_dtype in SAMPLE_DTYPES,
                 f"sample_dtype must be {', '.join(SAMPLE_DTYPES)}, got {self.sample_dtype!r}")  # fmt: skip
         require(self.loss_type in LOSS_TYPES, f"loss_type must be grpo, bnpo or dr_grpo, got {self.loss_type!r}")
+        self.check_lora()
         super().validate()
         return self
 
@@ -120,7 +122,7 @@ class RLData:
     val: list[dict[str, Any]]
 
 
-class RLTrainer(FineTuner):
+class RLTrainer(LoraFineTuning, FineTuner):
     stage_name = "rl"
     cfg: RLConfig
 
@@ -146,7 +148,7 @@ class RLTrainer(FineTuner):
             self.reference = load_checkpoint(cfg.checkpoint, device=self.device)[0].requires_grad_(False)
         self._calls, self._step_seen = 0, -1
         self._replay: dict[int, dict[str, Any]] = {}  # micro-batch -> its sampled batch, for updates_per_batch > 1
-        self._bf16_policy: nn.Module | None = None
+        self._sampler: nn.Module | None = None  # the bf16 or merged copy sampler() keeps
         return PromptLoader(len(self.shards.train), cfg.batch_size, cfg.seed, info.rank, info.world_size)
 
     def build_val_batches(self) -> list[Any]:
@@ -160,7 +162,7 @@ class RLTrainer(FineTuner):
         return (
             f"rl (GRPO, reward {cfg.reward}, group {cfg.group}): {self.raw.num_params():,} parameters from "
             f"{cfg.checkpoint}; {len(self.shards.train):,} prompts, {len(self.shards.val)} held out; device "
-            f"{self.device}, {self.precision}, sampling in {self.sample_precision()}"
+            f"{self.device}, {self.precision}, sampling in {self.sample_precision()}{self.lora_line()}"
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
 
@@ -199,15 +201,19 @@ class RLTrainer(FineTuner):
         return "float32" if self.fsdp else dtype
 
     def sampler(self) -> nn.Module:
-        """The policy to sample from: itself, or (bfloat16) its bf16 copy with the current weights, which takes
-        half the policy's fp32 bytes more. The copy is refreshed by copying every weight in place, which also renews
-        the CPU decode path's packed weights (keyed on the tensors' versions)."""
-        if self.sample_precision() == "float32":
+        """The policy to sample from: itself, or a copy with its current weights, refreshed by copying every weight
+        in place (which also renews the CPU decode path's packed weights, keyed on the tensors' versions): in bf16
+        (sample_dtype), half the policy's fp32 bytes more; under LoRA, kiln's plain model holding the merged
+        weights, base + adapters, so sampling runs no adapter layers and never sees a stale base."""
+        lora = bool(self.cfg.lora_rank)
+        bf16 = self.sample_precision() == "bfloat16"
+        if not (lora or bf16):
             return self.raw
-        if self._bf16_policy is None:
-            self._bf16_policy = copy.deepcopy(self.raw).to(torch.bfloat16).eval().requires_grad_(False)
-        self._bf16_policy.load_state_dict(self.raw.state_dict())
-        return self._bf16_policy
+        if self._sampler is None:
+            plain = without_adapters(self.raw) if lora else copy.deepcopy(self.raw)
+            self._sampler = plain.to(torch.bfloat16 if bf16 else torch.float32).eval().requires_grad_(False)
+        self._sampler.load_state_dict(merged_state(self.raw) if lora else self.raw.state_dict())
+        return self._sampler
 
     def next_batch(self) -> dict[str, Any]:  # type: ignore[override]
         cfg = self.cfg

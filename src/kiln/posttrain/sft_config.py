@@ -55,7 +55,27 @@ class FineTuneConfig(TrainConfig):
 
 
 @dataclass
-class SFTConfig(FineTuneConfig):
+class LoraOptions:
+    """LoRA settings of the fine-tuning stages that offer it (SFT, GRPO): kiln.posttrain.lora applies them."""
+
+    lora_rank: int = 0
+    """LoRA adapters of this rank on `lora_targets` (through peft), the base frozen, merged into each saved
+    checkpoint; 0 = full fine-tuning."""
+    lora_alpha: float = 16.0
+    """LoRA's scale numerator: the update is (lora_alpha / lora_rank) B A."""
+    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "fc"])
+    """Names of the Linear layers that get adapters (kiln's fused q/k/v, attention output, MLP in and out)."""
+
+    def check_lora(self) -> None:
+        require(self.lora_rank >= 0, f"lora_rank must be >= 0 (0 = off), got {self.lora_rank}")
+        require(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        require(bool(self.lora_targets), "lora_targets must name at least one layer")
+        fsdp = self.parallel == "fsdp" and self.device != "cpu"  # type: ignore[attr-defined]  # a TrainConfig's
+        require(not (self.lora_rank and fsdp), "lora_rank with parallel=fsdp is not supported")
+
+
+@dataclass
+class SFTConfig(LoraOptions, FineTuneConfig):
     """Supervised fine-tuning of a checkpoint on chat conversations (loss on the assistant's tokens only)."""
 
     out_dir: Path = Path("runs/sft")
@@ -68,13 +88,6 @@ class SFTConfig(FineTuneConfig):
     conversation per window, padded."""
     show_mask: bool = False
     """Print the first conversation as the model sees it, trained tokens highlighted, and exit."""
-    lora_rank: int = 0
-    """LoRA adapters of this rank on `lora_targets` (through peft), the base frozen, merged into each saved
-    checkpoint; 0 = full fine-tuning."""
-    lora_alpha: float = 16.0
-    """LoRA's scale numerator: the update is (lora_alpha / lora_rank) B A."""
-    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "proj", "fc"])
-    """Names of the Linear layers that get adapters (kiln's fused q/k/v, attention output, MLP in and out)."""
     batch_size: int = 8
     """Windows per micro-batch."""
     max_steps: int = 200
@@ -97,17 +110,9 @@ class SFTConfig(FineTuneConfig):
 
     def validate(self) -> SFTConfig:
         require(self.keyword_weight > 0, f"keyword_weight must be > 0, got {self.keyword_weight}")
-        _check_lora(self)
-        if self.lora_rank:
-            require(self.parallel != "fsdp" or self.device == "cpu", "lora_rank with parallel=fsdp is not supported")
+        self.check_lora()
         super().validate()
         return self
-
-
-def _check_lora(cfg: SFTConfig) -> None:
-    require(cfg.lora_rank >= 0, f"lora_rank must be >= 0 (0 = off), got {cfg.lora_rank}")
-    require(cfg.lora_alpha > 0, f"lora_alpha must be > 0, got {cfg.lora_alpha}")
-    require(bool(cfg.lora_targets), "lora_targets must name at least one layer")
 
 
 def load_finetune_config(cls: type[C], path: str | Path | None, overrides: Sequence[str] = ()) -> C:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from kiln.posttrain.finetune import FineTuner
+from kiln.posttrain.lora import LoraFineTuning
 from kiln.posttrain.packing import IGNORE
 from kiln.posttrain.sft_config import SFTConfig
 from kiln.posttrain.sft_data import SFTData, SFTLoader, prepare_sft_data
@@ -20,7 +21,7 @@ from kiln.train.precision import autocast
 Batch4 = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-class SFTTrainer(FineTuner):
+class SFTTrainer(LoraFineTuning, FineTuner):
     stage_name = "sft"
     cfg: SFTConfig
 
@@ -46,38 +47,6 @@ class SFTTrainer(FineTuner):
                 f"in the context" + (f" (first: {st.dropped_sources[0]})" if st.dropped_sources else "")
             )
         return data
-
-    def build_model(self) -> torch.nn.Module:
-        cfg = self.cfg
-        if not cfg.lora_rank:
-            return super().build_model()
-        from kiln.model.checkpoint import load_checkpoint
-        from kiln.posttrain.lora import add_lora, load_adapter
-
-        # The frozen base is always the starting checkpoint (a LoRA checkpoint holds merged weights); a resume
-        # puts the saved adapters back on it.
-        torch.manual_seed(cfg.seed)
-        model, _, _ = load_checkpoint(cfg.checkpoint, device=self.device)
-        if model.config != self._model_cfg:
-            raise ValueError(f"{self.resume_from}: its model config differs from {cfg.checkpoint}'s")
-        model = add_lora(model.train(), cfg.lora_rank, cfg.lora_alpha, list(cfg.lora_targets))
-        if self.resume_from is not None:
-            load_adapter(model, self.resume_from)
-        return model
-
-    def checkpoint_model_state(self) -> dict[str, Tensor]:
-        if not self.cfg.lora_rank:
-            return super().checkpoint_model_state()
-        from kiln.posttrain.lora import merged_state
-
-        return merged_state(self.raw)  # merge-on-save: an ordinary checkpoint for every other stage
-
-    def write_model(self, directory, meta, model_state) -> None:  # type: ignore[no-untyped-def]
-        super().write_model(directory, meta, model_state)
-        if self.cfg.lora_rank:
-            from kiln.posttrain.lora import save_adapter
-
-            save_adapter(self.raw, directory)
 
     def build_loader(self) -> SFTLoader:
         cfg, info = self.cfg, self.info
@@ -109,11 +78,7 @@ class SFTTrainer(FineTuner):
             f"{self.block}; {d.conversations:,} conversations -> {st.rows:,} train windows "
             f"({'packed' if self.cfg.packing else 'one per window'}, {st.fill:.0%} filled, {st.trained:,} trained "
             f"tokens), {len(d.val)} held-out windows; device {self.device} x {self.info.world_size}, {self.precision}"
-            + (
-                f"; LoRA rank {self.cfg.lora_rank}: {sum(p.numel() for p in self.params):,} trainable parameters"
-                if self.cfg.lora_rank
-                else ""
-            )
+            + self.lora_line()
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
 
