@@ -185,7 +185,8 @@ def pass_at_k(checkpoint: Path, held: list, n: int) -> dict[str, float]:
     estimator of Chen et al. 2021, 1 - C(n - c, k) / C(n, k) for c successes: the share of instructions that k
     tries would follow at least once. RL that sharpens what a model already does moves pass@1 towards pass@k of
     the starting model and rarely beyond it (Yue et al. 2025), so the SFT model's pass@k bounds what a short GRPO
-    run can reach; also the share of (instruction, word) pairs never used in n samples."""
+    run can reach; also the share of (instruction, word) pairs never used in n samples, and those words: GRPO
+    gets no reward for a word its policy never writes, so they cap what it can reach (docs/benchmarks.md, round 16)."""
     from math import comb
 
     from kiln.posttrain.word_task import words_used
@@ -199,6 +200,7 @@ def pass_at_k(checkpoint: Path, held: list, n: int) -> dict[str, float]:
     return {
         **{f"pass@{k}": round(float(np.mean([1 - comb(n - int(ci), k) / comb(n, k) for ci in c])), 3) for k in ks},
         "words_never_used": round(never, 3), "samples_each": n,
+        "never_used": sorted({w for i, t in enumerate(held) for j, w in enumerate(t.words) if not used[i, j].any()}),
     }  # fmt: skip
 
 
