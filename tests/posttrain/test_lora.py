@@ -11,7 +11,7 @@ import torch
 
 pytest.importorskip("peft")
 
-from test_rl import common_words_prompts, prompts_file
+from test_rl import prompts_file, rl_trainer
 from test_sft import FAST, metrics
 
 from helpers import run_cli
@@ -68,17 +68,8 @@ def test_grpo_with_lora_samples_the_current_merged_weights(base_model, tmp_path)
     the current step (a stale copy would sample the starting model, as rounds 1-7 of docs/benchmarks.md did), and it
     decodes, packed CPU path included, as a fresh copy with those weights and as the adapted model's forward."""
     from kiln.generate import SamplingParams, generate_batch
-    from kiln.posttrain.rl import RLTrainer, load_rl_config
-    from kiln.train import distributed as D
 
-    data = common_words_prompts(tmp_path / "prompts.jsonl")
-    cfg = load_rl_config(None, [
-        f"checkpoint={base_model}", f'inputs=["{data}"]', "device=cpu", "precision=fp32", "threads=1", "batch_size=4",
-        "group=4", "max_new_tokens=16", "max_steps=2", "lr=3e-2", "val_fraction=0.2", f"out_dir={tmp_path / 'r'}",
-        *LORA,
-    ])  # fmt: skip
-    info, device = D.init_distributed("cpu")
-    trainer = RLTrainer(cfg.validate(), info, device, log=lambda _: None)
+    trainer = rl_trainer(base_model, tmp_path, *LORA)
     try:
         trainable = [n for n, p in trainer.raw.named_parameters() if p.requires_grad]
         assert trainable and all("lora_" in n for n in trainable)

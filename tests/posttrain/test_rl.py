@@ -279,11 +279,9 @@ def test_a_reward_model_scores_a_steps_replies_together_and_trains_a_policy(base
     assert [m["step"] for m in got] == [1, 2] and all(m["reward/mean"] != 0 for m in got)
 
 
-def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_path):
-    """sample_dtype=bfloat16 samples from a bf16 copy of the policy; after an optimizer step the copy holds the
-    step's weights (each rounded to bf16, none left from the checkpoint) and decodes as a fresh bf16 cast of the
-    policy does, so the CPU decode path's packed weights were renewed too. auto keeps fp32 under an fp32 update."""
-    from kiln.generate import SamplingParams, generate_batch
+def rl_trainer(base_model: Path, tmp_path: Path, *settings: str):  # type: ignore[no-untyped-def]
+    """An RLTrainer built in this process (its sampler and weights open to the test): common_words_prompts, fp32,
+    4 prompts x 4 completions a step at a high learning rate, so one step moves the policy visibly."""
     from kiln.posttrain.rl import RLTrainer, load_rl_config
     from kiln.train import distributed as D
 
@@ -291,9 +289,19 @@ def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_p
     cfg = load_rl_config(None, [
         f"checkpoint={base_model}", f'inputs=["{data}"]', "device=cpu", "precision=fp32", "threads=1", "batch_size=4",
         "group=4", "max_new_tokens=16", "max_steps=2", "lr=3e-2", "val_fraction=0.2", f"out_dir={tmp_path / 'r'}",
+        *settings,
     ])  # fmt: skip
     info, device = D.init_distributed("cpu")
-    trainer = RLTrainer(cfg.validate(), info, device, log=lambda _: None)
+    return RLTrainer(cfg.validate(), info, device, log=lambda _: None)
+
+
+def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_path):
+    """sample_dtype=bfloat16 samples from a bf16 copy of the policy; after an optimizer step the copy holds the
+    step's weights (each rounded to bf16, none left from the checkpoint) and decodes as a fresh bf16 cast of the
+    policy does, so the CPU decode path's packed weights were renewed too. auto keeps fp32 under an fp32 update."""
+    from kiln.generate import SamplingParams, generate_batch
+
+    trainer = rl_trainer(base_model, tmp_path)
     try:
         assert trainer.sampler() is trainer.raw  # auto under an fp32 update
         trainer.cfg.sample_dtype = "bfloat16"
