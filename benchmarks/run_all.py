@@ -61,6 +61,7 @@ BENCHES = [
     Bench("shared_prompt", [], ["--batches", "3", "--rounds", "1"]),
     Bench("plan", [], ["--rounds", "1"], ("scipy",)),
     Bench("optimizer_states", [], ["--rounds", "1"]),
+    Bench("bf16_row_buckets", [], ["--steps", "30"]),
     # Both parts: the 140-second recipe's val loss and the throughput against the plain loop (issue 21 asks for both
     # on each CPU kind).
     Bench("train_shakespeare", [], ["--part", "throughput", "--steps", "40", "--rounds", "1"]),

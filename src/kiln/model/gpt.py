@@ -39,6 +39,13 @@ def branch_positions(branches: Tensor) -> Tensor:
     return (segment_positions(branches) + torch.where(branches > 0, trunk, 0)).masked_fill(branches < 0, 0)
 
 
+def bucket_rows(n: int) -> int:
+    """n rounded up to a multiple of 2^max(6, bits(n) - 4): under 64 rows more, or under an eighth more past 1,024,
+    and at most sixteen sizes between one power of two and the next, so a kernel built for a size is reused."""
+    step = 1 << max(6, n.bit_length() - 4)
+    return -(-n // step) * step
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
@@ -206,6 +213,14 @@ class GPT(nn.Module):
             # (N, vocab) logits only where the (B, T) mask is True: fine-tuning losses read a reply's tokens, and
             # the LM head (the widest matmul of a small model) then runs on those alone, not on the prompt.
             at = x[logits_at] if logits_at.dtype == torch.bool else x.reshape(b * t, -1)[logits_at]
+            n = at.shape[0]
+            if at.device.type == "cpu" and (at.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+                # A bf16 matmul on the CPU runs through oneDNN, which compiles and keeps a new kernel (tens of
+                # MB, docs/benchmarks.md) for every new row count; the rows scored vary from batch to batch, so
+                # a long fine-tuning run grew by gigabytes and slowed down. Padded to one of a few sizes, the
+                # head reuses its kernels; the zero rows cost at most an eighth more and are cut off.
+                at = F.pad(at, (0, 0, 0, bucket_rows(n) - n))
+                return self.logits(at)[:n], None
             return self.logits(at), None
 
         if targets is None:
