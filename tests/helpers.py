@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -74,6 +75,17 @@ CHAT_WORDS = [
     "meadow",
     "lantern",
 ]
+
+
+def cut_and_resume(stage: str, argv: list[str], run: Path, last_step: int) -> None:
+    """`kiln STAGE ARGV out_dir=RUN`, its last checkpoint (step `last_step`) removed as if the run were killed right
+    after the one before (later checkpoints and metrics never happened), then resumed: the resume tests compare
+    RUN's metrics with an uninterrupted run's."""
+    rc, _, err = run_cli([stage, *argv, f"out_dir={run}"])
+    assert rc == 0, err
+    shutil.rmtree(run / "checkpoints" / f"step_{last_step:07d}")
+    rc, _, err = run_cli([stage, f"resume={run}"])
+    assert rc == 0, err
 
 
 def conversations(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:

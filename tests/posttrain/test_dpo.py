@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import CHAT_WORDS, run_cli
+from helpers import CHAT_WORDS, cut_and_resume, run_cli
 from kiln.posttrain.conversations import ConversationError
 from kiln.posttrain.dpo_loss import preference_loss, sequence_logps
 from kiln.posttrain.pairs import read_pairs
@@ -123,12 +122,7 @@ def test_a_resumed_run_logs_what_the_uninterrupted_run_logged(base_model, tmp_pa
     rc, _, err = run_cli(["dpo", *common, f"out_dir={tmp_path / 'ref'}"])
     assert rc == 0, err
     run = tmp_path / "cut"
-    rc, _, err = run_cli(["dpo", *common, f"out_dir={run}"])
-    assert rc == 0, err
-    # As if killed right after step 3's checkpoint: later checkpoints and metrics never happened.
-    shutil.rmtree(run / "checkpoints" / "step_0000006")
-    rc, _, err = run_cli(["dpo", f"resume={run}"])
-    assert rc == 0, err
+    cut_and_resume("dpo", common, run, 6)
     got, want = metrics(run), metrics(tmp_path / "ref")
     assert [m["step"] for m in got] == [m["step"] for m in want]
     for a, b in zip(got, want, strict=True):

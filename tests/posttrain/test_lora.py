@@ -4,8 +4,6 @@ merged weights of the current step."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
@@ -14,7 +12,7 @@ pytest.importorskip("peft")
 from test_rl import prompts_file, rl_trainer
 from test_sft import FAST, metrics
 
-from helpers import run_cli
+from helpers import cut_and_resume, run_cli
 from kiln.model.checkpoint import latest_checkpoint, load_checkpoint
 from kiln.posttrain.lora import add_lora, load_adapter, merged_state, without_adapters
 
@@ -52,11 +50,7 @@ def test_a_cut_lora_run_resumes_to_the_same_log(base_model, chat_file, tmp_path)
     rc, _, err = run_cli(["sft", *common, f"out_dir={tmp_path / 'ref'}"])
     assert rc == 0, err
     run = tmp_path / "cut"
-    rc, _, err = run_cli(["sft", *common, f"out_dir={run}"])
-    assert rc == 0, err
-    shutil.rmtree(run / "checkpoints" / "step_0000006")
-    rc, _, err = run_cli(["sft", f"resume={run}"])
-    assert rc == 0, err
+    cut_and_resume("sft", common, run, 6)
     got, want = metrics(run), metrics(tmp_path / "ref")
     assert [m["step"] for m in got] == [m["step"] for m in want]
     for x, y in zip(got, want, strict=True):
@@ -118,11 +112,7 @@ def test_a_lora_grpo_run_saves_merged_weights_and_resumes_to_the_same_log(base_m
         assert (merged.eval()(ids, all_logits=True)[0] - rebuilt.eval()(ids, all_logits=True)[0]).abs().max() < 1e-4
 
     run = tmp_path / "cut"
-    rc, _, err = run_cli(["rl", *common, f"out_dir={run}"])
-    assert rc == 0, err
-    shutil.rmtree(run / "checkpoints" / "step_0000004")
-    rc, _, err = run_cli(["rl", f"resume={run}"])
-    assert rc == 0, err
+    cut_and_resume("rl", common, run, 4)
     got, want = metrics(run), metrics(tmp_path / "ref")
     assert [m["step"] for m in got] == [1, 2, 3, 4]
     for x, y in zip(got, want, strict=True):

@@ -4,13 +4,12 @@ carries to held-out prompts; its checkpoint loads as a reward model and scores r
 from __future__ import annotations
 
 import math
-import shutil
 
 import pytest
 import torch
 from test_dpo import FAST, metrics, pairs_file
 
-from helpers import run_cli
+from helpers import cut_and_resume, run_cli
 from kiln.model.checkpoint import CheckpointError, load_checkpoint
 from kiln.posttrain.reward import reward_positions, score_replies
 from kiln.posttrain.reward_model import load_reward_model
@@ -51,11 +50,7 @@ def test_a_cut_reward_run_resumes_to_the_same_log(base_model, tmp_path):
     rc, _, err = run_cli(["reward", *common, f"out_dir={tmp_path / 'ref'}"])
     assert rc == 0, err
     run = tmp_path / "cut"
-    rc, _, err = run_cli(["reward", *common, f"out_dir={run}"])
-    assert rc == 0, err
-    shutil.rmtree(run / "checkpoints" / "step_0000006")
-    rc, _, err = run_cli(["reward", f"resume={run}"])
-    assert rc == 0, err
+    cut_and_resume("reward", common, run, 6)
     got, want = metrics(run), metrics(tmp_path / "ref")
     assert [m["step"] for m in got] == [m["step"] for m in want]
     for a, b in zip(got, want, strict=True):

@@ -6,14 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from test_dpo import metrics
 
-from helpers import CHAT_WORDS, run_cli
+from helpers import CHAT_WORDS, cut_and_resume, run_cli
 from kiln.posttrain.grpo import group_advantages, grpo_loss
 from kiln.posttrain.rl_rewards import (
     SumReward,
@@ -166,11 +165,7 @@ def test_a_grpo_run_logs_rewards_and_resumes_to_the_same_log(base_model, tmp_pat
         assert 8 * min(sizes) <= prompts <= 8 * max(sizes), (m["step"], prompts, sizes)
 
     run = tmp_path / "cut"
-    rc, _, err = run_cli(["rl", *common, f"out_dir={run}"])
-    assert rc == 0, err
-    shutil.rmtree(run / "checkpoints" / "step_0000004")
-    rc, _, err = run_cli(["rl", f"resume={run}"])
-    assert rc == 0, err
+    cut_and_resume("rl", common, run, 4)
     got = metrics(run)
     assert [m["step"] for m in got] == [1, 2, 3, 4]
     for a, b in zip(got, rows, strict=True):
