@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from kiln.posttrain.word_task import make_tasks, read_tinystories, shorten, split_stories, uses_words, words_used
+import pytest
+
+from kiln.posttrain.word_task import (
+    STOPWORDS,
+    make_tasks,
+    read_tinystories,
+    shorten,
+    split_stories,
+    uses_words,
+    words_used,
+)
 
 STORIES = Path(__file__).resolve().parents[2] / "src" / "kiln" / "assets" / "quickstart" / "tinystories.txt.gz"
 
@@ -49,17 +60,33 @@ def test_preference_pairs_differ_only_in_the_asked_for_words():
         assert len(p["chosen"].split()) == len(p["rejected"].split())
 
 
-def test_swapped_tasks_can_only_be_answered_from_the_prompt():
+@pytest.mark.parametrize("vocabulary", ["instructions", "stories"])
+def test_swapped_tasks_can_only_be_answered_from_the_prompt(vocabulary):
     from kiln.posttrain.word_task import swapped_tasks
 
     tasks = make_tasks(read_tinystories(STORIES), seed=0)[:50]
-    swapped = swapped_tasks(tasks, per_task=2, seed=0)
-    assert len(swapped) == 100 and swapped == swapped_tasks(tasks, per_task=2, seed=0)
+    swapped = swapped_tasks(tasks, per_task=2, seed=0, vocabulary=vocabulary)
+    assert len(swapped) == 100 and swapped == swapped_tasks(tasks, per_task=2, seed=0, vocabulary=vocabulary)
     originals = {t.story: t for t in tasks}
     for task, s in zip([t for t in tasks for _ in range(2)], swapped, strict=True):
         assert uses_words(s.story, s.words) and words_used(s.story, task.words) == 0
-        assert s.story not in originals and s.words != task.words
+        assert s.story not in originals and s.words != task.words and len(set(s.words)) == 3
         assert len(s.story.split()) == len(task.story.split())
+    named = {w for t in tasks for w in t.words}
+    new = {w for s in swapped for w in s.words}
+    if vocabulary == "instructions":  # another task's three words
+        assert {s.words for s in swapped} <= {t.words for t in tasks}
+    else:  # any uncommon word of the stories: far more words than the instructions name
+        in_stories = {w for t in tasks for w in re.findall(r"[a-z]+", t.story.lower())}
+        assert new <= in_stories and not new & STOPWORDS and all(len(w) >= 4 for w in new)
+        assert len(new - named) > len(new) / 2
+
+
+def test_swapped_tasks_name_a_bad_vocabulary():
+    from kiln.posttrain.word_task import swapped_tasks
+
+    with pytest.raises(ValueError, match="vocabulary must be instructions or stories, got 'nouns'"):
+        swapped_tasks(make_tasks(read_tinystories(STORIES), seed=0)[:10], vocabulary="nouns")
 
 
 def test_new_instructions_name_words_no_single_story_answers():

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.utils.checks import require
+
 # Words too common to make an instruction meaningful (a story "uses" them by accident).
 _COMMON = """
 about above after again also always among another anything around away back because been before being below
@@ -145,16 +147,41 @@ def _story_words(tasks: Sequence[WordTask]) -> list[set[str]]:
     return [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
 
 
-def swapped_tasks(tasks: Sequence[WordTask], per_task: int = 3, seed: int = 0) -> list[WordTask]:
-    """Fine-tuning data only copying can answer: each task's story with its three words swapped for another
-    task's (`per_task` variants each), the instruction naming the new words.
+SWAP_VOCABULARIES = ("instructions", "stories")
+
+
+def swapped_tasks(
+    tasks: Sequence[WordTask], per_task: int = 3, seed: int = 0, vocabulary: str = "instructions"
+) -> list[WordTask]:
+    """Fine-tuning data only copying can answer: each task's story with its three words swapped for new ones
+    (`per_task` variants each), the instruction naming the new words.
 
     Why: with the original tasks alone, a reply's words are also predictable from the story itself, so a small
     model learns the stories and not the instruction; a swapped word fits the story no better than any other
     noun, and only the prompt says which one comes. With SFT's `keyword_weight` this taught the quickstart's
-    model to use the words (docs/benchmarks.md, post-training effects)."""
+    model to use the words (docs/benchmarks.md, post-training effects).
+
+    `vocabulary` says where the new words come from: "instructions", another task's three words (the 1,176
+    words the quickstart's instructions name); "stories", three words drawn uniformly from every uncommon word
+    of the tasks' stories (3,456 for the quickstart), none of them in the story. Why "stories": how often the
+    fine-tuned model writes a word it is asked for follows how many training instructions named that word, and
+    words no instruction named were almost never written, so a model taught on more words copies more of them
+    (docs/benchmarks.md, GRPO rounds 16-17)."""
+    require(vocabulary in SWAP_VOCABULARIES, f"vocabulary must be {' or '.join(SWAP_VOCABULARIES)}, got {vocabulary!r}")
     # seed + 1: other swaps than preference_pairs draws with the same seed, so DPO's pairs are not the SFT data.
-    return [swapped for _, swapped in _swaps(tasks, seed + 1, per_task)]
+    if vocabulary == "instructions":
+        return [swapped for _, swapped in _swaps(tasks, seed + 1, per_task)]
+    rng = random.Random(seed + 1)
+    story_words = _story_words(tasks)
+    pool = sorted({w for t in tasks for w in _WORD.findall(t.story.lower()) if w not in STOPWORDS})
+    out = []
+    for task, used in zip(tasks, story_words, strict=True):
+        for _ in range(per_task):
+            words = tuple(rng.sample(pool, 3))
+            while used.intersection(words):  # a word the story has would be "used" by the unswapped text
+                words = tuple(rng.sample(pool, 3))
+            out.append(WordTask(words, swap_words(task.story, task.words, words)))  # type: ignore[arg-type]
+    return out
 
 
 def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[dict]:
