@@ -62,6 +62,7 @@ BENCHES = [
     Bench("plan", [], ["--rounds", "1"], ("scipy",)),
     Bench("optimizer_states", [], ["--rounds", "1"]),
     Bench("bf16_row_buckets", [], ["--steps", "30"]),
+    Bench("bf16_width_buckets", [], ["--steps", "10", "--prompts", "10"]),
     # Both parts: the 140-second recipe's val loss and the throughput against the plain loop (issue 21 asks for both
     # on each CPU kind).
     Bench("train_shakespeare", [], ["--part", "throughput", "--steps", "40", "--rounds", "1"]),

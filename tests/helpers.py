@@ -102,3 +102,14 @@ def conversations(n: int, seed: int = 0) -> list[list[tuple[str, str]]]:
             turns.append(("assistant", " ".join(words)))
         out.append(turns)
     return out
+
+
+def widths_seen(model, fn, *args, **kwargs) -> tuple[list[int], object]:
+    """fn(*args, **kwargs)'s result, and the widths (tokens per row) the model's first layer saw meanwhile: which
+    shapes it computed."""
+    seen: list[int] = []
+    hook = model.blocks[0].register_forward_pre_hook(lambda _m, a: seen.append(a[0].shape[1]))
+    try:
+        return seen, fn(*args, **kwargs)
+    finally:
+        hook.remove()

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 
+from helpers import widths_seen
 from kiln.generate import SamplingParams, generate
 from kiln.generate.batcher import ContinuousBatcher, QueueFull, Request
 from kiln.tokenizer import ByteTokenizer
@@ -64,6 +65,26 @@ def test_joining_and_leaving_gives_each_request_its_solo_tokens(make_model, over
         last = events[i][-1]
         assert last.finish_reason == "length" and all(e.finish_reason is None for e in events[i][:-1])
     assert not batcher.active and not batcher.waiting
+
+
+def test_bucketed_prefills_join_with_their_solo_tokens(make_model, looks_bf16):
+    """Under bf16 on the CPU a joining group prefills at one of a few widths (gpt.prefill_width); each row is
+    copied into the shared cache from its own slots, so the tokens stay the unpadded solo ones."""
+    model = make_model(dtype=torch.float32, vocab_size=VOCAB, block_size=48, pos_encoding="rope", n_kv_head=2)
+    batcher = ContinuousBatcher(model, max_batch=3, max_len=52)
+    lengths, news = [3, 10, 1, 30, 7, 20, 5, 44], [40, 5, 12, 30, 8, 3, 25, 9]
+    events: dict[int, list] = {}
+    reqs = [
+        Request(p, SamplingParams(temperature=0, max_new_tokens=m), lambda ev, i=i: events.setdefault(i, []).append(ev))
+        for i, (p, m) in enumerate(zip(_prompts(lengths), news, strict=True))
+    ]
+    seen, _ = widths_seen(model, _run_staggered, batcher, reqs)
+    prefills = [w for w in seen if w > 1]
+    assert prefills and all(w % 16 == 0 for w in prefills)  # 16, 32 or 48 wide, whatever the prompts' lengths
+    model.bucket_shapes = False
+    for i, r in enumerate(reqs):
+        solo = generate(model, r.prompt, SamplingParams(temperature=0, max_new_tokens=news[i]))
+        assert [e.token_id for e in events[i]] == solo.tokens[: 48 - len(r.prompt)], f"request {i}"
 
 
 def test_seeded_sampling_is_independent_of_batch_company(make_model):

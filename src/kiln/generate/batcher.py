@@ -32,7 +32,7 @@ from torch import Tensor
 from kiln.generate.engine import Decoder, TokenEvent, _TextStream
 from kiln.generate.sampling import SamplingParams, greedy_pick, sample_next
 from kiln.model.cpu_fast import packed_linears
-from kiln.model.gpt import GPT
+from kiln.model.gpt import GPT, prefill_width
 from kiln.model.kv_cache import KVCache
 
 log = logging.getLogger("kiln.generate.batcher")
@@ -196,7 +196,9 @@ class ContinuousBatcher:
             group = [joining.pop(0)]
             while joining and (len(group) + 1) * max(len(r.prompt) for r in [*group, joining[0]]) <= PREFILL_TOKENS:
                 group.append(joining.pop(0))
-            width = max(len(r.prompt) for r in group)
+            # A bf16 model on the CPU prefills at one of a few widths: each new prompt length would build new
+            # oneDNN kernels for every layer (`prefill_width`; `_place` copies each row's own slots).
+            width = prefill_width(self.model, max(len(r.prompt) for r in group), self.model.config.block_size)
             ids = torch.zeros(len(group), width, dtype=torch.long)
             valid = torch.zeros(len(group), width, dtype=torch.bool)
             for j, r in enumerate(group):

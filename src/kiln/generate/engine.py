@@ -20,7 +20,7 @@ from kiln.generate.sampling import SamplingParams, make_generators, sample_next
 from kiln.generate.static_decoder import static_decoder
 from kiln.generate.stops import StopMatcher
 from kiln.model.cpu_fast import packed_linears
-from kiln.model.gpt import GPT
+from kiln.model.gpt import GPT, prefill_width
 
 
 class Decoder(Protocol):
@@ -96,8 +96,9 @@ class _TextStream:
         return out if stopped else out + self.matcher.flush()
 
 
-def _left_pad(rows: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor | None]:
-    width = max(len(r) for r in rows)
+def _left_pad(rows: list[list[int]], device: torch.device, width: int = 0) -> tuple[Tensor, Tensor | None]:
+    """The rows right-aligned in one (B, width) batch (at least as wide as the longest), and its valid mask."""
+    width = max(width, *(len(r) for r in rows))
     ids = torch.zeros(len(rows), width, dtype=torch.long)
     valid = torch.zeros(len(rows), width, dtype=torch.bool)
     for i, r in enumerate(rows):
@@ -146,14 +147,18 @@ def stream_batch(
     static = static_decoder(model, n) if static_decode else None
     if static is not None:
         cache = static.cache
-    else:
-        cache = model.new_cache(n, min(ctx, max(map(len, seqs)) + params.max_new_tokens)) if use_cache else None
+    # A bf16 model on the CPU prefills at one of a few widths (`prefill_width`), where that leaves the cache as
+    # much room for the new tokens (so decoding slides past the context exactly when it would unpadded).
+    longest = max(map(len, seqs))
+    width = prefill_width(model, longest, ctx - params.max_new_tokens) if use_cache and static is None else longest
+    if static is None:
+        cache = model.new_cache(n, min(ctx, width + params.max_new_tokens)) if use_cache else None
     filler = static.rows - n if static is not None else 0
 
     def window_logits() -> Tensor:
         """Forward the last `ctx` tokens of every sequence from scratch (prefill, or the slide past the context)."""
         rows = [s[-ctx:] for s in seqs]
-        ids, valid = _left_pad(rows + rows[-1:] * filler, device)
+        ids, valid = _left_pad(rows + rows[-1:] * filler, device, width)
         if cache is not None:
             cache.reset()
         logits = model(ids, cache=cache, valid=valid)[0][:, -1]

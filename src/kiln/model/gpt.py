@@ -46,6 +46,33 @@ def bucket_rows(n: int) -> int:
     return -(-n // step) * step
 
 
+def bucket_length(n: int) -> int:
+    """n rounded up to a multiple of 2^max(4, bits(n) - 4): under 16 positions more, or under an eighth more past
+    256 (eight lengths between one power of two and the next); bucketing a bucket returns it."""
+    step = 1 << max(4, n.bit_length() - 4)
+    return -(-n // step) * step
+
+
+def prefill_width(model: nn.Module, longest: int, limit: int) -> int:
+    """How wide to left-pad a prefill whose longest prompt has `longest` tokens: bucket_length(longest) for a
+    bf16 model on the CPU (each new prompt length would build new oneDNN kernels for every layer, and a server
+    sees every length), unless that passes `limit` (the room the cache has for it); else `longest`."""
+    w = model.lm_head.weight
+    if getattr(model, "bucket_shapes", False) and bf16_on_cpu(w, w) and bucket_length(longest) <= limit:
+        return bucket_length(longest)
+    return longest
+
+
+def bf16_on_cpu(idx: Tensor, weight: Tensor) -> bool:
+    """Whether this forward multiplies in bf16 on the CPU (autocast, or bf16 weights): oneDNN's path, which
+    builds a kernel per new shape."""
+    if idx.device.type != "cpu":
+        return False
+    return weight.dtype == torch.bfloat16 or (
+        torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    )
+
+
 def make_norm(cfg: GPTConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
         return nn.RMSNorm(cfg.n_embd, eps=cfg.norm_eps)
@@ -113,6 +140,9 @@ class GPT(nn.Module):
             # and GPT-2's 124M count assumes it.
             self.lm_head.weight = self.wte.weight
         self.last_aux_loss: Tensor | None = None
+        # Under bf16 on the CPU, pad batches to a few shapes so oneDNN reuses its kernels (`bucket_length`,
+        # `bucket_rows`); off only to measure what that saves (benchmarks/bf16_width_buckets.py).
+        self.bucket_shapes = True
         if not meta:  # a meta tensor has no values to draw: skipping the init makes sizing a 405B model ~10x faster
             self.apply(self._init_weights)
 
@@ -161,6 +191,18 @@ class GPT(nn.Module):
         """
         cfg = self.config
         b, t = idx.shape
+        scoring = targets is not None or logits_at is not None or return_hidden or all_logits
+        if scoring and cache is None and valid is None and prefix_len is None and not cfg.n_experts:
+            # A bf16 matmul on the CPU runs through oneDNN, which compiles and keeps a kernel (tens of MB) for
+            # every new shape; fine-tuning batches are as wide as their longest row, a new width almost every
+            # step, so every layer built new kernels: a run grew by ~30 MB a step and slowed (docs/benchmarks.md).
+            # Right padding to one of a few widths reuses them and changes nothing before it (attention is
+            # causal; padding is ignored by the loss and cut off the outputs). MoE is left alone: its router's
+            # load-balancing term would count the padding.
+            width = bucket_length(t) if branches is not None else min(bucket_length(t), max(t, cfg.block_size))
+            if width > t and self.bucket_shapes and bf16_on_cpu(idx, self.wte.weight):
+                return self._forward_padded(idx, targets, width, segments, branches, all_logits, return_hidden,
+                                            logits_at)  # fmt: skip
         offset = cache.length if cache is not None else 0
         if cache is None and branches is None and t > cfg.block_size:
             raise ValueError(f"sequence of {t} tokens is longer than block_size {cfg.block_size}")
@@ -214,7 +256,7 @@ class GPT(nn.Module):
             # the LM head (the widest matmul of a small model) then runs on those alone, not on the prompt.
             at = x[logits_at] if logits_at.dtype == torch.bool else x.reshape(b * t, -1)[logits_at]
             n = at.shape[0]
-            if at.device.type == "cpu" and (at.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            if self.bucket_shapes and bf16_on_cpu(at, self.lm_head.weight):
                 # A bf16 matmul on the CPU runs through oneDNN, which compiles and keeps a new kernel (tens of
                 # MB, docs/benchmarks.md) for every new row count; the rows scored vary from batch to batch, so
                 # a long fine-tuning run grew by gigabytes and slowed down. Padded to one of a few sizes, the
@@ -235,6 +277,39 @@ class GPT(nn.Module):
             self.last_aux_loss = torch.stack([blk.mlp.aux_loss for blk in self.blocks]).mean()
             loss = loss + cfg.moe_aux_loss_coef * self.last_aux_loss
         return logits, loss
+
+    def _forward_padded(
+        self,
+        idx: Tensor,
+        targets: Tensor | None,
+        width: int,
+        segments: Tensor | None,
+        branches: Tensor | None,
+        all_logits: bool,
+        return_hidden: bool,
+        logits_at: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """forward() on rows right-padded to `width` (token 0; segment, branch and target -1: padding), with
+        the outputs of the real positions only."""
+        t = idx.shape[1]
+        pad = width - t
+        if logits_at is not None and logits_at.dtype != torch.bool:  # flat indices into (B, t) -> into (B, width)
+            logits_at = logits_at // t * width + logits_at % t
+        elif logits_at is not None:
+            logits_at = F.pad(logits_at, (0, pad))
+        out, loss = GPT.forward(  # not self(): no hooks run twice, and subclasses (RewardModel) take other args
+            self,
+            F.pad(idx, (0, pad)),
+            None if targets is None else F.pad(targets, (0, pad), value=-1),
+            segments=None if segments is None else F.pad(segments, (0, pad), value=-1),
+            branches=None if branches is None else F.pad(branches, (0, pad), value=-1),
+            all_logits=all_logits,
+            return_hidden=return_hidden,
+            logits_at=logits_at,
+        )
+        if out is not None and logits_at is None:  # (B, width, ...) -> the real positions
+            out = out[:, :t]
+        return out, loss
 
     def logits(self, x: Tensor) -> Tensor:
         """The LM head on final hidden states: (..., n_embd) -> (..., vocab_size) scores of the real ids only.
