@@ -10,7 +10,8 @@ order on both sides, each side in its own process (resident memory is a process'
 - train: batch 16 x 96..256 tokens, forward and backward in bf16 autocast, the loss over about half the
   positions (the reply's tokens, `logits_at`); the two sides' losses are checked equal (bf16: to 1%).
 - prefill: a bf16 model generates one token after a prompt of a new length each time (16..255 tokens, batch 1,
-  the server's join); the two sides' tokens are checked equal.
+  the server's join); the two sides' top-5 log-probs are checked equal to bf16's rounding, and the tokens equal
+  wherever the top two are not a near tie (a random model has many).
 Where the CPU has no native bf16 the numbers still print; the gap may be smaller.
 
     python benchmarks/bf16_width_buckets.py [--steps 80] [--batch 16] [--prompts 120]
@@ -86,7 +87,8 @@ def prefill_side(name: str, prompts: int) -> dict:
         if i == 5:
             start, t0 = rss_mb(), time.perf_counter()
         prompt = torch.randint(0, 4096, (n,), generator=gen).tolist()
-        tokens += generate_batch(model, [prompt], SamplingParams(temperature=0, max_new_tokens=1))[0].tokens
+        c = generate_batch(model, [prompt], SamplingParams(temperature=0, max_new_tokens=1, logprobs=5))[0]
+        tokens.append([c.tokens[0], c.top[0]])
     return {"s": time.perf_counter() - t0, "rss_growth_mb": rss_mb() - start, "check": tokens,
             "widths": len({w for w in seen if w > 1})}  # fmt: skip
 
@@ -129,9 +131,19 @@ def main() -> int:
             worst = max(abs(x - y) / abs(y) for x, y in zip(k["check"], pl["check"], strict=True))
             same = worst <= 1e-2  # bf16: other kernels round differently; the losses agree to under 1%
             print(f"  losses equal (largest relative difference {worst:.1e}, bf16): {same}")
-        else:
-            same = k["check"] == pl["check"]
-            print(f"  tokens equal: {same}")
+        else:  # bf16 rounds differently in other kernels: a near tie may go either way, nothing else may change
+            worst, decided, equal = 0.0, 0, 0
+            for (tk, topk), (tp, topp) in zip(k["check"], pl["check"], strict=True):
+                lk, lp = dict(map(tuple, topk)), dict(map(tuple, topp))
+                worst = max([worst, *(abs(lk[i] - lp[i]) for i in lk.keys() & lp.keys())])
+                gap = topp[0][1] - topp[1][1]
+                decided += gap > 0.1
+                equal += tk == tp
+                if gap > 0.1 and tk != tp:
+                    worst = float("inf")
+            same = worst <= 0.05
+            print(f"  tokens equal {equal}/{len(pl['check'])}, all {decided} where the top two differ by > 0.1 nats; "
+                  f"top-5 log-probs within {worst:.3f} nats (bf16): {same}")  # fmt: skip
         print(f"  kiln / plain: {pl['s'] / k['s']:.2f}x the speed, {k['rss_growth_mb']:,.0f} MB of growth against "
               f"{pl['rss_growth_mb']:,.0f} MB")  # fmt: skip
         ok = ok and same
