@@ -40,16 +40,15 @@ def branch_positions(branches: Tensor) -> Tensor:
 
 
 def bucket_rows(n: int) -> int:
-    """n rounded up to a multiple of 2^max(6, bits(n) - 4): under 64 rows more, or under an eighth more past 1,024,
-    and at most sixteen sizes between one power of two and the next, so a kernel built for a size is reused."""
-    step = 1 << max(6, n.bit_length() - 4)
-    return -(-n // step) * step
+    """n rounded up to a multiple of 2^max(6, bits(n) - 4): under 64 rows more, or under an eighth more past
+    1,024 (eight sizes between one power of two and the next), so a kernel built for a size is reused."""
+    return bucket_length(n, smallest=64)
 
 
-def bucket_length(n: int) -> int:
-    """n rounded up to a multiple of 2^max(4, bits(n) - 4): under 16 positions more, or under an eighth more past
-    256 (eight lengths between one power of two and the next); bucketing a bucket returns it."""
-    step = 1 << max(4, n.bit_length() - 4)
+def bucket_length(n: int, smallest: int = 16) -> int:
+    """n rounded up to a multiple of max(smallest, 2^(bits(n) - 4)): under `smallest` more, or under an eighth
+    more past 16 x smallest (eight lengths between one power of two and the next); bucketing a bucket returns it."""
+    step = max(smallest, 1 << max(0, n.bit_length() - 4))
     return -(-n // step) * step
 
 
@@ -63,10 +62,10 @@ def prefill_width(model: nn.Module, longest: int, limit: int) -> int:
     return longest
 
 
-def bf16_on_cpu(idx: Tensor, weight: Tensor) -> bool:
-    """Whether this forward multiplies in bf16 on the CPU (autocast, or bf16 weights): oneDNN's path, which
-    builds a kernel per new shape."""
-    if idx.device.type != "cpu":
+def bf16_on_cpu(x: Tensor, weight: Tensor) -> bool:
+    """Whether `x` (on its device) meets `weight` in a bf16 matmul on the CPU (autocast, or bf16 weights):
+    oneDNN's path, which builds a kernel per new shape."""
+    if x.device.type != "cpu":
         return False
     return weight.dtype == torch.bfloat16 or (
         torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
