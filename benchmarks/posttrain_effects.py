@@ -225,7 +225,8 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
     from kiln.posttrain.word_task import new_instructions
 
     # New word triples, not the fine-tuning tasks' prompts: see new_instructions.
-    data = write_jsonl(ws / "effects" / "rl_prompts.jsonl", new_instructions(train, 4000, seed=0))
+    prompts = new_instructions(train, 4000, seed=0, vocabulary=args.rl_vocabulary)
+    data = write_jsonl(ws / "effects" / "rl_prompts.jsonl", prompts)
     run = ws / "effects" / "rl"
     cost = kiln(
         "rl", str(sft), str(data), f"out_dir={run}", "overwrite=true", f"reward={args.rl_reward}",
@@ -244,7 +245,8 @@ def part_grpo(ws: Path, sft: Path, args) -> dict:
     return {
         "steps": steps, "reward": args.rl_reward, "lr": args.rl_lr, "group": args.rl_group, "batch": args.rl_batch,
         "updates_per_batch": args.rl_updates,
-        "max_new_tokens": args.rl_tokens, "temperature": args.rl_temperature, "kl_beta": args.rl_kl,
+        "max_new_tokens": args.rl_tokens, "vocabulary": args.rl_vocabulary, "temperature": args.rl_temperature,
+        "kl_beta": args.rl_kl,
         "scale_rewards": not args.rl_no_scale, "loss_type": args.rl_loss_type, "settings": args.rl_set, **cost,
         "sft": before, "grpo": after,
         "gain_points": round(100 * (after["success"] - before["success"]), 1),
@@ -300,6 +302,8 @@ def main() -> int:
     p.add_argument("--rl-batch", type=int, default=4, help="prompts per step")
     p.add_argument("--rl-updates", type=int, default=1, help="kiln rl updates_per_batch")
     p.add_argument("--rl-tokens", type=int, default=64)
+    p.add_argument("--rl-vocabulary", default="instructions", choices=["instructions", "stories"],
+                   help="where the RL prompts' words come from (word_task.new_instructions)")  # fmt: skip
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)
     p.add_argument("--rl-no-scale", action="store_true", help="kiln rl scale_rewards=false (Dr. GRPO's advantages)")

@@ -111,3 +111,21 @@ def test_new_instructions_name_words_no_single_story_answers():
     named = Counter(w for p in prompts for w in p["words"])
     common = Counter(w for t in tasks for w in t.words).most_common(1)[0][0]
     assert named[common] <= 3 * 900 / len(task_words) + 5
+
+
+def test_new_instructions_from_the_stories_vocabulary():
+    """vocabulary="stories" names any uncommon word of the stories, as swapped_tasks does: far more words than
+    the instructions name, still none that a single story answers."""
+    from kiln.posttrain.word_task import new_instructions
+
+    tasks = make_tasks(read_tinystories(STORIES), seed=0)[:200]
+    prompts = new_instructions(tasks, 300, seed=1, vocabulary="stories")
+    assert prompts == new_instructions(tasks, 300, seed=1, vocabulary="stories")
+    named = {w for p in prompts for w in p["words"]}
+    in_stories = {w for t in tasks for w in re.findall(r"[a-z]+", t.story.lower())}
+    task_words = {w for t in tasks for w in t.words}
+    assert named <= in_stories and not named & STOPWORDS and all(len(w) >= 4 for w in named)
+    assert len(named - task_words) > len(named) / 2
+    assert not any(uses_words(t.story, p["words"]) for t in tasks for p in prompts)
+    with pytest.raises(ValueError, match="vocabulary must be instructions or stories, got 'nouns'"):
+        new_instructions(tasks, 3, vocabulary="nouns")

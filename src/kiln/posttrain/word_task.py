@@ -173,7 +173,7 @@ def swapped_tasks(
         return [swapped for _, swapped in _swaps(tasks, seed + 1, per_task)]
     rng = random.Random(seed + 1)
     story_words = _story_words(tasks)
-    pool = sorted({w for t in tasks for w in _WORD.findall(t.story.lower()) if w not in STOPWORDS})
+    pool = _vocabulary(tasks, "stories")
     out = []
     for task, used in zip(tasks, story_words, strict=True):
         for _ in range(per_task):
@@ -184,9 +184,19 @@ def swapped_tasks(
     return out
 
 
-def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[dict]:
+def _vocabulary(tasks: Sequence[WordTask], vocabulary: str) -> list[str]:
+    """The words a swap or a new instruction draws from (sorted, so a seed fixes the draw): "instructions", the
+    words the tasks' instructions name; "stories", every uncommon word of the tasks' stories."""
+    require(vocabulary in SWAP_VOCABULARIES, f"vocabulary must be {' or '.join(SWAP_VOCABULARIES)}, got {vocabulary!r}")
+    if vocabulary == "instructions":
+        return sorted({w for t in tasks for w in t.words})
+    return sorted({w for t in tasks for w in _WORD.findall(t.story.lower()) if w not in STOPWORDS})
+
+
+def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0, vocabulary: str = "instructions") -> list[dict]:
     """`n` RL prompts (`{"prompt", "words"}`, as `kiln rl reward=words` reads them): three distinct words drawn
-    uniformly from all the tasks' words, no story the model was fine-tuned on using all three.
+    uniformly from `vocabulary` (as in `swapped_tasks`: the words the tasks' instructions name, or every uncommon
+    word of their stories), no story the model was fine-tuned on using all three.
 
     Why new triples: on the fine-tuning tasks' own prompts, GRPO's reward rose by recalling the memorised stories,
     and the held-out success rate did not follow (docs/benchmarks.md); with new triples the reward is earned only
@@ -197,7 +207,7 @@ def new_instructions(tasks: Sequence[WordTask], n: int, seed: int = 0) -> list[d
     seed."""
     rng = random.Random(seed)
     vocab = _story_words(tasks)
-    pool = sorted({w for t in tasks for w in t.words})
+    pool = _vocabulary(tasks, vocabulary)
     out: list[dict] = []
     while len(out) < n:
         words = tuple(rng.sample(pool, 3))
