@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from kiln.posttrain.grpo import LOSS_TYPES
+from kiln.posttrain.word_task import VOCABULARIES
 
 ROOT = Path(__file__).resolve().parents[1]
 HH = ROOT.parent / "shared" / "data" / "preference" / "hh-rlhf_harmless-base_test.jsonl.gz"
@@ -302,7 +303,7 @@ def main() -> int:
     p.add_argument("--rl-batch", type=int, default=4, help="prompts per step")
     p.add_argument("--rl-updates", type=int, default=1, help="kiln rl updates_per_batch")
     p.add_argument("--rl-tokens", type=int, default=64)
-    p.add_argument("--rl-vocabulary", default="instructions", choices=["instructions", "stories"],
+    p.add_argument("--rl-vocabulary", default="instructions", choices=VOCABULARIES,
                    help="where the RL prompts' words come from (word_task.new_instructions)")  # fmt: skip
     p.add_argument("--rl-temperature", type=float, default=1.0)
     p.add_argument("--rl-kl", type=float, default=0.0)

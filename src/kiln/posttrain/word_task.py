@@ -147,7 +147,11 @@ def _story_words(tasks: Sequence[WordTask]) -> list[set[str]]:
     return [set(re.findall(r"\w+", t.story.lower())) for t in tasks]
 
 
-SWAP_VOCABULARIES = ("instructions", "stories")
+VOCABULARIES = ("instructions", "stories")  # where swapped_tasks and new_instructions draw their words from
+
+
+def _check_vocabulary(vocabulary: str) -> None:
+    require(vocabulary in VOCABULARIES, f"vocabulary must be {' or '.join(VOCABULARIES)}, got {vocabulary!r}")
 
 
 def swapped_tasks(
@@ -167,7 +171,7 @@ def swapped_tasks(
     fine-tuned model writes a word it is asked for follows how many training instructions named that word, and
     words no instruction named were almost never written, so a model taught on more words copies more of them
     (docs/benchmarks.md, GRPO rounds 16-17)."""
-    require(vocabulary in SWAP_VOCABULARIES, f"vocabulary must be {' or '.join(SWAP_VOCABULARIES)}, got {vocabulary!r}")
+    _check_vocabulary(vocabulary)
     # seed + 1: other swaps than preference_pairs draws with the same seed, so DPO's pairs are not the SFT data.
     if vocabulary == "instructions":
         return [swapped for _, swapped in _swaps(tasks, seed + 1, per_task)]
@@ -187,7 +191,7 @@ def swapped_tasks(
 def _vocabulary(tasks: Sequence[WordTask], vocabulary: str) -> list[str]:
     """The words a swap or a new instruction draws from (sorted, so a seed fixes the draw): "instructions", the
     words the tasks' instructions name; "stories", every uncommon word of the tasks' stories."""
-    require(vocabulary in SWAP_VOCABULARIES, f"vocabulary must be {' or '.join(SWAP_VOCABULARIES)}, got {vocabulary!r}")
+    _check_vocabulary(vocabulary)
     if vocabulary == "instructions":
         return sorted({w for t in tasks for w in t.words})
     return sorted({w for t in tasks for w in _WORD.findall(t.story.lower()) if w not in STOPWORDS})
