@@ -319,6 +319,25 @@ def test_bf16_sampling_samples_a_copy_with_the_current_weights(base_model, tmp_p
         trainer.metrics.close()
 
 
+def test_auto_precision_times_an_update_as_wide_as_a_real_one(base_model, tmp_path, monkeypatch):
+    """On a CPU with bf16 in hardware but no AMX (made to look like one here, so this runs on any CPU),
+    precision=auto times an update of every prompt's group: rows batch_size x group, as wide as the longest
+    prompt plus max_new_tokens; the times are in the run's first line."""
+    from kiln.train import precision as precision_mod
+
+    monkeypatch.setattr(precision_mod, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: True)
+    trainer = rl_trainer(base_model, tmp_path, "precision=auto")
+    try:
+        longest = max(map(len, trainer._prompt_ids(trainer.shards.train[:64])))
+        rows, width = trainer.probe_shape()
+        assert (rows, width) == (4 * 4, min(trainer.block, longest + 16))
+        assert f"(auto: a {rows} x {width} step took " in trainer.describe()
+        assert trainer.precision in ("fp32", "bf16")
+    finally:
+        trainer.metrics.close()
+
+
 def test_top_k_shapes_the_sampled_groups_and_bad_values_are_named(base_model, tmp_path):
     """top_k reaches the sampler: at temperature 1 with top_k=1 every completion of a group is the greedy one,
     where the same seed without it draws different completions; a bad top_p is a one-line config error."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -387,3 +388,36 @@ def test_text_data_batch_split_too_small() -> None:
     data = TextData(_distinct_text(100), val_fraction=0.1)  # 10 val tokens
     with pytest.raises(ValueError, match="the val split has 10 tokens, too few for block_size 16"):
         data.batch("val", 2, 16, torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------------------------------------------ precision=auto
+
+
+def test_auto_precision_times_the_model_and_changes_nothing_else(tmp_path: Path, monkeypatch) -> None:
+    """On a CPU with bf16 in hardware but no AMX (here made to look like one, so the timing runs on any CPU), "auto"
+    times a step of the run's own model both ways; the probe must leave the RNG and the gradients as they were, so
+    the run equals one given the chosen precision outright."""
+    from kiln.train import precision as precision_mod
+    from kiln.train.precision import faster_precision
+
+    monkeypatch.setattr(precision_mod, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: True)
+    lines: list[str] = []
+    auto = _cfg(tmp_path, out_dir=tmp_path / "auto", max_steps=6, eval_interval=3)
+    train(auto, log=lines.append)
+    line = next(text for text in lines if "parameters" in text)  # the describe() line
+    found = re.search(r", (fp32|bf16) \(auto: a 8 x 32 step took ([\d.]+) ms in fp32, ([\d.]+) ms in bf16\)", line)
+    assert found, line
+    chosen, fp32_ms, bf16_ms = found[1], float(found[2]), float(found[3])
+    assert fp32_ms > 0 and bf16_ms > 0
+    assert chosen == faster_precision({"fp32": fp32_ms, "bf16": bf16_ms})
+
+    given = _cfg(tmp_path, out_dir=tmp_path / "given", max_steps=6, eval_interval=3, precision=chosen)
+    given_lines: list[str] = []
+    train(given, log=given_lines.append)
+    assert not any("(auto:" in text for text in given_lines)  # an explicit precision is not timed
+    keys = ("step", "train_loss", "val_loss", "grad_norm", "lr")
+    rows = [[[m[k] for k in keys] for m in _metrics(cfg.out_dir)] for cfg in (auto, given)]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+    a, b = load_checkpoint(auto.out_dir)[0].state_dict(), load_checkpoint(given.out_dir)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

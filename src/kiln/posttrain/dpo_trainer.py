@@ -88,7 +88,8 @@ class DPOTrainer(FineTuner):
         return (
             f"dpo ({self.cfg.loss}, beta {self.cfg.beta}, reference {self.cfg.reference}): "
             f"{self.raw.num_params():,} parameters from {self.cfg.checkpoint}, context {self.block}; "
-            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, {self.precision}"
+            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, "
+            f"{self.precision}{self.precision_note}"
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
 

@@ -99,7 +99,8 @@ class RewardTrainer(FineTuner):
         d: DPOData = self.shards
         return (
             f"reward model: {self.raw.num_params():,} parameters from {self.cfg.checkpoint}, context {self.block}; "
-            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, {self.precision}"
+            f"{len(d.train):,} train pairs, {len(d.val)} held out; device {self.device}, "
+            f"{self.precision}{self.precision_note}"
         )
 
     def next_batch(self) -> tuple[Tensor, ...]:  # type: ignore[override]

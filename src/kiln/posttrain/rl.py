@@ -157,12 +157,19 @@ class RLTrainer(LoraFineTuning, FineTuner):
         self.n_val = min(len(batches), self.cfg.eval_batches)
         return batches[: self.n_val]
 
+    def probe_shape(self) -> tuple[int, int]:
+        """An update's rows (every prompt's group) and width (the longest of the first prompts, filled up)."""
+        cfg = self.cfg
+        longest = max(map(len, self._prompt_ids(self.shards.train[:64])))
+        return cfg.batch_size * cfg.group, min(self.block, longest + cfg.max_new_tokens)
+
     def describe(self) -> str:
         cfg = self.cfg
         return (
             f"rl (GRPO, reward {cfg.reward}, group {cfg.group}): {self.raw.num_params():,} parameters from "
             f"{cfg.checkpoint}; {len(self.shards.train):,} prompts, {len(self.shards.val)} held out; device "
-            f"{self.device}, {self.precision}, sampling in {self.sample_precision()}{self.lora_line()}"
+            f"{self.device}, {self.precision}{self.precision_note}, sampling in {self.sample_precision()}"
+            + self.lora_line()
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
 

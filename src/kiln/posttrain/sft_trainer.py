@@ -77,7 +77,8 @@ class SFTTrainer(LoraFineTuning, FineTuner):
             f"sft: {self.raw.num_params():,} parameters from {self.cfg.checkpoint or self.resume_from}, context "
             f"{self.block}; {d.conversations:,} conversations -> {st.rows:,} train windows "
             f"({'packed' if self.cfg.packing else 'one per window'}, {st.fill:.0%} filled, {st.trained:,} trained "
-            f"tokens), {len(d.val)} held-out windows; device {self.device} x {self.info.world_size}, {self.precision}"
+            f"tokens), {len(d.val)} held-out windows; device {self.device} x {self.info.world_size}, "
+            f"{self.precision}{self.precision_note}"
             + self.lora_line()
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )

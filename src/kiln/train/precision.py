@@ -4,21 +4,36 @@ Weights, gradients and optimizer states stay fp32 ("master weights"); autocast r
 bf16 has fp32's exponent range, so it needs no loss scaling; fp16 (for GPUs without bf16) underflows small
 gradients unless the loss is scaled up first, which GradScaler does and undoes.
 
-On CPU, "auto" means fp32 unless the CPU has AMX tiles (Sapphire Rapids and later): without them, bf16
-autocast buys nothing even where AVX512-BF16 speeds up matmuls, because everything around the matmuls
-(casts, softmax, norms) gets slower. Measured on a 2-core AVX512-BF16 EPYC: on 2026-11-23 a char-level model
-trained several times slower under bf16 autocast than in fp32; on 2026-12-06 (Zen 4, torch 2.13.0) the Tiny
-Shakespeare recipe ran at the same speed either way (140 s: 346 steps, val 1.649 in
-bf16; 352 and 364 steps, 1.660 and 1.646 in fp32), so fp32, which is exact, stays the default there.
+On CPU, "auto" means bf16 where the CPU has AMX tiles (Sapphire Rapids and later), fp32 where it cannot multiply
+bf16 in hardware, and a measurement in between, on CPUs with AVX512-BF16 but no AMX (Zen 4): there bf16 autocast
+halves the matmuls' work but slows everything around them (casts, softmax, norms), so which wins depends on the
+model and the batch. Measured on a 2-core Zen 4 EPYC (torch 2.13.0): the Tiny Shakespeare recipe (a 6 x 128
+char model, batch 32 x 128) ran at the same speed either way (2026-12-06, 140 s: 346 steps in bf16, 352 and 364 in
+fp32); the GRPO update of the quickstart's 256-wide model (128 rows x 77 tokens) took 2.1 s a step in bf16 against
+3.1 s in fp32, and GRPO ran 128-137 steps in 10 minutes against 84-94 (2026-12-07). So the trainer times a forward
+and backward of its own model both ways (`time_precisions`) and keeps bf16 only where it is clearly faster
+(`BF16_MARGIN`): fp32 is exact, so a tie goes to it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import time
+from collections.abc import Callable
 
 import torch
 
+from kiln.model.cpu_fast import native_bf16
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+BF16_MARGIN = 1.3
+"""How much faster a timed bf16 forward and backward must be for "auto" to pick it over fp32 on a CPU without AMX.
+The timing leaves out the optimizer and the data, which cost the same in both, so it overstates the whole step's
+gain: the Tiny Shakespeare recipe's model timed 1.20-1.24x faster in bf16 on the Zen 4 whose whole steps ran at the
+same speed either way. And bf16 rounds every product where fp32 does not, and a choice that flipped on noise
+between two runs of one job would make them differ: near-ties stay fp32."""
 
 
 def cpu_has_amx() -> bool:
@@ -26,8 +41,10 @@ def cpu_has_amx() -> bool:
     return bool(check and check())
 
 
-def resolve_precision(requested: str, device: torch.device) -> str:
-    """'auto' -> the fastest safe choice for the device; an explicit choice is checked against it."""
+def resolve_precision(requested: str, device: torch.device, measure: Callable[[], str] | None = None) -> str:
+    """'auto' -> the fastest safe choice for the device; an explicit choice is checked against it. `measure`
+    decides "auto" on a CPU with AVX512-BF16 but no AMX (it returns "bf16" or "fp32"); without it that CPU gets
+    fp32."""
     if device.type == "cuda":
         if requested == "auto":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -35,8 +52,34 @@ def resolve_precision(requested: str, device: torch.device) -> str:
     if requested == "fp16":
         raise ValueError("precision fp16 needs a CUDA GPU (loss scaling on CPU is not supported); use bf16 or fp32")
     if requested == "auto":
-        return "bf16" if device.type == "cpu" and cpu_has_amx() else "fp32"
+        if device.type != "cpu":
+            return "fp32"
+        if cpu_has_amx():
+            return "bf16"
+        return measure() if measure is not None and native_bf16() else "fp32"
     return requested
+
+
+def time_precisions(step: Callable[[str], object], rounds: int = 2, min_seconds: float = 0.5) -> dict[str, float]:
+    """Seconds of `step(precision)` in fp32 and in bf16, the best of `rounds` each, or of more while the rounds
+    so far took under `min_seconds` (up to 50: a step of a few milliseconds is timed often enough that one
+    interruption cannot decide). The two are interleaved, so a machine that slows down for a while slows both;
+    the first round is also each one's warm-up (oneDNN builds its kernels for a new shape on the first call)."""
+    best = {"fp32": math.inf, "bf16": math.inf}
+    start = time.perf_counter()
+    done = 0
+    while done < rounds or (done < 50 and time.perf_counter() - start < min_seconds):
+        for precision in best:
+            t0 = time.perf_counter()
+            step(precision)
+            best[precision] = min(best[precision], time.perf_counter() - t0)
+        done += 1
+    return best
+
+
+def faster_precision(seconds: dict[str, float]) -> str:
+    """bf16 where its step is at least BF16_MARGIN times faster than fp32's, else fp32."""
+    return "bf16" if seconds["fp32"] >= BF16_MARGIN * seconds["bf16"] else "fp32"
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

@@ -39,7 +39,7 @@ from kiln.train.full_state import full_model_state, full_optimizer_states, load_
 from kiln.train.loader import TokenLoader, count_windows, val_batches
 from kiln.train.metrics import MetricsLog, peak_tflops
 from kiln.train.optim import build_optimizers, set_lr
-from kiln.train.precision import autocast, grad_scaler, resolve_precision
+from kiln.train.precision import autocast, faster_precision, grad_scaler, resolve_precision, time_precisions
 from kiln.train.progress import Progress, StepResult, Throughput
 from kiln.train.schedule import lr_multiplier
 from kiln.train.signals import StopSignals
@@ -127,6 +127,7 @@ class Trainer:
         self.block = self.model_config.block_size
         self.accum = cfg.grad_accum_steps(info.world_size)
         self.raw = self.build_model()
+        self.precision_note = ""  # how "auto" chose, where it measured: for the describe() line
         self.precision = self._resolve_precision(saved)
         self.module = D.wrap(self.raw, cfg.parallel, info, device)
         self.fwd = torch.compile(self.module) if cfg.compile else self.module
@@ -207,14 +208,43 @@ class Trainer:
     def _resolve_precision(self, saved: dict[str, Any] | None) -> str:
         """The compute precision; a resumed "auto" run keeps the one it started with (the scaler and autocast
         are built from it before the rest of the saved state loads)."""
-        precision = resolve_precision(self.cfg.precision, self.device)
-        if saved is not None and self.cfg.precision == "auto":
-            precision = saved.get("precision", precision)
+        kept = saved.get("precision") if saved is not None and self.cfg.precision == "auto" else None
+        # Only rank 0 measures (the others would time steps on the cores it is timing on); its choice is broadcast.
+        measure = self._measure_precision if self.info.is_main else None
+        precision = kept or resolve_precision(self.cfg.precision, self.device, measure)
         precision = D.broadcast_object(precision, self.info)
         if self.device.type == "cuda" and precision == "fp32":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 storage, TF32 tensor-core matmuls (as nanoGPT)
             torch.backends.cudnn.allow_tf32 = True
         return precision
+
+    def probe_shape(self) -> tuple[int, int]:
+        """(rows, width) of a typical micro-batch: the step `precision=auto` times on a CPU where bf16 may or may
+        not pay (`_measure_precision`)."""
+        return self.cfg.batch_size, self.block
+
+    def _measure_precision(self) -> str:
+        """fp32 or bf16 autocast, whichever runs a forward and backward of this model on a micro-batch of random
+        tokens (`probe_shape`) clearly faster (`faster_precision`); the RNG and the gradients are left as they were."""
+        rows, width = self.probe_shape()
+        vocab = self.model_config.vocab_size
+        g = torch.Generator().manual_seed(0)
+        x = torch.randint(vocab, (rows, width), generator=g).to(self.device)
+        y = torch.randint(vocab, (rows, width), generator=g).to(self.device)
+
+        def step(precision: str) -> None:
+            with autocast(precision, self.device):
+                _, loss = self.raw(x, y)
+            loss.backward()
+
+        with torch.random.fork_rng(devices=[]):
+            seconds = time_precisions(step)
+        self.raw.zero_grad(set_to_none=True)
+        fp32_ms, bf16_ms = seconds["fp32"] * 1e3, seconds["bf16"] * 1e3
+        self.precision_note = (
+            f" (auto: a {rows} x {width} step took {fp32_ms:.1f} ms in fp32, {bf16_ms:.1f} ms in bf16)"
+        )
+        return faster_precision(seconds)
 
     def build_val_batches(self) -> list[Batch]:
         """eval_batches optimizer-step batches (batch_size x world_size x accum windows each), so a run's val loss
@@ -253,7 +283,8 @@ class Trainer:
             f"model: {cfg.preset} with {self.raw.num_params():,} parameters, vocab {self.tokenizer.vocab_size}, "
             f"context {self.block}; data: {self.loader.windows.total:,} train windows, {self.n_val} val batches; "
             f"device {self.device} x {info.world_size}{' (' + cfg.parallel + ')' if info.enabled else ''}, "
-            f"{self.precision}{', compiled' if cfg.compile else ''}; {self.tokens_per_step:,} tokens/step "
+            f"{self.precision}{self.precision_note}{', compiled' if cfg.compile else ''}; "
+            f"{self.tokens_per_step:,} tokens/step "
             f"({self.accum} micro-step{'s' if self.accum > 1 else ''})"
             + (f"; resuming at step {self.progress.step}" if self.resume_from is not None else "")
         )
