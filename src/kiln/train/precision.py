@@ -9,7 +9,7 @@ bf16 in hardware, and a measurement in between, on CPUs with AVX512-BF16 but no 
 halves the matmuls' work but slows everything around them (casts, softmax, norms), so which wins depends on the
 model and the batch. Measured on a 2-core Zen 4 EPYC (torch 2.13.0): the Tiny Shakespeare recipe (a 6 x 128
 char model, batch 32 x 128) ran at the same speed either way (2026-12-06, 140 s: 346 steps in bf16, 352 and 364 in
-fp32); the GRPO update of the quickstart's 256-wide model (128 rows x 77 tokens) took 2.1 s a step in bf16 against
+fp32); the GRPO update of a 256-wide quickstart model (128 rows x 77 tokens) took 2.1 s a step in bf16 against
 3.1 s in fp32, and GRPO ran 128-137 steps in 10 minutes against 84-94 (2026-12-07). So the trainer times a forward
 and backward of its own model both ways (`time_precisions`) and keeps bf16 only where it is clearly faster
 (`BF16_MARGIN`): fp32 is exact, so a tie goes to it.
