@@ -452,6 +452,21 @@ def test_cpu_peak_is_the_fastest_matmul_not_the_mean(monkeypatch) -> None:
     assert got == pytest.approx(2 * 8**3 / 0.01 / 1e12)
 
 
+def test_cpu_peak_probe_leaves_the_global_rng_alone() -> None:
+    """The probe runs once a process (cached) after the trainer has seeded torch: had it drawn its matrices from
+    the global generator, the first run in a process would train on other dropout masks than a second run of the
+    same seed."""
+    metrics_mod.measured_cpu_tflops.cache_clear()
+    try:
+        torch.manual_seed(0)
+        expected = torch.rand(4)
+        torch.manual_seed(0)
+        metrics_mod.measured_cpu_tflops(torch.float32, n=16, seconds=0.01)
+        assert torch.equal(torch.rand(4), expected)
+    finally:
+        metrics_mod.measured_cpu_tflops.cache_clear()
+
+
 def test_peak_tflops_override_wins(monkeypatch) -> None:
     def no_gpu(*_a, **_k):
         raise AssertionError("the override must win without querying the device")

@@ -403,7 +403,8 @@ def test_auto_precision_times_the_model_and_changes_nothing_else(tmp_path: Path,
     monkeypatch.setattr(precision_mod, "cpu_has_amx", lambda: False)
     monkeypatch.setattr(precision_mod, "native_bf16", lambda: True)
     lines: list[str] = []
-    auto = _cfg(tmp_path, out_dir=tmp_path / "auto", max_steps=6, eval_interval=3)
+    dropout = preset("tiny", n_layer=1, n_embd=32, n_head=2, block_size=32, dropout=0.1)  # the probe draws masks too
+    auto = _cfg(tmp_path, out_dir=tmp_path / "auto", max_steps=6, eval_interval=3, model=dropout)
     train(auto, log=lines.append)
     line = next(text for text in lines if "parameters" in text)  # the describe() line
     found = re.search(r", (fp32|bf16) \(auto: a 8 x 32 step took ([\d.]+) ms in fp32, ([\d.]+) ms in bf16\)", line)
@@ -412,7 +413,7 @@ def test_auto_precision_times_the_model_and_changes_nothing_else(tmp_path: Path,
     assert fp32_ms > 0 and bf16_ms > 0
     assert chosen == faster_precision({"fp32": fp32_ms, "bf16": bf16_ms})
 
-    given = _cfg(tmp_path, out_dir=tmp_path / "given", max_steps=6, eval_interval=3, precision=chosen)
+    given = _cfg(tmp_path, out_dir=tmp_path / "given", max_steps=6, eval_interval=3, model=dropout, precision=chosen)
     given_lines: list[str] = []
     train(given, log=given_lines.append)
     assert not any("(auto:" in text for text in given_lines)  # an explicit precision is not timed

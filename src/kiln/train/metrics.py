@@ -33,8 +33,11 @@ def measured_cpu_tflops(dtype: torch.dtype = torch.float32, n: int = 1024, secon
     """What this CPU sustains on a large matmul: a realistic ceiling for CPU MFU, where datasheet peaks
     (all cores at turbo, perfect vectorisation) are rarely published or reached. The fastest of the repetitions,
     not their mean: on a shared or throttled machine a slow moment during the probe lowered the ceiling, and
-    training that ran in a faster moment then logged an MFU above 1 (seen: 1.06 on a 2-core VM)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    training that ran in a faster moment then logged an MFU above 1 (seen: 1.06 on a 2-core VM). Its matrices come
+    from a generator of their own: drawn from the global one, they shifted the dropout masks of the first run in a
+    process (later runs hit the cache) and two runs of one seed with dropout differed."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g).to(dtype), torch.randn(n, n, generator=g).to(dtype)
     a @ b
     best, start = float("inf"), time.perf_counter()
     while time.perf_counter() - start < seconds or best == float("inf"):
