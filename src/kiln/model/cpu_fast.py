@@ -120,19 +120,25 @@ def candidates(hint: int, dtype: torch.dtype) -> tuple[str, ...]:
     return PATHS[:2]
 
 
-def _best_times(calls: dict[str, Callable[[], object]], rounds: int = 3) -> dict[str, float]:
-    """Each call's best time over `rounds`, after a warm-up call each (it packs weights and touches the memory).
-    The calls take turns, round by round: timed one after another, a burst of load from a neighbour on a shared VM
-    (the machines kiln is measured on vary 2x in memory bandwidth from minute to minute) fell on one call's rounds
-    only and could pick the slower path."""
+def best_times(
+    calls: dict[str, Callable[[], object]], rounds: int = 3, min_seconds: float = 0.0, max_rounds: int = 49
+) -> dict[str, float]:
+    """Each call's best time over `rounds`, after a warm-up call each (it packs weights and touches the memory), or
+    over more rounds (up to `max_rounds`) while the timing so far took under `min_seconds`, so calls of a few
+    milliseconds are timed often enough that one interruption cannot decide. The calls take turns, round by round:
+    timed one after another, a burst of load from a neighbour on a shared VM (the machines kiln is measured on vary
+    2x in memory bandwidth from minute to minute) fell on one call's rounds only and could pick the slower path."""
+    start = time.perf_counter()
     for call in calls.values():
         call()
     best = dict.fromkeys(calls, float("inf"))
-    for _ in range(rounds):
+    done = 0
+    while done < rounds or (done < max_rounds and time.perf_counter() - start < min_seconds):
         for name, call in calls.items():
             t = time.perf_counter()
             call()
             best[name] = min(best[name], time.perf_counter() - t)
+        done += 1
     return best
 
 
@@ -209,7 +215,7 @@ def _fastest(group: list[nn.Linear], hint: int, p: Tensor, paths: tuple[str, ...
         "gemv": gemv.linear,
     }
     calls = {path: (lambda fn=run[path]: [fn(m, x) for m, x in zip(group, xs, strict=True)]) for path in paths}
-    best = _best_times(calls)
+    best = best_times(calls)
     return min(paths, key=lambda path: best[path])
 
 
@@ -226,7 +232,7 @@ def fp32_attention_faster() -> bool:
         args = (q.to(dtype), k.to(dtype), v.to(dtype))
         calls[str(dtype)] = lambda args=args: F.scaled_dot_product_attention(*args)
     with torch.inference_mode():
-        times = _best_times(calls, rounds=5)
+        times = best_times(calls, rounds=5)
     return times[str(torch.float32)] < times[str(torch.bfloat16)]
 
 

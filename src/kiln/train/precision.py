@@ -18,13 +18,13 @@ and backward of its own model both ways (`time_precisions`) and keeps bf16 only 
 from __future__ import annotations
 
 import contextlib
-import math
-import time
+import functools
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
-from kiln.model.cpu_fast import native_bf16
+from kiln.model.cpu_fast import best_times, native_bf16
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,20 +61,31 @@ def resolve_precision(requested: str, device: torch.device, measure: Callable[[]
 
 
 def time_precisions(step: Callable[[str], object], rounds: int = 2, min_seconds: float = 0.5) -> dict[str, float]:
-    """Seconds of `step(precision)` in fp32 and in bf16, the best of `rounds` each, or of more while the rounds
-    so far took under `min_seconds` (up to 50: a step of a few milliseconds is timed often enough that one
-    interruption cannot decide). The two are interleaved, so a machine that slows down for a while slows both;
-    the first round is also each one's warm-up (oneDNN builds its kernels for a new shape on the first call)."""
-    best = {"fp32": math.inf, "bf16": math.inf}
-    start = time.perf_counter()
-    done = 0
-    while done < rounds or (done < 50 and time.perf_counter() - start < min_seconds):
-        for precision in best:
-            t0 = time.perf_counter()
-            step(precision)
-            best[precision] = min(best[precision], time.perf_counter() - t0)
-        done += 1
-    return best
+    """Seconds of `step(precision)` in fp32 and in bf16: a warm-up round (oneDNN builds its kernels for a new shape
+    on the first call), then the best of `rounds - 1` more each, or of more while the rounds so far took under
+    `min_seconds` (50 rounds in all at most), the two interleaved (`cpu_fast.best_times`)."""
+    calls = {precision: functools.partial(step, precision) for precision in ("fp32", "bf16")}
+    return best_times(calls, rounds=rounds - 1, min_seconds=min_seconds)
+
+
+def time_training_step(model: nn.Module, rows: int, width: int, device: torch.device) -> dict[str, float]:
+    """`time_precisions` of a forward and backward of `model` on `rows` x `width` random tokens; the global RNG (the
+    model's dropout draws from it) and the gradients are left as they were, so the run that follows is the one it
+    would have been without the timing."""
+    vocab = model.config.vocab_size
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(vocab, (rows, width), generator=g).to(device)
+    y = torch.randint(vocab, (rows, width), generator=g).to(device)
+
+    def step(precision: str) -> None:
+        with autocast(precision, device):
+            _, loss = model(x, y)
+        loss.backward()
+
+    with torch.random.fork_rng(devices=[]):
+        seconds = time_precisions(step)
+    model.zero_grad(set_to_none=True)
+    return seconds
 
 
 def faster_precision(seconds: dict[str, float]) -> str:

@@ -39,7 +39,7 @@ from kiln.train.full_state import full_model_state, full_optimizer_states, load_
 from kiln.train.loader import TokenLoader, count_windows, val_batches
 from kiln.train.metrics import MetricsLog, peak_tflops
 from kiln.train.optim import build_optimizers, set_lr
-from kiln.train.precision import autocast, faster_precision, grad_scaler, resolve_precision, time_precisions
+from kiln.train.precision import autocast, faster_precision, grad_scaler, resolve_precision, time_training_step
 from kiln.train.progress import Progress, StepResult, Throughput
 from kiln.train.schedule import lr_multiplier
 from kiln.train.signals import StopSignals
@@ -225,21 +225,9 @@ class Trainer:
 
     def _measure_precision(self) -> str:
         """fp32 or bf16 autocast, whichever runs a forward and backward of this model on a micro-batch of random
-        tokens (`probe_shape`) clearly faster (`faster_precision`); the RNG and the gradients are left as they were."""
+        tokens (`probe_shape`) clearly faster (`faster_precision`); the times go into the describe() line."""
         rows, width = self.probe_shape()
-        vocab = self.model_config.vocab_size
-        g = torch.Generator().manual_seed(0)
-        x = torch.randint(vocab, (rows, width), generator=g).to(self.device)
-        y = torch.randint(vocab, (rows, width), generator=g).to(self.device)
-
-        def step(precision: str) -> None:
-            with autocast(precision, self.device):
-                _, loss = self.raw(x, y)
-            loss.backward()
-
-        with torch.random.fork_rng(devices=[]):
-            seconds = time_precisions(step)
-        self.raw.zero_grad(set_to_none=True)
+        seconds = time_training_step(self.raw, rows, width, self.device)
         fp32_ms, bf16_ms = seconds["fp32"] * 1e3, seconds["bf16"] * 1e3
         self.precision_note = (
             f" (auto: a {rows} x {width} step took {fp32_ms:.1f} ms in fp32, {bf16_ms:.1f} ms in bf16)"
